@@ -1,0 +1,144 @@
+//! What an instance runs with ([`ExecutionContext`]) and where a call stands
+//! ([`ExecutionState`]).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::limits::ResourceLimits;
+
+/// An opaque handle naming one live instance, unique within the process.
+///
+/// Two instances of the same component have the same component id and
+/// different handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentHandle(u64);
+
+impl ComponentHandle {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ComponentHandle(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ComponentHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where an instance's current or last call stands.
+///
+/// `Pending` until the first call, `Running` during a call, then `Completed`,
+/// `Failed` (a trap, an exhausted limit or an error returned by the guest) or
+/// `Timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExecutionState {
+    /// No call has been made yet.
+    Pending,
+    /// A call is in progress.
+    Running,
+    /// The last call returned normally.
+    Completed,
+    /// The last call failed.
+    Failed,
+    /// The last call ran past its timeout.
+    Timeout,
+}
+
+/// A host directory the guest may open, at a guest path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it (e.g. `/data` or `.`).
+    pub guest: String,
+    /// Whether the guest may only read.
+    pub read_only: bool,
+}
+
+/// What a component may reach outside its linear memory. Deny by default:
+/// an empty `Capabilities` grants no file, no environment variable and no network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Host directories visible to the guest.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables visible to the guest, with their values.
+    pub env: Vec<(String, String)>,
+}
+
+/// Everything an instance runs with: its identity, limits, granted capabilities
+/// and the configuration it reads with `services.get-config`.
+///
+/// ```
+/// use airssys_wasm::{ExecutionContext, ResourceLimits};
+/// let ctx = ExecutionContext::new("echo")
+///     .with_limits(ResourceLimits::default().with_fuel(1_000_000))
+///     .with_config("greeting", "hello");
+/// assert_eq!(ctx.component_id(), "echo");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ExecutionContext {
+    component_id: String,
+    limits: ResourceLimits,
+    capabilities: Capabilities,
+    config: Vec<(String, String)>,
+}
+
+impl ExecutionContext {
+    /// A context for `component_id` with default limits and no capabilities.
+    pub fn new(component_id: impl Into<String>) -> Self {
+        ExecutionContext {
+            component_id: component_id.into(),
+            limits: ResourceLimits::default(),
+            capabilities: Capabilities::default(),
+            config: Vec::new(),
+        }
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: ResourceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Replaces the granted capabilities.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Adds one configuration entry.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
+    }
+
+    /// The component's id (its name), used in logs and errors.
+    pub fn component_id(&self) -> &str {
+        &self.component_id
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &ResourceLimits {
+        &self.limits
+    }
+
+    /// The wall-clock timeout of each call.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.limits.timeout
+    }
+
+    /// The granted capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// The configuration entries.
+    pub fn config(&self) -> &[(String, String)] {
+        &self.config
+    }
+}

@@ -1,0 +1,134 @@
+//! The host side of the sandbox: the state each `Store` carries, the linkers,
+//! and one module per host interface that adds itself to the linker.
+//!
+//! - [`services`]: `airssys:component/services` (log, clocks, config)
+//! - [`wasi`]: WASI p2 (components) and p1 (core modules), deny by default
+
+pub(crate) mod services;
+pub(crate) mod wasi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::execution::ExecutionContext;
+use crate::limits::Limiter;
+use crate::trap::DeadlineExceeded;
+use services::ServicesCtx;
+use wasi::TailBuffer;
+
+/// What the `Store` of a component instance carries.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) services: ServicesCtx,
+    pub(crate) run: RunState,
+}
+
+/// What the `Store` of a core-module (WASI p1) instance carries.
+pub(crate) struct ModuleHost {
+    wasi: WasiP1Ctx,
+    pub(crate) run: RunState,
+}
+
+/// Limits and measurements common to both kinds of store.
+pub(crate) struct RunState {
+    pub(crate) limiter: Limiter,
+    /// The wall-clock deadline of the call in progress.
+    pub(crate) deadline: Option<Instant>,
+    /// The tail of what the guest wrote to stdout/stderr (lifecycle instances only).
+    pub(crate) output: Option<TailBuffer>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(ctx: &ExecutionContext, wasi: WasiCtx, output: Option<TailBuffer>) -> Self {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            services: ServicesCtx::new(
+                Arc::from(ctx.component_id()),
+                Arc::from(ctx.config().to_vec()),
+            ),
+            run: RunState::new(ctx, output),
+        }
+    }
+}
+
+impl ModuleHost {
+    pub(crate) fn new(ctx: &ExecutionContext, wasi: WasiP1Ctx) -> Self {
+        ModuleHost {
+            wasi,
+            run: RunState::new(ctx, None),
+        }
+    }
+}
+
+impl RunState {
+    fn new(ctx: &ExecutionContext, output: Option<TailBuffer>) -> Self {
+        RunState {
+            limiter: Limiter::new(ctx.limits().memory_bytes),
+            deadline: None,
+            output,
+        }
+    }
+}
+
+/// Store data that carries a [`RunState`].
+pub(crate) trait HasRunState: Send + 'static {
+    fn run(&mut self) -> &mut RunState;
+}
+
+impl HasRunState for HostState {
+    fn run(&mut self) -> &mut RunState {
+        &mut self.run
+    }
+}
+
+impl HasRunState for ModuleHost {
+    fn run(&mut self) -> &mut RunState {
+        &mut self.run
+    }
+}
+
+/// A store with the limiter installed and the epoch callback that enforces the
+/// call's deadline and otherwise yields to the executor at every tick.
+pub(crate) fn new_store<T: HasRunState>(engine: &wasmtime::Engine, data: T) -> Store<T> {
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.run().limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| match cx.data_mut().run().deadline {
+        Some(deadline) if Instant::now() >= deadline => {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        }
+        _ => Ok(UpdateDeadline::Yield(1)),
+    });
+    store
+}
+
+/// The linker for components: WASI p2 and the airssys services.
+pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    services::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// The linker for core modules: WASI p1.
+pub(crate) fn module_linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmtime::Linker<ModuleHost>> {
+    let mut linker = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut ModuleHost| &mut h.wasi)?;
+    Ok(linker)
+}

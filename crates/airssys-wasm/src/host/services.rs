@@ -1,0 +1,96 @@
+//! `airssys:component/services`: structured logging into the host's `tracing`,
+//! clocks, and configuration lookup.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::airssys::component::services::{self, LogLevel};
+use crate::host::HostState;
+
+/// Per-instance state of the services interface.
+pub(crate) struct ServicesCtx {
+    component: Arc<str>,
+    config: Arc<[(String, String)]>,
+    epoch: Instant,
+}
+
+impl ServicesCtx {
+    pub(crate) fn new(component: Arc<str>, config: Arc<[(String, String)]>) -> Self {
+        ServicesCtx {
+            component,
+            config,
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// Adds the services interface to the linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    // `services` uses the type-only `types` interface, which must be linked too.
+    crate::bindings::airssys::component::types::add_to_linker::<HostState, HasSelf<ServicesCtx>>(
+        linker,
+        |h| &mut h.services,
+    )?;
+    services::add_to_linker::<HostState, HasSelf<ServicesCtx>>(linker, |h| &mut h.services)
+}
+
+impl services::Host for ServicesCtx {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let component = &*self.component;
+        let fields = DisplayFields(&fields);
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "airssys_wasm::guest", component, %fields, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "airssys_wasm::guest", component, %fields, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "airssys_wasm::guest", component, %fields, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "airssys_wasm::guest", component, %fields, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "airssys_wasm::guest", component, %fields, "{message}")
+            }
+        }
+    }
+
+    fn now_millis(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn monotonic_nanos(&mut self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn get_config(&mut self, key: String) -> Option<String> {
+        self.config
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+impl crate::bindings::airssys::component::types::Host for ServicesCtx {}
+
+struct DisplayFields<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for DisplayFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}={v:?}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! A live lifecycle [`Instance`]: it owns its `Store`, runs one call at a time
+//! under its limits, and reports the [`ResourceUsage`] of every call.
+
+use std::time::Instant;
+
+use wasmtime::Store;
+
+use crate::bindings::{self, GuestError, HealthStatus, Message, Metadata};
+use crate::error::{Error, Result};
+use crate::execution::{ComponentHandle, ExecutionContext, ExecutionState};
+use crate::host::{HasRunState, HostState};
+use crate::limits::ResourceUsage;
+use crate::trap::Failure;
+
+/// One instance of a lifecycle component.
+///
+/// Calls take `&mut self`: an instance runs one call at a time, as an actor does.
+/// After a trap or an exhausted limit the instance is unusable (every further
+/// call returns [`Error::Poisoned`]); instantiate the component again.
+pub struct Instance {
+    ctx: ExecutionContext,
+    handle: ComponentHandle,
+    store: Store<HostState>,
+    bindings: bindings::Component,
+    state: ExecutionState,
+    last_usage: Option<ResourceUsage>,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("component", &self.ctx.component_id())
+            .field("handle", &self.handle)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// Arms the store for one call: fuel refilled, deadline set, memory peak reset.
+/// Returns the fuel the call starts with.
+pub(crate) fn prepare_call<T: HasRunState>(store: &mut Store<T>, ctx: &ExecutionContext) -> Result<u64> {
+    let metered = store.get_fuel().is_ok();
+    let fuel = match (ctx.limits().fuel, metered) {
+        (Some(f), true) => f,
+        (None, true) => u64::MAX,
+        (Some(_), false) => {
+            return Err(Error::Config(format!(
+                "{}: a fuel limit is set but the engine does not meter fuel (EngineConfig::consume_fuel)",
+                ctx.component_id()
+            )))
+        }
+        (None, false) => 0,
+    };
+    if metered {
+        store.set_fuel(fuel).map_err(|e| Error::Config(e.to_string()))?;
+    }
+    store.set_epoch_deadline(1);
+    let run = store.data_mut().run();
+    run.deadline = ctx.timeout().map(|t| Instant::now() + t);
+    run.limiter.begin_call();
+    Ok(fuel)
+}
+
+struct CallStart {
+    at: Instant,
+    fuel: u64,
+}
+
+impl Instance {
+    pub(crate) fn new(ctx: ExecutionContext, store: Store<HostState>, bindings: bindings::Component) -> Self {
+        Instance {
+            ctx,
+            handle: ComponentHandle::next(),
+            store,
+            bindings,
+            state: ExecutionState::Pending,
+            last_usage: None,
+            poisoned: false,
+        }
+    }
+
+    /// The opaque handle of this instance.
+    pub fn handle(&self) -> ComponentHandle {
+        self.handle
+    }
+
+    /// The component id this instance runs as.
+    pub fn component_id(&self) -> &str {
+        self.ctx.component_id()
+    }
+
+    /// The context it was instantiated with.
+    pub fn context(&self) -> &ExecutionContext {
+        &self.ctx
+    }
+
+    /// Where the current or last call stands.
+    pub fn state(&self) -> ExecutionState {
+        self.state
+    }
+
+    /// What the last call consumed (`None` before the first call).
+    pub fn last_usage(&self) -> Option<ResourceUsage> {
+        self.last_usage
+    }
+
+    /// Calls `initialize` with the context's configuration.
+    pub async fn initialize(&mut self) -> Result<()> {
+        let start = self.begin()?;
+        let config = self.ctx.config().to_vec();
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_initialize(&mut self.store, &config)
+            .await;
+        self.finish("initialize", start, r)
+    }
+
+    /// Delivers one message; returns the reply payload, if the component gave one.
+    pub async fn handle_message(&mut self, msg: &Message) -> Result<Option<Vec<u8>>> {
+        let start = self.begin()?;
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_handle_message(&mut self.store, msg)
+            .await;
+        self.finish("handle-message", start, r)
+    }
+
+    /// Delivers the reply to a request this component made earlier.
+    pub async fn handle_callback(&mut self, msg: &Message) -> Result<()> {
+        let start = self.begin()?;
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_handle_callback(&mut self.store, msg)
+            .await;
+        self.finish("handle-callback", start, r)
+    }
+
+    /// Asks the component for its metadata.
+    pub async fn metadata(&mut self) -> Result<Metadata> {
+        let start = self.begin()?;
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_metadata(&mut self.store)
+            .await
+            .map(Ok);
+        self.finish("metadata", start, r)
+    }
+
+    /// Asks the component for its health.
+    pub async fn health(&mut self) -> Result<HealthStatus> {
+        let start = self.begin()?;
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_health(&mut self.store)
+            .await
+            .map(Ok);
+        self.finish("health", start, r)
+    }
+
+    /// Calls `shutdown`. The instance is still usable afterwards, but a
+    /// well-behaved embedder drops it.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        let start = self.begin()?;
+        let r = self
+            .bindings
+            .airssys_component_lifecycle()
+            .call_shutdown(&mut self.store)
+            .await;
+        self.finish("shutdown", start, r)
+    }
+
+    fn begin(&mut self) -> Result<CallStart> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                component: self.ctx.component_id().to_string(),
+            });
+        }
+        let fuel = prepare_call(&mut self.store, &self.ctx)?;
+        self.state = ExecutionState::Running;
+        Ok(CallStart {
+            at: Instant::now(),
+            fuel,
+        })
+    }
+
+    fn finish<T>(
+        &mut self,
+        function: &'static str,
+        start: CallStart,
+        result: wasmtime::Result<std::result::Result<T, GuestError>>,
+    ) -> Result<T> {
+        let wall_time = start.at.elapsed();
+        let fuel_left = self.store.get_fuel().unwrap_or(0);
+        let run = &mut self.store.data_mut().run;
+        run.deadline = None;
+        self.last_usage = Some(ResourceUsage {
+            fuel_consumed: start.fuel.saturating_sub(fuel_left),
+            peak_memory_bytes: run.limiter.peak(),
+            wall_time,
+        });
+        match result {
+            Ok(Ok(value)) => {
+                self.state = ExecutionState::Completed;
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.state = ExecutionState::Failed;
+                Err(Error::Guest {
+                    component: self.ctx.component_id().to_string(),
+                    function,
+                    error,
+                })
+            }
+            Err(e) => {
+                self.poisoned = true;
+                let failure = Failure {
+                    component: self.ctx.component_id(),
+                    limits: self.ctx.limits(),
+                    memory_denied: run.limiter.memory_denied,
+                    stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
+                };
+                let err = failure.classify(e);
+                self.state = match err {
+                    Error::Timeout { .. } => ExecutionState::Timeout,
+                    _ => ExecutionState::Failed,
+                };
+                tracing::warn!(component = self.ctx.component_id(), handle = %self.handle, function, "{err}");
+                Err(err)
+            }
+        }
+    }
+}
