@@ -386,10 +386,12 @@ pub(crate) enum WasmKind {
 }
 
 pub(crate) fn detect_kind(name: &str, bytes: &[u8]) -> Result<WasmKind> {
-    use wasmtime::wasmparser::Parser;
-    if Parser::is_component(bytes) {
+    // The preamble: magic, then a 16-bit version and a 16-bit layer (0: core, 1: component).
+    const CORE: [u8; 8] = *b"\0asm\x01\0\0\0";
+    const COMPONENT_LAYER: [u8; 2] = [1, 0];
+    if bytes.starts_with(b"\0asm") && bytes.len() >= 8 && bytes[6..8] == COMPONENT_LAYER {
         Ok(WasmKind::Component)
-    } else if Parser::is_core_wasm(bytes) {
+    } else if bytes.starts_with(&CORE) {
         Ok(WasmKind::Module)
     } else if bytes.starts_with(b"\0asm") {
         Err(Error::InvalidWasm {

@@ -65,7 +65,7 @@ pub enum Error {
         limit: Duration,
     },
     /// The component asked for more linear memory than its limit.
-    #[error("{component}: memory limit of {} reached{}", DisplayBytes(*limit), detail(.detail))]
+    #[error("{component}: memory limit of {} reached{}", DisplayBytes(*limit), suffix(detail))]
     MemoryLimit {
         /// The component.
         component: String,
@@ -75,7 +75,7 @@ pub enum Error {
         detail: Option<String>,
     },
     /// The guest overflowed its call stack.
-    #[error("{component}: stack overflow{}", detail(.backtrace))]
+    #[error("{component}: stack overflow (guest call stack exceeded the engine's max wasm stack)")]
     StackOverflow {
         /// The component.
         component: String,
@@ -93,7 +93,7 @@ pub enum Error {
         backtrace: Option<String>,
     },
     /// A lifecycle function returned an error value.
-    #[error("{component}: {function} failed: {error}")]
+    #[error("{component}: {function} failed: {}", describe(error))]
     Guest {
         /// The component.
         component: String,
@@ -155,21 +155,19 @@ impl Error {
     }
 }
 
-fn detail(d: &Option<String>) -> String {
+fn suffix(d: &Option<String>) -> String {
     match d {
         Some(d) if !d.is_empty() => format!(": {d}"),
         _ => String::new(),
     }
 }
 
-impl fmt::Display for GuestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GuestError::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            GuestError::Unavailable(m) => write!(f, "unavailable: {m}"),
-            GuestError::CapabilityDenied(m) => write!(f, "capability denied: {m}"),
-            GuestError::Internal(m) => write!(f, "internal error: {m}"),
-        }
+fn describe(e: &GuestError) -> String {
+    match e {
+        GuestError::InvalidInput(m) => format!("invalid input: {m}"),
+        GuestError::Unavailable(m) => format!("unavailable: {m}"),
+        GuestError::CapabilityDenied(m) => format!("capability denied: {m}"),
+        GuestError::Internal(m) => format!("internal error: {m}"),
     }
 }
 

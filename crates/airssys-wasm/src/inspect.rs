@@ -55,8 +55,7 @@ impl Engine {
         let sha256 = hex(&Sha256::digest(bytes));
         match detect_kind(name, bytes)? {
             WasmKind::Component => {
-                let wasm = wasmtime::wat::parse_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
-                let decoded = wit_component::decode(&wasm).map_err(|e| invalid(format!("{e:#}")))?;
+                let decoded = wit_component::decode(bytes).map_err(|e| invalid(format!("{e:#}")))?;
                 let wit_component::DecodedWasm::Component(resolve, world_id) = decoded else {
                     return Err(invalid("a WIT package, not a component".into()));
                 };

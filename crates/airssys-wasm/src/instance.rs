@@ -230,7 +230,7 @@ impl Instance {
                     Error::Timeout { .. } => ExecutionState::Timeout,
                     _ => ExecutionState::Failed,
                 };
-                tracing::warn!(component = self.ctx.component_id(), handle = %self.handle, function, "{err}");
+                tracing::debug!(component = self.ctx.component_id(), handle = %self.handle, function, "{err}");
                 Err(err)
             }
         }

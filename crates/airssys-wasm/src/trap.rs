@@ -61,10 +61,17 @@ impl Failure<'_> {
             _ => {}
         }
         let mut message = error_chain(&err);
-        let tail = self.stderr_tail.trim();
+        // Rust's panic hook ends with a hint about RUST_BACKTRACE that says nothing here.
+        let tail: Vec<&str> = self
+            .stderr_tail
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let tail = tail.join("\n");
         if self.memory_denied {
             if let Some(limit) = self.limits.memory_bytes {
-                let detail = if tail.is_empty() { message } else { tail.to_string() };
+                let detail = if tail.is_empty() { message } else { tail.clone() };
                 return Error::MemoryLimit {
                     component,
                     limit,

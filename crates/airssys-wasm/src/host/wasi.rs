@@ -36,9 +36,9 @@ pub(crate) fn builder(
     b.envs(&caps.env);
     for dir in &caps.dirs {
         let perms = if dir.read_only {
-            FsPerms::READ
+            FsPerms::ReadOnly
         } else {
-            FsPerms::READ | FsPerms::WRITE
+            FsPerms::ReadWrite
         };
         b.preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(|e| Error::Config(format!(

@@ -4,16 +4,21 @@ use airssys_wasm_sdk::{component, Component, Error, Message};
 
 struct Crasher;
 
-fn recurse(depth: u64, pad: [u8; 256]) -> u64 {
-    let pad = std::hint::black_box(pad);
-    recurse(depth + 1, pad) + pad[(depth % 256) as usize] as u64
+/// Recursion on the wasm value stack only (no address-taken locals), so it
+/// overflows the engine's stack rather than the guest's shadow stack.
+#[inline(never)]
+fn recurse(n: u32) -> u32 {
+    if n == 0 {
+        return 0;
+    }
+    recurse(n - 1).rotate_left(5) ^ n
 }
 
 impl Component for Crasher {
     fn handle_message(msg: Message) -> Result<Option<Vec<u8>>, Error> {
         match msg.payload.as_slice() {
             b"panic" => panic!("crasher was asked to panic"),
-            b"overflow" => Ok(Some(recurse(0, [1; 256]).to_string().into_bytes())),
+            b"overflow" => Ok(Some(recurse(u32::MAX - msg.sender.len() as u32).to_string().into_bytes())),
             b"error" => Err(Error::InvalidInput("crasher was asked to fail".into())),
             _ => Ok(Some(msg.payload)),
         }
