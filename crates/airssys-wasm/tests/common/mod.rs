@@ -1,0 +1,39 @@
+//! Shared by the integration tests and benchmarks: builds the example components
+//! from source (once per process) and finds them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Builds every example component (cargo skips the work when nothing changed).
+pub fn build_guests() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        let status = std::process::Command::new("bash")
+            .arg(root.join("scripts/build-components.sh"))
+            .status()
+            .expect("run scripts/build-components.sh");
+        assert!(status.success(), "building the example components failed");
+        root.join("target/guests")
+    })
+}
+
+/// A component built for wasm32-wasip2, e.g. `component("echo")`.
+pub fn component(name: &str) -> PathBuf {
+    let p = build_guests().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// The WASI p1 core module build of `wasi-probe`.
+pub fn p1_probe() -> PathBuf {
+    let p = build_guests().join("wasm32-wasip1/release/wasi-probe.wasm");
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
