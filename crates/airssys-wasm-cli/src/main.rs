@@ -22,6 +22,8 @@ use args::{parse_dir, parse_duration, parse_env, parse_key_value, parse_size};
 #[derive(Parser)]
 #[command(name = "airssys-wasm", version, about)]
 struct Cli {
+    #[command(flatten)]
+    engine: EngineArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,8 +51,10 @@ struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn engine(&self, pooling: bool) -> Result<Engine> {
-        let mut config = EngineConfig::default().pooling(pooling);
+    /// The CLI runs one instance per process: on-demand allocation avoids
+    /// reserving a pool it would not use.
+    fn engine(&self) -> Result<Engine> {
+        let mut config = EngineConfig::default().pooling(false);
         if self.no_cache {
             config = config.cache_dir(None);
         } else if let Some(dir) = &self.cache_dir {
@@ -101,8 +105,6 @@ struct RunArgs {
     /// Accept a file precompiled by `airssys-wasm compile` (it is trusted machine code).
     #[arg(long)]
     allow_precompiled: bool,
-    #[command(flatten)]
-    engine: EngineArgs,
     /// The `.wasm` component or module to run.
     file: PathBuf,
     /// Arguments passed to the guest.
@@ -115,8 +117,6 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    engine: EngineArgs,
     /// The `.wasm` file.
     file: PathBuf,
 }
@@ -126,8 +126,6 @@ struct CompileArgs {
     /// Where to write the compiled code.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
-    #[command(flatten)]
-    engine: EngineArgs,
     /// The `.wasm` file.
     file: PathBuf,
 }
@@ -148,8 +146,6 @@ struct CallArgs {
     content_type: String,
     #[command(flatten)]
     limits: LimitArgs,
-    #[command(flatten)]
-    engine: EngineArgs,
     /// The lifecycle component.
     file: PathBuf,
     /// The payload: literal text, or `@FILE` to read it from a file.
@@ -172,7 +168,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.engine, cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -185,12 +181,12 @@ fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 
-async fn dispatch(command: Command) -> Result<ExitCode> {
+async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run(a) => run(a).await,
-        Command::Inspect(a) => inspect(a),
-        Command::Compile(a) => compile(a),
-        Command::Call(a) => call(a).await,
+        Command::Run(a) => run(engine.engine()?, a).await,
+        Command::Inspect(a) => inspect(engine.engine()?, a),
+        Command::Compile(a) => compile(engine.engine()?, a),
+        Command::Call(a) => call(engine.engine()?, a).await,
     }
 }
 
@@ -219,9 +215,7 @@ fn wasmtime_precompiled(file: &Path) -> Result<bool> {
     Ok(head[..n].starts_with(b"\x7fELF"))
 }
 
-async fn run(a: RunArgs) -> Result<ExitCode> {
-    // One instance per process: on-demand allocation avoids reserving a pool.
-    let engine = a.engine.engine(false)?;
+async fn run(engine: Engine, a: RunArgs) -> Result<ExitCode> {
     let component = load(&engine, &a.file, a.allow_precompiled)?;
     let mut caps = Capabilities::default();
     for (host, guest) in &a.dirs {
@@ -247,8 +241,7 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(status.code.clamp(0, 255) as u8))
 }
 
-fn inspect(a: InspectArgs) -> Result<ExitCode> {
-    let engine = a.engine.engine(false)?;
+fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     let info = engine.inspect_file(&a.file)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -277,8 +270,7 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn compile(a: CompileArgs) -> Result<ExitCode> {
-    let engine = a.engine.engine(false)?;
+fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| a.file.display().to_string())?;
     let out = engine.precompile(&a.file.display().to_string(), &bytes)?;
     std::fs::write(&a.output, &out).with_context(|| a.output.display().to_string())?;
@@ -286,8 +278,7 @@ fn compile(a: CompileArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn call(a: CallArgs) -> Result<ExitCode> {
-    let engine = a.engine.engine(false)?;
+async fn call(engine: Engine, a: CallArgs) -> Result<ExitCode> {
     let component = load(&engine, &a.file, false)?;
     let payload = match a.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,

@@ -1,0 +1,208 @@
+//! The `airssys-wasm` binary, driven as a user would.
+
+#[path = "../../airssys-wasm/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Cli {
+    cache: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        common::build_guests();
+        Cli { cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_airssys-wasm"))
+            .args(args)
+            .env("XDG_CACHE_HOME", self.cache.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run airssys-wasm")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exactly one line of stderr starts with `error:`, and it contains `needle`.
+fn assert_error_line(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got {:?}", o.status);
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "stderr: {err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn run_passes_args_and_behaves_like_wasmtime_run() {
+    let cli = Cli::new();
+    for probe in [common::component("wasi-probe"), common::p1_probe()] {
+        let o = cli.run(&["run", s(&probe), "args", "-x", "--flag", "two words"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+        assert_eq!(lines[1..], ["args", "-x", "--flag", "two words"]);
+        let o = cli.run(&["run", s(&probe), "time"]);
+        assert!(o.status.success());
+        assert!(stdout(&o).trim().parse::<u64>().unwrap() > 1_700_000_000);
+    }
+}
+
+#[test]
+fn run_denies_files_and_env_by_default_and_grants_with_flags() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from the host\n").unwrap();
+    let grant = format!("{}::/data", dir.path().display());
+    for probe in [common::component("wasi-probe"), common::p1_probe()] {
+        let o = cli.run(&["run", s(&probe), "read", "/etc/hostname"]);
+        assert!(!o.status.success());
+        assert!(stdout(&o).is_empty());
+        let o = cli.run(&["run", "--dir", &grant, s(&probe), "read", "/data/hello.txt"]);
+        assert_eq!(stdout(&o), "hello from the host\n", "{}", stderr(&o));
+        let o = cli.run(&["run", s(&probe), "env", "PATH"]);
+        assert!(!o.status.success());
+        let o = cli.run(&["run", "--env", "PATH", s(&probe), "env", "PATH"]);
+        assert_eq!(stdout(&o).trim(), std::env::var("PATH").unwrap());
+        let o = cli.run(&["run", "--env", "GREETING=hi there", s(&probe), "env", "GREETING"]);
+        assert_eq!(stdout(&o).trim(), "hi there");
+    }
+}
+
+#[test]
+fn run_exit_codes_traps_and_limits() {
+    let cli = Cli::new();
+    let p1 = common::p1_probe();
+    let o = cli.run(&["run", s(&p1), "exit", "42"]);
+    assert_eq!(o.status.code(), Some(42));
+    let p2 = common::component("wasi-probe");
+    let o = cli.run(&["run", s(&p2), "exit", "42"]);
+    assert_eq!(o.status.code(), Some(1));
+    for probe in [p2, p1] {
+        assert_error_line(&cli.run(&["run", s(&probe), "panic"]), "trapped");
+        assert_error_line(
+            &cli.run(&["run", "--fuel", "50000000", s(&probe), "loop"]),
+            "fuel exhausted (limit 50000000)",
+        );
+        assert_error_line(&cli.run(&["run", "--timeout", "1s", s(&probe), "loop"]), "timed out after 1s");
+        assert_error_line(
+            &cli.run(&["run", "--max-memory", "32MiB", s(&probe), "alloc", "100"]),
+            "memory limit of 32 MiB reached",
+        );
+        let o = cli.run(&["run", "--max-memory", "64MiB", s(&probe), "alloc", "8"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn bad_files_give_one_clear_error_line() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, "definitely not wasm").unwrap();
+    for cmd in ["run", "inspect"] {
+        assert_error_line(&cli.run(&[cmd, s(&junk)]), "junk.wasm: invalid WebAssembly");
+    }
+    assert_error_line(&cli.run(&["call", s(&junk), "x"]), "junk.wasm");
+    assert_error_line(&cli.run(&["run", "/nonexistent.wasm"]), "/nonexistent.wasm");
+    assert_error_line(&cli.run(&["run", s(&common::component("missing_import"))]), "test:missing/gadget");
+    assert_error_line(&cli.run(&["call", s(&common::component("wasi-probe")), "x"]), "lifecycle");
+    let o = cli.run(&["run", "--max-memory", "lots", s(&junk)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("invalid size"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_shows_kind_hash_imports_exports_and_wit() {
+    let cli = Cli::new();
+    let o = cli.run(&["inspect", s(&common::component("echo"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("kind:      component"), "{out}");
+    assert!(out.contains("lifecycle: yes (airssys:component/lifecycle@0.1.0)"), "{out}");
+    assert!(out.contains("handle-message: func"), "{out}");
+    let o = cli.run(&["inspect", "--json", s(&common::p1_probe())]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "module");
+    assert_eq!(v["lifecycle"], false);
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    assert!(v["exports"].as_array().unwrap().iter().any(|e| e == "_start"));
+}
+
+#[test]
+fn compile_output_runs_with_allow_precompiled() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (probe, out) in [(common::component("wasi-probe"), "probe2.cwasm"), (common::p1_probe(), "probe1.cwasm")] {
+        let out = dir.path().join(out);
+        let o = cli.run(&["compile", s(&probe), "-o", s(&out)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_error_line(&cli.run(&["run", s(&out), "args"]), "--allow-precompiled");
+        let o = cli.run(&["run", "--allow-precompiled", s(&out), "args", "pre"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).ends_with("args\npre\n"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn call_delivers_one_message_and_prints_the_reply() {
+    let cli = Cli::new();
+    let echo = common::component("echo");
+    let o = cli.run(&["call", s(&echo), "hello, component"]);
+    assert_eq!(stdout(&o), "hello, component\n", "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.bin");
+    std::fs::write(&payload, b"from a file").unwrap();
+    let o = cli.run(&["call", s(&echo), &format!("@{}", payload.display())]);
+    assert_eq!(stdout(&o), "from a file\n");
+    let o = cli.run(&["call", "--stats", s(&echo), "x"]);
+    let err = stderr(&o);
+    assert!(err.contains("stats: fuel consumed") && err.contains("peak memory") && err.contains("wall time"), "{err}");
+    let counter = common::component("counter");
+    let o = cli.run(&["call", "--config", "start=40", s(&counter), "2"]);
+    assert_eq!(stdout(&o), "42\n", "{}", stderr(&o));
+    let o = cli.run(&["call", s(&counter), "two"]);
+    assert_error_line(&o, "counter: handle-message failed: invalid input");
+    let looper = common::component("looper");
+    assert_error_line(&cli.run(&["call", "--fuel", "1000000", s(&looper), "x"]), "looper: fuel exhausted (limit 1000000)");
+    assert_error_line(&cli.run(&["call", "--timeout", "250ms", s(&looper), "x"]), "looper: timed out after 250ms");
+    let memhog = common::component("memhog");
+    assert_error_line(
+        &cli.run(&["call", "--max-memory", "16MiB", s(&memhog), ""]),
+        "memhog: memory limit of 16 MiB reached",
+    );
+    let crasher = common::component("crasher");
+    assert_error_line(&cli.run(&["call", s(&crasher), "overflow"]), "crasher: stack overflow");
+    assert_error_line(&cli.run(&["call", s(&crasher), "panic"]), "crasher was asked to panic");
+}
+
+#[test]
+fn the_cli_uses_the_compile_cache() {
+    let cli = Cli::new();
+    let echo = common::component("echo");
+    assert!(cli.run(&["call", s(&echo), "a"]).status.success());
+    let entries = std::fs::read_dir(cli.cache.path().join("airssys-wasm")).unwrap().count();
+    assert_eq!(entries, 1);
+    let o = Command::new(env!("CARGO_BIN_EXE_airssys-wasm"))
+        .args(["call", s(&echo), "b"])
+        .env("XDG_CACHE_HOME", cli.cache.path())
+        .env("RUST_LOG", "airssys_wasm=debug")
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("compile cache hit"), "{}", stderr(&o));
+    let o = cli.run(&["--no-cache", "call", s(&echo), "c"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
