@@ -1,1 +1,212 @@
-fn main(){}
+//! Criterion benchmarks of the foundation, each beside bare wasmtime in the same
+//! group so the ratio is visible:
+//!
+//! - `instantiate`: a fresh instance of `echo` from its `InstancePre` (store,
+//!   deny-all WASI context, limits); `instantiate+drop` also times the drop.
+//! - `handle-message-64B`: one `handle-message` call with a 64-byte payload on a
+//!   warm instance.
+//!
+//! `bare-wasmtime` uses wasmtime 48 directly with the settings a careful embedder
+//! picks (pooling allocator, `concurrency_support(false)`, no fuel, no epochs);
+//! `bare-wasmtime-metered` adds fuel and epoch interruption, as airssys-wasm
+//! enables them, to separate the cost of metering from the cost of this crate.
+//!
+//! Run with `cargo bench -p airssys-wasm --bench runtime`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use airssys_wasm::{Engine, EngineConfig, ExecutionContext, Message};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+mod bare {
+    use wasmtime::component::{HasSelf, Linker, ResourceTable};
+    use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "component",
+        exports: { default: async },
+    });
+
+    pub use airssys::component::types::Message;
+    use airssys::component::services::{self, LogLevel};
+
+    pub struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        }
+    }
+
+    impl airssys::component::types::Host for State {}
+    impl services::Host for State {
+        fn log(&mut self, _: LogLevel, _: String, _: Vec<(String, String)>) {}
+        fn now_millis(&mut self) -> u64 {
+            0
+        }
+        fn monotonic_nanos(&mut self) -> u64 {
+            0
+        }
+        fn get_config(&mut self, _: String) -> Option<String> {
+            None
+        }
+    }
+
+    pub struct Bare {
+        pub engine: Engine,
+        pub pre: ComponentPre<State>,
+        metered: bool,
+    }
+
+    impl Bare {
+        pub fn new(path: &std::path::Path, metered: bool) -> Bare {
+            let mut cfg = Config::new();
+            cfg.concurrency_support(false);
+            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+            if metered {
+                cfg.consume_fuel(true).epoch_interruption(true);
+            }
+            let engine = Engine::new(&cfg).unwrap();
+            let mut linker = Linker::<State>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+            airssys::component::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+            services::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+            let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+            let pre = ComponentPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+            Bare { engine, pre, metered }
+        }
+
+        pub async fn instantiate(&self) -> (Store<State>, Component) {
+            let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+            let mut store = Store::new(&self.engine, state);
+            if self.metered {
+                store.set_fuel(u64::MAX).unwrap();
+                store.set_epoch_deadline(u64::MAX / 2);
+            }
+            let instance = self.pre.instantiate_async(&mut store).await.unwrap();
+            (store, instance)
+        }
+    }
+
+    pub async fn call(store: &mut Store<State>, instance: &Component, msg: &Message) -> Option<Vec<u8>> {
+        instance.airssys_component_lifecycle().call_handle_message(store, msg).await.unwrap().unwrap()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn payload() -> Vec<u8> {
+    (0..64u8).collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let path = common::component("echo");
+    let rt = runtime();
+    let engine = Engine::new(EngineConfig::default().cache_dir(None)).unwrap();
+    assert!(engine.is_pooling());
+    let echo = engine.load_file(&path).unwrap();
+    let ctx = ExecutionContext::new("echo");
+    let bare = bare::Bare::new(&path, false);
+    let metered = bare::Bare::new(&path, true);
+
+    // Instantiation alone (the instance is dropped outside the timer), then the
+    // whole cycle including the drop, which returns the pool slot (madvise).
+    for (group_name, with_drop) in [("instantiate", false), ("instantiate+drop", true)] {
+        let mut group = c.benchmark_group(group_name);
+        group.bench_function("airssys-wasm", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let inst = black_box(echo.instantiate(&ctx).await.unwrap());
+                        if with_drop {
+                            drop(inst);
+                            total += start.elapsed();
+                        } else {
+                            total += start.elapsed();
+                            drop(inst);
+                        }
+                    }
+                    total
+                })
+            })
+        });
+        for (name, bare) in [("bare-wasmtime", &bare), ("bare-wasmtime-metered", &metered)] {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let start = Instant::now();
+                            let inst = black_box(bare.instantiate().await);
+                            if with_drop {
+                                drop(inst);
+                                total += start.elapsed();
+                            } else {
+                                total += start.elapsed();
+                                drop(inst);
+                            }
+                        }
+                        total
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+
+    let mut group = c.benchmark_group("handle-message-64B");
+    let msg = Message::new("bench", payload());
+    let mut inst = rt.block_on(echo.instantiate(&ctx)).unwrap();
+    group.bench_function("airssys-wasm", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(inst.handle_message(&msg).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let bare_msg = bare::Message {
+        sender: "bench".into(),
+        payload: payload(),
+        content_type: "application/octet-stream".into(),
+        correlation_id: None,
+        metadata: Vec::new(),
+    };
+    for (name, bare) in [("bare-wasmtime", &bare), ("bare-wasmtime-metered", &metered)] {
+        let (mut store, instance) = rt.block_on(bare.instantiate());
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(bare::call(&mut store, &instance, &bare_msg).await);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = runtime_benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(runtime_benches);

@@ -40,7 +40,7 @@ impl Component {
                     }
                 })?;
                 let mut store = host::new_store(wasmtime, HostState::new(ctx, builder.build(), None));
-                let fuel = crate::instance::prepare_call(&mut store, ctx)?;
+                let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let cmd = command.instantiate_async(&mut store).await?;
                     cmd.wasi_cli_run().call_run(&mut store).await
@@ -51,7 +51,7 @@ impl Component {
             }
             Prepared::Module { pre } => {
                 let mut store = host::new_store(wasmtime, ModuleHost::new(ctx, builder.build_p1()));
-                let fuel = crate::instance::prepare_call(&mut store, ctx)?;
+                let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     let start = instance

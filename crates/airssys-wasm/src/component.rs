@@ -185,7 +185,7 @@ impl Component {
             self.inner.engine.wasmtime(),
             HostState::new(ctx, wasi_ctx, Some(output)),
         );
-        crate::instance::prepare_call(&mut store, ctx)?;
+        crate::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {

@@ -37,9 +37,13 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-/// Arms the store for one call: fuel refilled, deadline set, memory peak reset.
-/// Returns the fuel the call starts with.
-pub(crate) fn prepare_call<T: HasRunState>(store: &mut Store<T>, ctx: &ExecutionContext) -> Result<u64> {
+/// Arms the store for one call starting at `now`: fuel refilled, deadline set,
+/// memory peak reset. Returns the fuel the call starts with.
+pub(crate) fn prepare_call<T: HasRunState>(
+    store: &mut Store<T>,
+    ctx: &ExecutionContext,
+    now: Instant,
+) -> Result<u64> {
     let metered = store.get_fuel().is_ok();
     let fuel = match (ctx.limits().fuel, metered) {
         (Some(f), true) => f,
@@ -57,7 +61,7 @@ pub(crate) fn prepare_call<T: HasRunState>(store: &mut Store<T>, ctx: &Execution
     }
     store.set_epoch_deadline(1);
     let run = store.data_mut().run();
-    run.deadline = ctx.timeout().map(|t| Instant::now() + t);
+    run.deadline = ctx.timeout().map(|t| now + t);
     run.limiter.begin_call();
     Ok(fuel)
 }
@@ -181,12 +185,10 @@ impl Instance {
                 component: self.ctx.component_id().to_string(),
             });
         }
-        let fuel = prepare_call(&mut self.store, &self.ctx)?;
+        let at = Instant::now();
+        let fuel = prepare_call(&mut self.store, &self.ctx, at)?;
         self.state = ExecutionState::Running;
-        Ok(CallStart {
-            at: Instant::now(),
-            fuel,
-        })
+        Ok(CallStart { at, fuel })
     }
 
     fn finish<T>(
