@@ -8,9 +8,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64MiB, 1GiB or a number of bytes"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected e.g. 64MiB, 1GiB or a number of bytes")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -19,15 +19,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {other:?} (use KiB, MiB, GiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid size {s:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// `250ms`, `5s`, `2m`, `1h`, `100us`; a plain number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -39,7 +46,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ns" => n / 1e9,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (use ms, s, m)")),
+        other => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m)"
+            ))
+        }
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("invalid duration {s:?}: must be positive"));
@@ -62,7 +73,7 @@ pub fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
 /// `NAME=VALUE` or `NAME`.
 pub fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
     match s.split_once('=') {
-        Some((n, _)) if n.is_empty() => Err(format!("invalid --env {s:?}: empty name")),
+        Some(("", _)) => Err(format!("invalid --env {s:?}: empty name")),
         Some((n, v)) => Ok((n.to_string(), Some(v.to_string()))),
         None if s.is_empty() => Err("invalid --env: empty name".to_string()),
         None => Ok((s.to_string(), None)),
@@ -105,12 +116,21 @@ mod tests {
 
     #[test]
     fn dirs_envs_and_config() {
-        assert_eq!(parse_dir("/tmp/x::/data").unwrap(), (PathBuf::from("/tmp/x"), "/data".into()));
-        assert_eq!(parse_dir("data").unwrap(), (PathBuf::from("data"), "data".into()));
+        assert_eq!(
+            parse_dir("/tmp/x::/data").unwrap(),
+            (PathBuf::from("/tmp/x"), "/data".into())
+        );
+        assert_eq!(
+            parse_dir("data").unwrap(),
+            (PathBuf::from("data"), "data".into())
+        );
         assert!(parse_dir("::/x").is_err());
         assert_eq!(parse_env("A=1").unwrap(), ("A".into(), Some("1".into())));
         assert_eq!(parse_env("HOME").unwrap(), ("HOME".into(), None));
-        assert_eq!(parse_key_value("k=v=w").unwrap(), ("k".into(), "v=w".into()));
+        assert_eq!(
+            parse_key_value("k=v=w").unwrap(),
+            ("k".into(), "v=w".into())
+        );
         assert!(parse_key_value("novalue").is_err());
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airssys_wasm::{
-    Capabilities, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, Message, ResourceLimits,
-    ResourceUsage,
+    Capabilities, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, Message,
+    ResourceLimits, ResourceUsage,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -117,6 +117,9 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Print the full WIT: the world and every interface it uses.
+    #[arg(long)]
+    wit: bool,
     /// The `.wasm` file.
     file: PathBuf,
 }
@@ -155,13 +158,17 @@ struct CallArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,airssys_wasm::guest=info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,airssys_wasm::guest=info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -178,7 +185,10 @@ fn main() -> ExitCode {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
@@ -248,7 +258,10 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:      {}", info.name);
-    println!("kind:      {}", serde_json::to_value(info.kind)?.as_str().unwrap_or("?"));
+    println!(
+        "kind:      {}",
+        serde_json::to_value(info.kind)?.as_str().unwrap_or("?")
+    );
     println!("size:      {} bytes", info.size);
     println!("sha256:    {}", info.sha256);
     println!(
@@ -263,7 +276,8 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     info.imports.iter().for_each(|i| println!("  {i}"));
     println!("exports:");
     info.exports.iter().for_each(|e| println!("  {e}"));
-    if let Some(wit) = &info.wit {
+    let wit = if a.wit { &info.wit } else { &info.world };
+    if let Some(wit) = wit {
         println!("wit:");
         wit.lines().for_each(|l| println!("  {l}"));
     }
@@ -274,7 +288,12 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| a.file.display().to_string())?;
     let out = engine.precompile(&a.file.display().to_string(), &bytes)?;
     std::fs::write(&a.output, &out).with_context(|| a.output.display().to_string())?;
-    eprintln!("compiled {} -> {} ({} bytes)", a.file.display(), a.output.display(), out.len());
+    eprintln!(
+        "compiled {} -> {} ({} bytes)",
+        a.file.display(),
+        a.output.display(),
+        out.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -284,7 +303,8 @@ async fn call(engine: Engine, a: CallArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
         None => a.payload.clone().into_bytes(),
     };
-    let mut ctx = ExecutionContext::new(component.name()).with_limits(a.limits.apply(ResourceLimits::default()));
+    let mut ctx = ExecutionContext::new(component.name())
+        .with_limits(a.limits.apply(ResourceLimits::default()));
     for (k, v) in &a.config {
         ctx = ctx.with_config(k, v);
     }

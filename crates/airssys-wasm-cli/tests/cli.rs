@@ -13,7 +13,9 @@ struct Cli {
 impl Cli {
     fn new() -> Self {
         common::build_guests();
-        Cli { cache: tempfile::tempdir().unwrap() }
+        Cli {
+            cache: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -40,7 +42,11 @@ fn assert_error_line(o: &Output, needle: &str) {
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "stderr: {err}");
-    assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "expected {needle:?} in {:?}",
+        lines[0]
+    );
 }
 
 fn s(p: &Path) -> &str {
@@ -77,7 +83,14 @@ fn run_denies_files_and_env_by_default_and_grants_with_flags() {
         assert!(!o.status.success());
         let o = cli.run(&["run", "--env", "PATH", s(&probe), "env", "PATH"]);
         assert_eq!(stdout(&o).trim(), std::env::var("PATH").unwrap());
-        let o = cli.run(&["run", "--env", "GREETING=hi there", s(&probe), "env", "GREETING"]);
+        let o = cli.run(&[
+            "run",
+            "--env",
+            "GREETING=hi there",
+            s(&probe),
+            "env",
+            "GREETING",
+        ]);
         assert_eq!(stdout(&o).trim(), "hi there");
     }
 }
@@ -97,7 +110,10 @@ fn run_exit_codes_traps_and_limits() {
             &cli.run(&["run", "--fuel", "50000000", s(&probe), "loop"]),
             "fuel exhausted (limit 50000000)",
         );
-        assert_error_line(&cli.run(&["run", "--timeout", "1s", s(&probe), "loop"]), "timed out after 1s");
+        assert_error_line(
+            &cli.run(&["run", "--timeout", "1s", s(&probe), "loop"]),
+            "timed out after 1s",
+        );
         assert_error_line(
             &cli.run(&["run", "--max-memory", "32MiB", s(&probe), "alloc", "100"]),
             "memory limit of 32 MiB reached",
@@ -118,8 +134,14 @@ fn bad_files_give_one_clear_error_line() {
     }
     assert_error_line(&cli.run(&["call", s(&junk), "x"]), "junk.wasm");
     assert_error_line(&cli.run(&["run", "/nonexistent.wasm"]), "/nonexistent.wasm");
-    assert_error_line(&cli.run(&["run", s(&common::component("missing_import"))]), "test:missing/gadget");
-    assert_error_line(&cli.run(&["call", s(&common::component("wasi-probe")), "x"]), "lifecycle");
+    assert_error_line(
+        &cli.run(&["run", s(&common::component("missing_import"))]),
+        "test:missing/gadget",
+    );
+    assert_error_line(
+        &cli.run(&["call", s(&common::component("wasi-probe")), "x"]),
+        "lifecycle",
+    );
     let o = cli.run(&["run", "--max-memory", "lots", s(&junk)]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("invalid size"), "{}", stderr(&o));
@@ -132,21 +154,40 @@ fn inspect_shows_kind_hash_imports_exports_and_wit() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("kind:      component"), "{out}");
-    assert!(out.contains("lifecycle: yes (airssys:component/lifecycle@0.1.0)"), "{out}");
-    assert!(out.contains("handle-message: func"), "{out}");
+    assert!(
+        out.contains("lifecycle: yes (airssys:component/lifecycle@0.1.0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("export airssys:component/lifecycle@0.1.0;"),
+        "{out}"
+    );
+    let o = cli.run(&["inspect", "--wit", s(&common::component("echo"))]);
+    assert!(
+        stdout(&o).contains("handle-message: func"),
+        "{}",
+        stdout(&o)
+    );
     let o = cli.run(&["inspect", "--json", s(&common::p1_probe())]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["kind"], "module");
     assert_eq!(v["lifecycle"], false);
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
-    assert!(v["exports"].as_array().unwrap().iter().any(|e| e == "_start"));
+    assert!(v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "_start"));
 }
 
 #[test]
 fn compile_output_runs_with_allow_precompiled() {
     let cli = Cli::new();
     let dir = tempfile::tempdir().unwrap();
-    for (probe, out) in [(common::component("wasi-probe"), "probe2.cwasm"), (common::p1_probe(), "probe1.cwasm")] {
+    for (probe, out) in [
+        (common::component("wasi-probe"), "probe2.cwasm"),
+        (common::p1_probe(), "probe1.cwasm"),
+    ] {
         let out = dir.path().join(out);
         let o = cli.run(&["compile", s(&probe), "-o", s(&out)]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -170,23 +211,40 @@ fn call_delivers_one_message_and_prints_the_reply() {
     assert_eq!(stdout(&o), "from a file\n");
     let o = cli.run(&["call", "--stats", s(&echo), "x"]);
     let err = stderr(&o);
-    assert!(err.contains("stats: fuel consumed") && err.contains("peak memory") && err.contains("wall time"), "{err}");
+    assert!(
+        err.contains("stats: fuel consumed")
+            && err.contains("peak memory")
+            && err.contains("wall time"),
+        "{err}"
+    );
     let counter = common::component("counter");
     let o = cli.run(&["call", "--config", "start=40", s(&counter), "2"]);
     assert_eq!(stdout(&o), "42\n", "{}", stderr(&o));
     let o = cli.run(&["call", s(&counter), "two"]);
     assert_error_line(&o, "counter: handle-message failed: invalid input");
     let looper = common::component("looper");
-    assert_error_line(&cli.run(&["call", "--fuel", "1000000", s(&looper), "x"]), "looper: fuel exhausted (limit 1000000)");
-    assert_error_line(&cli.run(&["call", "--timeout", "250ms", s(&looper), "x"]), "looper: timed out after 250ms");
+    assert_error_line(
+        &cli.run(&["call", "--fuel", "1000000", s(&looper), "x"]),
+        "looper: fuel exhausted (limit 1000000)",
+    );
+    assert_error_line(
+        &cli.run(&["call", "--timeout", "250ms", s(&looper), "x"]),
+        "looper: timed out after 250ms",
+    );
     let memhog = common::component("memhog");
     assert_error_line(
         &cli.run(&["call", "--max-memory", "16MiB", s(&memhog), ""]),
         "memhog: memory limit of 16 MiB reached",
     );
     let crasher = common::component("crasher");
-    assert_error_line(&cli.run(&["call", s(&crasher), "overflow"]), "crasher: stack overflow");
-    assert_error_line(&cli.run(&["call", s(&crasher), "panic"]), "crasher was asked to panic");
+    assert_error_line(
+        &cli.run(&["call", s(&crasher), "overflow"]),
+        "crasher: stack overflow",
+    );
+    assert_error_line(
+        &cli.run(&["call", s(&crasher), "panic"]),
+        "crasher was asked to panic",
+    );
 }
 
 #[test]
@@ -194,7 +252,9 @@ fn the_cli_uses_the_compile_cache() {
     let cli = Cli::new();
     let echo = common::component("echo");
     assert!(cli.run(&["call", s(&echo), "a"]).status.success());
-    let entries = std::fs::read_dir(cli.cache.path().join("airssys-wasm")).unwrap().count();
+    let entries = std::fs::read_dir(cli.cache.path().join("airssys-wasm"))
+        .unwrap()
+        .count();
     assert_eq!(entries, 1);
     let o = Command::new(env!("CARGO_BIN_EXE_airssys-wasm"))
         .args(["call", s(&echo), "b"])

@@ -33,7 +33,9 @@ pub mod bindings {
 }
 
 pub use bindings::airssys::component::services::{self, LogLevel};
-pub use bindings::airssys::component::types::{Error, HealthStatus, Message, ComponentMetadata as Metadata, Payload};
+pub use bindings::airssys::component::types::{
+    ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload,
+};
 
 /// The lifecycle of a component. Only `handle_message` is required.
 pub trait Component {

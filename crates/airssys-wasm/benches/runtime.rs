@@ -32,8 +32,8 @@ mod bare {
         exports: { default: async },
     });
 
-    pub use airssys::component::types::Message;
     use airssys::component::services::{self, LogLevel};
+    pub use airssys::component::types::Message;
 
     pub struct State {
         wasi: WasiCtx,
@@ -42,7 +42,10 @@ mod bare {
 
     impl WasiView for State {
         fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
         }
     }
 
@@ -70,22 +73,32 @@ mod bare {
         pub fn new(path: &std::path::Path, metered: bool) -> Bare {
             let mut cfg = Config::new();
             cfg.concurrency_support(false);
-            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(
+                PoolingAllocationConfig::default(),
+            ));
             if metered {
                 cfg.consume_fuel(true).epoch_interruption(true);
             }
             let engine = Engine::new(&cfg).unwrap();
             let mut linker = Linker::<State>::new(&engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-            airssys::component::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+            airssys::component::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+                .unwrap();
             services::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
             let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
             let pre = ComponentPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-            Bare { engine, pre, metered }
+            Bare {
+                engine,
+                pre,
+                metered,
+            }
         }
 
         pub async fn instantiate(&self) -> (Store<State>, Component) {
-            let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+            let state = State {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            };
             let mut store = Store::new(&self.engine, state);
             if self.metered {
                 store.set_fuel(u64::MAX).unwrap();
@@ -96,13 +109,25 @@ mod bare {
         }
     }
 
-    pub async fn call(store: &mut Store<State>, instance: &Component, msg: &Message) -> Option<Vec<u8>> {
-        instance.airssys_component_lifecycle().call_handle_message(store, msg).await.unwrap().unwrap()
+    pub async fn call(
+        store: &mut Store<State>,
+        instance: &Component,
+        msg: &Message,
+    ) -> Option<Vec<u8>> {
+        instance
+            .airssys_component_lifecycle()
+            .call_handle_message(store, msg)
+            .await
+            .unwrap()
+            .unwrap()
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn payload() -> Vec<u8> {
@@ -142,7 +167,10 @@ fn benches(c: &mut Criterion) {
                 })
             })
         });
-        for (name, bare) in [("bare-wasmtime", &bare), ("bare-wasmtime-metered", &metered)] {
+        for (name, bare) in [
+            ("bare-wasmtime", &bare),
+            ("bare-wasmtime-metered", &metered),
+        ] {
             group.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
@@ -187,7 +215,10 @@ fn benches(c: &mut Criterion) {
         correlation_id: None,
         metadata: Vec::new(),
     };
-    for (name, bare) in [("bare-wasmtime", &bare), ("bare-wasmtime-metered", &metered)] {
+    for (name, bare) in [
+        ("bare-wasmtime", &bare),
+        ("bare-wasmtime-metered", &metered),
+    ] {
         let (mut store, instance) = rt.block_on(bare.instantiate());
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {

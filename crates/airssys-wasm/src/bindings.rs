@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use airssys::component::types::{
-    Error as GuestError, HealthStatus, Message, ComponentMetadata as Metadata, Payload,
+    ComponentMetadata as Metadata, Error as GuestError, HealthStatus, Message, Payload,
 };
 
 /// The name of the lifecycle interface every airssys component exports.

@@ -27,19 +27,29 @@ impl Component {
     /// network are exactly those granted by `ctx`'s capabilities (none by
     /// default). The limits of `ctx` apply to the whole run.
     pub async fn run_command(&self, ctx: &ExecutionContext, args: &[String]) -> Result<ExitStatus> {
-        let builder = wasi::builder(ctx.component_id(), ctx.capabilities(), args, wasi::Stdio::Inherit);
+        let builder = wasi::builder(
+            ctx.component_id(),
+            ctx.capabilities(),
+            args,
+            wasi::Stdio::Inherit,
+        );
         let mut builder = builder?;
         let wasmtime = self.engine().wasmtime();
         let start = std::time::Instant::now();
         match self.prepared() {
             Prepared::Component { pre, .. } => {
-                let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).map_err(|e| {
-                    Error::Unsupported {
-                        component: ctx.component_id().to_string(),
-                        reason: format!("is not a WASI command (no wasi:cli/run export): {}", error_chain(&e)),
-                    }
-                })?;
-                let mut store = host::new_store(wasmtime, HostState::new(ctx, builder.build(), None));
+                let command =
+                    wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).map_err(|e| {
+                        Error::Unsupported {
+                            component: ctx.component_id().to_string(),
+                            reason: format!(
+                                "is not a WASI command (no wasi:cli/run export): {}",
+                                error_chain(&e)
+                            ),
+                        }
+                    })?;
+                let mut store =
+                    host::new_store(wasmtime, HostState::new(ctx, builder.build(), None));
                 let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let cmd = command.instantiate_async(&mut store).await?;
@@ -83,7 +93,10 @@ fn finish<T: HasRunState>(
     match result {
         Ok(code) => Ok(ExitStatus { code, usage }),
         Err(e) => match e.downcast_ref::<I32Exit>() {
-            Some(exit) => Ok(ExitStatus { code: exit.0, usage }),
+            Some(exit) => Ok(ExitStatus {
+                code: exit.0,
+                usage,
+            }),
             None => Err(Failure {
                 component: ctx.component_id(),
                 limits: ctx.limits(),

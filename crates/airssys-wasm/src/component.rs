@@ -87,7 +87,13 @@ impl std::fmt::Debug for Component {
 }
 
 impl Component {
-    pub(crate) fn new(engine: Engine, name: &str, hash: String, size: usize, kind: Kind) -> Result<Self> {
+    pub(crate) fn new(
+        engine: Engine,
+        name: &str,
+        hash: String,
+        size: usize,
+        kind: Kind,
+    ) -> Result<Self> {
         let link = |e: wasmtime::Error| Error::Link {
             component: name.to_string(),
             reason: error_chain(&e),
@@ -95,12 +101,20 @@ impl Component {
         let prepared = match kind {
             Kind::Component(c) => {
                 let pre = engine.inner.linker.instantiate_pre(&c).map_err(link)?;
-                let lifecycle = bindings::ComponentPre::new(pre.clone())
-                    .map_err(|e| format!("does not implement {LIFECYCLE_INTERFACE}: {}", error_chain(&e)));
+                let lifecycle = bindings::ComponentPre::new(pre.clone()).map_err(|e| {
+                    format!(
+                        "does not implement {LIFECYCLE_INTERFACE}: {}",
+                        error_chain(&e)
+                    )
+                });
                 Prepared::Component { pre, lifecycle }
             }
             Kind::Module(m) => Prepared::Module {
-                pre: engine.inner.module_linker.instantiate_pre(&m).map_err(link)?,
+                pre: engine
+                    .inner
+                    .module_linker
+                    .instantiate_pre(&m)
+                    .map_err(link)?,
             },
         };
         Ok(Component {
@@ -139,7 +153,13 @@ impl Component {
 
     /// Whether it exports the airssys lifecycle (`airssys:component/lifecycle`).
     pub fn is_lifecycle(&self) -> bool {
-        matches!(&self.inner.prepared, Prepared::Component { lifecycle: Ok(_), .. })
+        matches!(
+            &self.inner.prepared,
+            Prepared::Component {
+                lifecycle: Ok(_),
+                ..
+            }
+        )
     }
 
     /// The engine it was loaded into.
@@ -159,8 +179,13 @@ impl Component {
     /// exceeds the limit.
     pub async fn instantiate(&self, ctx: &ExecutionContext) -> Result<Instance> {
         let pre = match &self.inner.prepared {
-            Prepared::Component { lifecycle: Ok(pre), .. } => pre,
-            Prepared::Component { lifecycle: Err(reason), .. } => {
+            Prepared::Component {
+                lifecycle: Ok(pre), ..
+            } => pre,
+            Prepared::Component {
+                lifecycle: Err(reason),
+                ..
+            } => {
                 return Err(Error::Unsupported {
                     component: ctx.component_id().to_string(),
                     reason: reason.clone(),
@@ -169,7 +194,9 @@ impl Component {
             Prepared::Module { .. } => {
                 return Err(Error::Unsupported {
                     component: ctx.component_id().to_string(),
-                    reason: format!("is a core module; only components implement {LIFECYCLE_INTERFACE}"),
+                    reason: format!(
+                        "is a core module; only components implement {LIFECYCLE_INTERFACE}"
+                    ),
                 })
             }
         };

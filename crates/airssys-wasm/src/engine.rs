@@ -221,7 +221,8 @@ impl Engine {
         if wasmtime::Engine::detect_precompiled(&bytes).is_some() {
             return Err(Error::InvalidWasm {
                 name: path.display().to_string(),
-                reason: "this is precompiled code; load it with Engine::load_precompiled_file".into(),
+                reason: "this is precompiled code; load it with Engine::load_precompiled_file"
+                    .into(),
             });
         }
         self.load_named(&name, &path.display().to_string(), &bytes)
@@ -252,10 +253,12 @@ impl Engine {
         };
         let engine = &self.inner.wasmtime;
         let compiled = match kind {
-            WasmKind::Component => {
-                Kind::component(wasmtime::component::Component::new(engine, bytes).map_err(invalid)?)
+            WasmKind::Component => Kind::component(
+                wasmtime::component::Component::new(engine, bytes).map_err(invalid)?,
+            ),
+            WasmKind::Module => {
+                Kind::module(wasmtime::Module::new(engine, bytes).map_err(invalid)?)
             }
-            WasmKind::Module => Kind::module(wasmtime::Module::new(engine, bytes).map_err(invalid)?),
         };
         self.inner.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(file) = &cache_file {
@@ -279,16 +282,19 @@ impl Engine {
         // trusted as this binary. wasmtime additionally checks the header and the
         // engine configuration and rejects a mismatch, which we treat as a miss.
         let compiled = match kind {
-            WasmKind::Component => unsafe {
-                wasmtime::component::Component::deserialize(&self.inner.wasmtime, &bytes)
+            WasmKind::Component => {
+                unsafe { wasmtime::component::Component::deserialize(&self.inner.wasmtime, &bytes) }
+                    .map(Kind::component)
             }
-            .map(Kind::component),
-            WasmKind::Module => unsafe { wasmtime::Module::deserialize(&self.inner.wasmtime, &bytes) }
-                .map(Kind::module),
+            WasmKind::Module => {
+                unsafe { wasmtime::Module::deserialize(&self.inner.wasmtime, &bytes) }
+                    .map(Kind::module)
+            }
         };
         match compiled {
             Ok(compiled) => {
-                let c = Component::new(self.clone(), name, hash.to_string(), size, compiled).ok()?;
+                let c =
+                    Component::new(self.clone(), name, hash.to_string(), size, compiled).ok()?;
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(component = name, cache = %file.display(), "compile cache hit");
                 Some(c)
@@ -325,9 +331,9 @@ impl Engine {
                 unsafe { wasmtime::component::Component::deserialize(engine, &bytes) }
                     .map_err(invalid)?,
             ),
-            Some(wasmtime::Precompiled::Module) => {
-                Kind::module(unsafe { wasmtime::Module::deserialize(engine, &bytes) }.map_err(invalid)?)
-            }
+            Some(wasmtime::Precompiled::Module) => Kind::module(
+                unsafe { wasmtime::Module::deserialize(engine, &bytes) }.map_err(invalid)?,
+            ),
             None => {
                 return Err(Error::InvalidWasm {
                     name: display,
@@ -336,7 +342,13 @@ impl Engine {
             }
         };
         let hash = hex(&Sha256::digest(&bytes));
-        Component::new(self.clone(), &component_name(path), hash, bytes.len(), compiled)
+        Component::new(
+            self.clone(),
+            &component_name(path),
+            hash,
+            bytes.len(),
+            compiled,
+        )
     }
 
     /// Compiles a component or module ahead of time; the output loads with
@@ -449,8 +461,10 @@ pub(crate) fn component_name(path: &Path) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -179,7 +179,7 @@ impl fmt::Display for DisplayBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         for (size, unit) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{} {unit}", self.0 / size);
             }
         }
@@ -196,7 +196,7 @@ impl fmt::Display for DisplayDuration {
         let d = self.0;
         if d.subsec_nanos() == 0 {
             write!(f, "{}s", d.as_secs())
-        } else if d.as_nanos() % 1_000_000 == 0 && d < Duration::from_secs(1) {
+        } else if d.as_nanos().is_multiple_of(1_000_000) && d < Duration::from_secs(1) {
             write!(f, "{}ms", d.as_millis())
         } else {
             write!(f, "{:?}", d)
@@ -214,8 +214,14 @@ mod tests {
         assert_eq!(DisplayBytes(1 << 30).to_string(), "1 GiB");
         assert_eq!(DisplayBytes(1500).to_string(), "1500 bytes");
         assert_eq!(DisplayDuration(Duration::from_secs(1)).to_string(), "1s");
-        assert_eq!(DisplayDuration(Duration::from_millis(250)).to_string(), "250ms");
-        assert_eq!(DisplayDuration(Duration::from_millis(1500)).to_string(), "1.5s");
+        assert_eq!(
+            DisplayDuration(Duration::from_millis(250)).to_string(),
+            "250ms"
+        );
+        assert_eq!(
+            DisplayDuration(Duration::from_millis(1500)).to_string(),
+            "1.5s"
+        );
         let e = Error::FuelExhausted {
             component: "looper".into(),
             limit: 50_000_000,

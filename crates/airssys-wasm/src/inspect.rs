@@ -30,7 +30,9 @@ pub struct Inspection {
     pub exports: Vec<String>,
     /// Whether it exports `airssys:component/lifecycle`.
     pub lifecycle: bool,
-    /// The component's world (and the interfaces it uses) as WIT text.
+    /// The component's world as WIT text (imports and exports by name).
+    pub world: Option<String>,
+    /// The world and every interface it uses, as WIT text.
     pub wit: Option<String>,
 }
 
@@ -55,24 +57,35 @@ impl Engine {
         let sha256 = hex(&Sha256::digest(bytes));
         match detect_kind(name, bytes)? {
             WasmKind::Component => {
-                let decoded = wit_component::decode(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                let decoded =
+                    wit_component::decode(bytes).map_err(|e| invalid(format!("{e:#}")))?;
                 let wit_component::DecodedWasm::Component(resolve, world_id) = decoded else {
                     return Err(invalid("a WIT package, not a component".into()));
                 };
                 let world = &resolve.worlds[world_id];
-                let imports: Vec<String> = world.imports.keys().map(|k| resolve.name_world_key(k)).collect();
-                let exports: Vec<String> = world.exports.keys().map(|k| resolve.name_world_key(k)).collect();
-                let mut printer = wit_component::WitPrinter::default();
-                let wit = match world.package {
-                    Some(pkg) => {
-                        let nested: Vec<_> = resolve.packages.iter().map(|(id, _)| id).filter(|id| *id != pkg).collect();
-                        printer
-                            .print(&resolve, pkg, &nested)
-                            .ok()
-                            .map(|()| printer.output.to_string())
-                    }
-                    None => None,
+                let imports: Vec<String> = world
+                    .imports
+                    .keys()
+                    .map(|k| resolve.name_world_key(k))
+                    .collect();
+                let exports: Vec<String> = world
+                    .exports
+                    .keys()
+                    .map(|k| resolve.name_world_key(k))
+                    .collect();
+                let print = |nested: &[_]| {
+                    let pkg = world.package?;
+                    let mut printer = wit_component::WitPrinter::default();
+                    printer.print(&resolve, pkg, nested).ok()?;
+                    Some(printer.output.to_string())
                 };
+                let others: Vec<_> = resolve
+                    .packages
+                    .iter()
+                    .map(|(id, _)| id)
+                    .filter(|id| Some(*id) != world.package)
+                    .collect();
+                let (world_text, wit) = (print(&[]), print(&others));
                 Ok(Inspection {
                     name: name.to_string(),
                     kind: ComponentKind::Component,
@@ -81,6 +94,7 @@ impl Engine {
                     lifecycle: exports.iter().any(|e| e == LIFECYCLE_INTERFACE),
                     imports,
                     exports,
+                    world: world_text,
                     wit,
                 })
             }
@@ -98,6 +112,7 @@ impl Engine {
                         .collect(),
                     exports: module.exports().map(|e| e.name().to_string()).collect(),
                     lifecycle: false,
+                    world: None,
                     wit: None,
                 })
             }

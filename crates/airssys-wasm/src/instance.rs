@@ -57,7 +57,9 @@ pub(crate) fn prepare_call<T: HasRunState>(
         (None, false) => 0,
     };
     if metered {
-        store.set_fuel(fuel).map_err(|e| Error::Config(e.to_string()))?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Error::Config(e.to_string()))?;
     }
     store.set_epoch_deadline(1);
     let run = store.data_mut().run();
@@ -72,7 +74,11 @@ struct CallStart {
 }
 
 impl Instance {
-    pub(crate) fn new(ctx: ExecutionContext, store: Store<HostState>, bindings: bindings::Component) -> Self {
+    pub(crate) fn new(
+        ctx: ExecutionContext,
+        store: Store<HostState>,
+        bindings: bindings::Component,
+    ) -> Self {
         Instance {
             ctx,
             handle: ComponentHandle::next(),

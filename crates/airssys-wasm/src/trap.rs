@@ -51,7 +51,12 @@ impl Failure<'_> {
                     limit: self.limits.fuel.unwrap_or(0),
                 }
             }
-            Some(Trap::StackOverflow) => return Error::StackOverflow { component, backtrace },
+            Some(Trap::StackOverflow) => {
+                return Error::StackOverflow {
+                    component,
+                    backtrace,
+                }
+            }
             Some(Trap::Interrupt) => {
                 return Error::Timeout {
                     component,
@@ -71,7 +76,11 @@ impl Failure<'_> {
         let tail = tail.join("\n");
         if self.memory_denied {
             if let Some(limit) = self.limits.memory_bytes {
-                let detail = if tail.is_empty() { message } else { tail.clone() };
+                let detail = if tail.is_empty() {
+                    message
+                } else {
+                    tail.clone()
+                };
                 return Error::MemoryLimit {
                     component,
                     limit,
@@ -94,7 +103,12 @@ impl Failure<'_> {
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// The error and its causes on one line, without the backtrace.

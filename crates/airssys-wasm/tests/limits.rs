@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use airssys_wasm::{Engine, EngineConfig, Error, ExecutionContext, ExecutionState, Message, ResourceLimits};
+use airssys_wasm::{
+    Engine, EngineConfig, Error, ExecutionContext, ExecutionState, Message, ResourceLimits,
+};
 
 fn engine() -> Engine {
     Engine::new(EngineConfig::default().cache_dir(None).pool_instances(16)).unwrap()
@@ -17,7 +19,10 @@ fn msg(p: &str) -> Message {
 
 async fn instance(engine: &Engine, name: &str, limits: ResourceLimits) -> airssys_wasm::Instance {
     let c = engine.load_file(common::component(name)).unwrap();
-    let mut inst = c.instantiate(&ExecutionContext::new(name).with_limits(limits)).await.unwrap();
+    let mut inst = c
+        .instantiate(&ExecutionContext::new(name).with_limits(limits))
+        .await
+        .unwrap();
     inst.initialize().await.unwrap();
     inst
 }
@@ -28,7 +33,10 @@ async fn fuel_is_exhausted_refilled_per_call_and_named() {
     let limits = ResourceLimits::default().with_fuel(50_000_000);
     let mut looper = instance(&engine, "looper", limits).await;
     let err = looper.handle_message(&msg("x")).await.unwrap_err();
-    assert!(matches!(err, Error::FuelExhausted { ref component, limit: 50_000_000 } if component == "looper"), "{err:?}");
+    assert!(
+        matches!(err, Error::FuelExhausted { ref component, limit: 50_000_000 } if component == "looper"),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "looper: fuel exhausted (limit 50000000)");
     assert_eq!(looper.state(), ExecutionState::Failed);
     assert_eq!(looper.last_usage().unwrap().fuel_consumed, 50_000_000);
@@ -52,10 +60,16 @@ async fn a_timeout_stops_an_infinite_loop() {
     let started = Instant::now();
     let err = looper.handle_message(&msg("x")).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, Error::Timeout { limit, .. } if limit == Duration::from_millis(200)), "{err:?}");
+    assert!(
+        matches!(err, Error::Timeout { limit, .. } if limit == Duration::from_millis(200)),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "looper: timed out after 200ms");
     assert_eq!(looper.state(), ExecutionState::Timeout);
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert!(looper.last_usage().unwrap().wall_time >= Duration::from_millis(200));
 }
 
@@ -74,14 +88,20 @@ async fn a_looping_guest_does_not_starve_other_tasks() {
         inst.handle_message(&msg("x")).await.unwrap_err()
     });
     let fast = tokio::spawn(async move {
-        let mut inst = echo.instantiate(&ExecutionContext::new("echo")).await.unwrap();
+        let mut inst = echo
+            .instantiate(&ExecutionContext::new("echo"))
+            .await
+            .unwrap();
         for _ in 0..20 {
             inst.handle_message(&msg("ping")).await.unwrap();
         }
         started.elapsed()
     });
     let fast_took = fast.await.unwrap();
-    assert!(fast_took < Duration::from_millis(500), "echo was starved: {fast_took:?}");
+    assert!(
+        fast_took < Duration::from_millis(500),
+        "echo was starved: {fast_took:?}"
+    );
     assert!(matches!(slow.await.unwrap(), Error::Timeout { .. }));
 }
 
@@ -92,14 +112,28 @@ async fn memory_growth_past_the_limit_is_reported_as_the_memory_limit() {
     let mut hog = instance(&engine, "memhog", limits).await;
     let err = hog.handle_message(&msg("")).await.unwrap_err();
     match &err {
-        Error::MemoryLimit { component, limit, detail } => {
+        Error::MemoryLimit {
+            component,
+            limit,
+            detail,
+        } => {
             assert_eq!(component, "memhog");
             assert_eq!(*limit, 32 << 20);
-            assert!(detail.as_deref().unwrap_or("").contains("memory allocation"), "{detail:?}");
+            assert!(
+                detail
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("memory allocation"),
+                "{detail:?}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().starts_with("memhog: memory limit of 32 MiB reached"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("memhog: memory limit of 32 MiB reached"),
+        "{err}"
+    );
     let peak = hog.last_usage().unwrap().peak_memory_bytes;
     assert!(peak <= 32 << 20 && peak > 16 << 20, "peak {peak}");
 }
@@ -107,7 +141,12 @@ async fn memory_growth_past_the_limit_is_reported_as_the_memory_limit() {
 #[tokio::test]
 async fn memory_under_the_limit_is_measured() {
     let engine = engine();
-    let mut hog = instance(&engine, "memhog", ResourceLimits::unlimited().with_memory_bytes(64 << 20)).await;
+    let mut hog = instance(
+        &engine,
+        "memhog",
+        ResourceLimits::unlimited().with_memory_bytes(64 << 20),
+    )
+    .await;
     let reply = hog.handle_message(&msg("8")).await.unwrap();
     assert_eq!(reply, Some(b"allocated 8 MiB".to_vec()));
     let peak = hog.last_usage().unwrap().peak_memory_bytes;
@@ -118,10 +157,18 @@ async fn memory_under_the_limit_is_measured() {
 async fn an_initial_memory_over_the_limit_fails_at_instantiation() {
     let engine = engine();
     let echo = engine.load_file(common::component("echo")).unwrap();
-    let ctx = ExecutionContext::new("echo").with_limits(ResourceLimits::default().with_memory_bytes(64 << 10));
+    let ctx = ExecutionContext::new("echo")
+        .with_limits(ResourceLimits::default().with_memory_bytes(64 << 10));
     let err = echo.instantiate(&ctx).await.unwrap_err();
-    assert!(matches!(err, Error::MemoryLimit { limit, .. } if limit == 64 << 10), "{err:?}");
-    assert!(err.to_string().starts_with("echo: memory limit of 64 KiB reached"), "{err}");
+    assert!(
+        matches!(err, Error::MemoryLimit { limit, .. } if limit == 64 << 10),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("echo: memory limit of 64 KiB reached"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -129,17 +176,27 @@ async fn stack_overflow_and_panics_are_errors_with_the_guest_message() {
     let engine = engine();
     let mut c = instance(&engine, "crasher", ResourceLimits::default()).await;
     let err = c.handle_message(&msg("overflow")).await.unwrap_err();
-    assert!(matches!(err, Error::StackOverflow { ref component, .. } if component == "crasher"), "{err:?}");
+    assert!(
+        matches!(err, Error::StackOverflow { ref component, .. } if component == "crasher"),
+        "{err:?}"
+    );
     assert_eq!(c.state(), ExecutionState::Failed);
 
     let mut c = instance(&engine, "crasher", ResourceLimits::default()).await;
     let err = c.handle_message(&msg("panic")).await.unwrap_err();
     match &err {
-        Error::Trap { component, message, backtrace } => {
+        Error::Trap {
+            component,
+            message,
+            backtrace,
+        } => {
             assert_eq!(component, "crasher");
             assert!(message.contains("unreachable"), "{message}");
             assert!(message.contains("crasher was asked to panic"), "{message}");
-            assert!(backtrace.as_deref().unwrap_or("").contains("crasher"), "{backtrace:?}");
+            assert!(
+                backtrace.as_deref().unwrap_or("").contains("crasher"),
+                "{backtrace:?}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -150,26 +207,55 @@ async fn stack_overflow_and_panics_are_errors_with_the_guest_message() {
 async fn the_host_survives_repeated_hostile_guests() {
     let engine = engine();
     for _ in 0..5 {
-        let mut l = instance(&engine, "looper", ResourceLimits::default().with_fuel(1_000_000)).await;
+        let mut l = instance(
+            &engine,
+            "looper",
+            ResourceLimits::default().with_fuel(1_000_000),
+        )
+        .await;
         assert!(l.handle_message(&msg("x")).await.unwrap_err().is_fatal());
         let mut c = instance(&engine, "crasher", ResourceLimits::default()).await;
-        assert!(c.handle_message(&msg("panic")).await.unwrap_err().is_fatal());
-        let mut h = instance(&engine, "memhog", ResourceLimits::default().with_memory_bytes(8 << 20)).await;
+        assert!(c
+            .handle_message(&msg("panic"))
+            .await
+            .unwrap_err()
+            .is_fatal());
+        let mut h = instance(
+            &engine,
+            "memhog",
+            ResourceLimits::default().with_memory_bytes(8 << 20),
+        )
+        .await;
         assert!(h.handle_message(&msg("")).await.unwrap_err().is_fatal());
     }
     let mut echo = instance(&engine, "echo", ResourceLimits::default()).await;
-    assert_eq!(echo.handle_message(&msg("still here")).await.unwrap(), Some(b"still here".to_vec()));
+    assert_eq!(
+        echo.handle_message(&msg("still here")).await.unwrap(),
+        Some(b"still here".to_vec())
+    );
 }
 
 #[tokio::test]
 async fn a_fuel_limit_on_an_unmetered_engine_is_a_configuration_error() {
-    let engine = Engine::new(EngineConfig::default().cache_dir(None).pooling(false).consume_fuel(false)).unwrap();
+    let engine = Engine::new(
+        EngineConfig::default()
+            .cache_dir(None)
+            .pooling(false)
+            .consume_fuel(false),
+    )
+    .unwrap();
     let echo = engine.load_file(common::component("echo")).unwrap();
     let ctx = ExecutionContext::new("echo").with_limits(ResourceLimits::default().with_fuel(100));
     let err = echo.instantiate(&ctx).await.unwrap_err();
-    assert!(matches!(err, Error::Config(ref m) if m.contains("consume_fuel")), "{err:?}");
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("consume_fuel")),
+        "{err:?}"
+    );
     // Without a fuel limit it runs, and reports no fuel.
-    let mut inst = echo.instantiate(&ExecutionContext::new("echo")).await.unwrap();
+    let mut inst = echo
+        .instantiate(&ExecutionContext::new("echo"))
+        .await
+        .unwrap();
     inst.handle_message(&msg("x")).await.unwrap();
     assert_eq!(inst.last_usage().unwrap().fuel_consumed, 0);
 }

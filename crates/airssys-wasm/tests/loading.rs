@@ -17,7 +17,10 @@ fn garbage_is_rejected_with_the_file_named() {
     let err = engine().load_file(&path).unwrap_err();
     assert!(matches!(err, Error::InvalidWasm { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("garbage.wasm") && text.contains("not a WebAssembly file"), "{text}");
+    assert!(
+        text.contains("garbage.wasm") && text.contains("not a WebAssembly file"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -40,12 +43,17 @@ fn a_truncated_component_is_rejected_with_the_cause() {
 fn a_missing_file_is_an_io_error_naming_it() {
     let err = engine().load_file("/nonexistent/nothing.wasm").unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("/nonexistent/nothing.wasm:"), "{err}");
+    assert!(
+        err.to_string().starts_with("/nonexistent/nothing.wasm:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_import_fails_at_load_naming_the_import() {
-    let err = engine().load_file(common::component("missing_import")).unwrap_err();
+    let err = engine()
+        .load_file(common::component("missing_import"))
+        .unwrap_err();
     match &err {
         Error::Link { component, reason } => {
             assert_eq!(component, "missing_import");
@@ -61,21 +69,31 @@ async fn commands_and_modules_are_not_lifecycle_components() {
     let probe = engine.load_file(common::component("wasi-probe")).unwrap();
     assert_eq!(probe.kind(), ComponentKind::Component);
     assert!(!probe.is_lifecycle());
-    let err = probe.instantiate(&ExecutionContext::new("wasi-probe")).await.unwrap_err();
+    let err = probe
+        .instantiate(&ExecutionContext::new("wasi-probe"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Unsupported { reason, .. } if reason.contains("airssys:component/lifecycle@0.1.0")),
         "{err:?}"
     );
     let module = engine.load_file(common::p1_probe()).unwrap();
     assert_eq!(module.kind(), ComponentKind::Module);
-    let err = module.instantiate(&ExecutionContext::new("wasi-probe")).await.unwrap_err();
+    let err = module
+        .instantiate(&ExecutionContext::new("wasi-probe"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }
 
 #[test]
 fn the_second_load_is_served_by_the_compile_cache() {
     let cache = tempfile::tempdir().unwrap();
-    let config = || EngineConfig::default().pool_instances(4).cache_dir(Some(cache.path().to_path_buf()));
+    let config = || {
+        EngineConfig::default()
+            .pool_instances(4)
+            .cache_dir(Some(cache.path().to_path_buf()))
+    };
     let first = Engine::new(config()).unwrap();
     let a = first.load_file(common::component("echo")).unwrap();
     assert_eq!(first.cache_stats().compiles, 1);
@@ -99,10 +117,18 @@ fn the_second_load_is_served_by_the_compile_cache() {
 #[test]
 fn a_different_engine_configuration_does_not_reuse_the_cache() {
     let cache = tempfile::tempdir().unwrap();
-    let fuel = Engine::new(EngineConfig::default().pooling(false).cache_dir(Some(cache.path().into()))).unwrap();
+    let fuel = Engine::new(
+        EngineConfig::default()
+            .pooling(false)
+            .cache_dir(Some(cache.path().into())),
+    )
+    .unwrap();
     fuel.load_file(common::component("echo")).unwrap();
     let no_fuel = Engine::new(
-        EngineConfig::default().pooling(false).consume_fuel(false).cache_dir(Some(cache.path().into())),
+        EngineConfig::default()
+            .pooling(false)
+            .consume_fuel(false)
+            .cache_dir(Some(cache.path().into())),
     )
     .unwrap();
     no_fuel.load_file(common::component("echo")).unwrap();
@@ -119,12 +145,21 @@ async fn precompiled_code_loads_and_runs() {
     let path = dir.path().join("echo.cwasm");
     std::fs::write(&path, &compiled).unwrap();
     // Precompiled code is refused by the safe loader...
-    assert!(matches!(engine.load_file(&path).unwrap_err(), Error::InvalidWasm { .. }));
+    assert!(matches!(
+        engine.load_file(&path).unwrap_err(),
+        Error::InvalidWasm { .. }
+    ));
     // ...and accepted by the unsafe one.
     // SAFETY: produced just above by `precompile` of this engine.
     let echo = unsafe { engine.load_precompiled_file(&path) }.unwrap();
-    let mut inst = echo.instantiate(&ExecutionContext::new("echo")).await.unwrap();
-    let reply = inst.handle_message(&Message::new("t", b"pre".to_vec())).await.unwrap();
+    let mut inst = echo
+        .instantiate(&ExecutionContext::new("echo"))
+        .await
+        .unwrap();
+    let reply = inst
+        .handle_message(&Message::new("t", b"pre".to_vec()))
+        .await
+        .unwrap();
     assert_eq!(reply, Some(b"pre".to_vec()));
 }
 
@@ -133,11 +168,24 @@ async fn pooling_is_on_by_default_and_falls_back_when_the_pool_cannot_be_reserve
     let pooled = Engine::new(EngineConfig::default().cache_dir(None).pool_instances(8)).unwrap();
     assert!(pooled.is_pooling());
     // Ten million 4 GiB slots do not fit in a 47-bit address space.
-    let fallback = Engine::new(EngineConfig::default().cache_dir(None).pool_instances(10_000_000)).unwrap();
+    let fallback = Engine::new(
+        EngineConfig::default()
+            .cache_dir(None)
+            .pool_instances(10_000_000),
+    )
+    .unwrap();
     assert!(!fallback.is_pooling());
     let echo = fallback.load_file(common::component("echo")).unwrap();
-    let mut inst = echo.instantiate(&ExecutionContext::new("echo")).await.unwrap();
-    assert_eq!(inst.handle_message(&Message::new("t", b"ok".to_vec())).await.unwrap(), Some(b"ok".to_vec()));
+    let mut inst = echo
+        .instantiate(&ExecutionContext::new("echo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        inst.handle_message(&Message::new("t", b"ok".to_vec()))
+            .await
+            .unwrap(),
+        Some(b"ok".to_vec())
+    );
 }
 
 #[tokio::test]
@@ -161,14 +209,38 @@ fn inspect_reports_kind_hash_imports_exports_and_wit() {
     assert_eq!(echo.kind, ComponentKind::Component);
     assert!(echo.lifecycle);
     assert_eq!(echo.sha256.len(), 64);
-    assert!(echo.exports.iter().any(|e| e == "airssys:component/lifecycle@0.1.0"), "{:?}", echo.exports);
-    assert!(echo.wit.as_deref().unwrap().contains("handle-message: func"));
+    assert!(
+        echo.exports
+            .iter()
+            .any(|e| e == "airssys:component/lifecycle@0.1.0"),
+        "{:?}",
+        echo.exports
+    );
+    assert!(echo
+        .wit
+        .as_deref()
+        .unwrap()
+        .contains("handle-message: func"));
+    assert!(echo
+        .world
+        .as_deref()
+        .unwrap()
+        .contains("export airssys:component/lifecycle@0.1.0;"));
     // Inspect works on a component this host cannot link.
-    let missing = engine.inspect_file(common::component("missing_import")).unwrap();
-    assert!(missing.imports.iter().any(|i| i == "test:missing/gadget"), "{:?}", missing.imports);
+    let missing = engine
+        .inspect_file(common::component("missing_import"))
+        .unwrap();
+    assert!(
+        missing.imports.iter().any(|i| i == "test:missing/gadget"),
+        "{:?}",
+        missing.imports
+    );
     assert!(!missing.lifecycle);
     let module = engine.inspect_file(common::p1_probe()).unwrap();
     assert_eq!(module.kind, ComponentKind::Module);
     assert!(module.exports.iter().any(|e| e == "_start"));
-    assert!(module.imports.iter().any(|i| i.starts_with("wasi_snapshot_preview1::")));
+    assert!(module
+        .imports
+        .iter()
+        .any(|i| i.starts_with("wasi_snapshot_preview1::")));
 }

@@ -3,10 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airssys_wasm::{Capabilities, DirGrant, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits};
+use airssys_wasm::{
+    Capabilities, DirGrant, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits,
+};
 
 fn engine() -> Engine {
     Engine::new(EngineConfig::default().cache_dir(None).pooling(false)).unwrap()
@@ -24,7 +26,7 @@ async fn run(path: &PathBuf, ctx: ExecutionContext, args: &[&str]) -> airssys_wa
 }
 
 /// p1 keeps exact exit codes; Rust std on p2 reports any failure as 1.
-fn failed(code: i32, p1_code: i32, path: &PathBuf) -> bool {
+fn failed(code: i32, p1_code: i32, path: &Path) -> bool {
     if path.to_string_lossy().contains("wasip1") {
         code == p1_code
     } else {
@@ -35,9 +37,21 @@ fn failed(code: i32, p1_code: i32, path: &PathBuf) -> bool {
 #[tokio::test]
 async fn files_outside_a_grant_are_invisible() {
     for probe in probes() {
-        let code = run(&probe, ExecutionContext::new("probe"), &["read", "/etc/passwd"]).await.unwrap();
-        assert!(failed(code, 2, &probe), "{}: read /etc/passwd exited {code}", probe.display());
-        let code = run(&probe, ExecutionContext::new("probe"), &["ls", "/"]).await.unwrap();
+        let code = run(
+            &probe,
+            ExecutionContext::new("probe"),
+            &["read", "/etc/passwd"],
+        )
+        .await
+        .unwrap();
+        assert!(
+            failed(code, 2, &probe),
+            "{}: read /etc/passwd exited {code}",
+            probe.display()
+        );
+        let code = run(&probe, ExecutionContext::new("probe"), &["ls", "/"])
+            .await
+            .unwrap();
         assert_ne!(code, 0, "{}", probe.display());
     }
 }
@@ -48,21 +62,50 @@ async fn a_granted_directory_is_readable_and_writable_and_read_only_holds() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.txt"), "data").unwrap();
         let caps = |read_only| Capabilities {
-            dirs: vec![DirGrant { host: dir.path().to_path_buf(), guest: "/data".into(), read_only }],
+            dirs: vec![DirGrant {
+                host: dir.path().to_path_buf(),
+                guest: "/data".into(),
+                read_only,
+            }],
             ..Default::default()
         };
         let ctx = ExecutionContext::new("probe").with_capabilities(caps(false));
-        assert_eq!(run(&probe, ctx.clone(), &["read", "/data/in.txt"]).await.unwrap(), 0);
-        assert_eq!(run(&probe, ctx.clone(), &["write", "/data/out.txt", "written"]).await.unwrap(), 0);
-        assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).unwrap(), "written");
+        assert_eq!(
+            run(&probe, ctx.clone(), &["read", "/data/in.txt"])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            run(&probe, ctx.clone(), &["write", "/data/out.txt", "written"])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+            "written"
+        );
         // Escaping the grant with .. does not reach the host's parent directory.
-        let code = run(&probe, ctx, &["read", "/data/../etc/passwd"]).await.unwrap();
+        let code = run(&probe, ctx, &["read", "/data/../etc/passwd"])
+            .await
+            .unwrap();
         assert_ne!(code, 0);
 
         let ro = ExecutionContext::new("probe").with_capabilities(caps(true));
-        assert_eq!(run(&probe, ro.clone(), &["read", "/data/in.txt"]).await.unwrap(), 0);
-        let code = run(&probe, ro, &["write", "/data/denied.txt", "x"]).await.unwrap();
-        assert!(failed(code, 2, &probe), "write to a read-only grant exited {code}");
+        assert_eq!(
+            run(&probe, ro.clone(), &["read", "/data/in.txt"])
+                .await
+                .unwrap(),
+            0
+        );
+        let code = run(&probe, ro, &["write", "/data/denied.txt", "x"])
+            .await
+            .unwrap();
+        assert!(
+            failed(code, 2, &probe),
+            "write to a read-only grant exited {code}"
+        );
         assert!(!dir.path().join("denied.txt").exists());
     }
 }
@@ -71,10 +114,25 @@ async fn a_granted_directory_is_readable_and_writable_and_read_only_holds() {
 async fn environment_variables_are_denied_by_default_and_granted_by_name() {
     std::env::set_var("AIRSSYS_TEST_SECRET", "host-secret");
     for probe in probes() {
-        let code = run(&probe, ExecutionContext::new("probe"), &["env", "AIRSSYS_TEST_SECRET"]).await.unwrap();
+        let code = run(
+            &probe,
+            ExecutionContext::new("probe"),
+            &["env", "AIRSSYS_TEST_SECRET"],
+        )
+        .await
+        .unwrap();
         assert!(failed(code, 3, &probe), "host env leaked: exit {code}");
-        let caps = Capabilities { env: vec![("GRANTED".into(), "yes".into())], ..Default::default() };
-        let code = run(&probe, ExecutionContext::new("probe").with_capabilities(caps), &["env", "GRANTED"]).await.unwrap();
+        let caps = Capabilities {
+            env: vec![("GRANTED".into(), "yes".into())],
+            ..Default::default()
+        };
+        let code = run(
+            &probe,
+            ExecutionContext::new("probe").with_capabilities(caps),
+            &["env", "GRANTED"],
+        )
+        .await
+        .unwrap();
         assert_eq!(code, 0);
     }
 }
@@ -82,13 +140,35 @@ async fn environment_variables_are_denied_by_default_and_granted_by_name() {
 #[tokio::test]
 async fn exit_codes_and_failures_propagate() {
     let p1 = common::p1_probe();
-    assert_eq!(run(&p1, ExecutionContext::new("probe"), &["exit", "7"]).await.unwrap(), 7);
-    assert_eq!(run(&p1, ExecutionContext::new("probe"), &["args"]).await.unwrap(), 0);
+    assert_eq!(
+        run(&p1, ExecutionContext::new("probe"), &["exit", "7"])
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        run(&p1, ExecutionContext::new("probe"), &["args"])
+            .await
+            .unwrap(),
+        0
+    );
     let p2 = common::component("wasi-probe");
-    assert_eq!(run(&p2, ExecutionContext::new("probe"), &["exit", "7"]).await.unwrap(), 1);
-    assert_eq!(run(&p2, ExecutionContext::new("probe"), &["time"]).await.unwrap(), 0);
+    assert_eq!(
+        run(&p2, ExecutionContext::new("probe"), &["exit", "7"])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        run(&p2, ExecutionContext::new("probe"), &["time"])
+            .await
+            .unwrap(),
+        0
+    );
     for probe in probes() {
-        let err = run(&probe, ExecutionContext::new("probe"), &["panic"]).await.unwrap_err();
+        let err = run(&probe, ExecutionContext::new("probe"), &["panic"])
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Trap { .. }), "{err:?}");
     }
 }
@@ -96,15 +176,30 @@ async fn exit_codes_and_failures_propagate() {
 #[tokio::test]
 async fn limits_apply_to_commands() {
     for probe in probes() {
-        let fuel = ExecutionContext::new("probe").with_limits(ResourceLimits::unlimited().with_fuel(1_000_000));
-        assert!(matches!(run(&probe, fuel, &["loop"]).await.unwrap_err(), Error::FuelExhausted { limit: 1_000_000, .. }));
+        let fuel = ExecutionContext::new("probe")
+            .with_limits(ResourceLimits::unlimited().with_fuel(1_000_000));
+        assert!(matches!(
+            run(&probe, fuel, &["loop"]).await.unwrap_err(),
+            Error::FuelExhausted {
+                limit: 1_000_000,
+                ..
+            }
+        ));
         let time = ExecutionContext::new("probe")
             .with_limits(ResourceLimits::unlimited().with_timeout(Duration::from_millis(100)));
-        assert!(matches!(run(&probe, time, &["loop"]).await.unwrap_err(), Error::Timeout { .. }));
-        let mem = ExecutionContext::new("probe").with_limits(ResourceLimits::unlimited().with_memory_bytes(16 << 20));
+        assert!(matches!(
+            run(&probe, time, &["loop"]).await.unwrap_err(),
+            Error::Timeout { .. }
+        ));
+        let mem = ExecutionContext::new("probe")
+            .with_limits(ResourceLimits::unlimited().with_memory_bytes(16 << 20));
         let err = run(&probe, mem, &["alloc", "64"]).await.unwrap_err();
-        assert!(matches!(err, Error::MemoryLimit { limit, .. } if limit == 16 << 20), "{err:?}");
-        let ok = ExecutionContext::new("probe").with_limits(ResourceLimits::unlimited().with_memory_bytes(64 << 20));
+        assert!(
+            matches!(err, Error::MemoryLimit { limit, .. } if limit == 16 << 20),
+            "{err:?}"
+        );
+        let ok = ExecutionContext::new("probe")
+            .with_limits(ResourceLimits::unlimited().with_memory_bytes(64 << 20));
         assert_eq!(run(&probe, ok, &["alloc", "8"]).await.unwrap(), 0);
     }
 }

@@ -1,8 +1,8 @@
 //! The host side of the sandbox: the state each `Store` carries, the linkers,
 //! and one module per host interface that adds itself to the linker.
 //!
-//! - [`services`]: `airssys:component/services` (log, clocks, config)
-//! - [`wasi`]: WASI p2 (components) and p1 (core modules), deny by default
+//! - [`services`] — `airssys:component/services` (log, clocks, config)
+//! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
 pub(crate) mod services;
 pub(crate) mod wasi;
@@ -110,9 +110,7 @@ pub(crate) fn new_store<T: HasRunState>(engine: &wasmtime::Engine, data: T) -> S
     store.limiter(|d| &mut d.run().limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| match cx.data_mut().run().deadline {
-        Some(deadline) if Instant::now() >= deadline => {
-            Err(wasmtime::Error::new(DeadlineExceeded))
-        }
+        Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
         _ => Ok(UpdateDeadline::Yield(1)),
     });
     store
@@ -127,7 +125,9 @@ pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Li
 }
 
 /// The linker for core modules: WASI p1.
-pub(crate) fn module_linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmtime::Linker<ModuleHost>> {
+pub(crate) fn module_linker(
+    engine: &wasmtime::Engine,
+) -> wasmtime::Result<wasmtime::Linker<ModuleHost>> {
     let mut linker = wasmtime::Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut ModuleHost| &mut h.wasi)?;
     Ok(linker)

@@ -39,22 +39,26 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 impl services::Host for ServicesCtx {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let component = &*self.component;
-        let fields = DisplayFields(&fields);
+        let message = if fields.is_empty() {
+            message
+        } else {
+            format!("{message} {}", DisplayFields(&fields))
+        };
         match level {
             LogLevel::Trace => {
-                tracing::trace!(target: "airssys_wasm::guest", component, %fields, "{message}")
+                tracing::trace!(target: "airssys_wasm::guest", component, "{message}")
             }
             LogLevel::Debug => {
-                tracing::debug!(target: "airssys_wasm::guest", component, %fields, "{message}")
+                tracing::debug!(target: "airssys_wasm::guest", component, "{message}")
             }
             LogLevel::Info => {
-                tracing::info!(target: "airssys_wasm::guest", component, %fields, "{message}")
+                tracing::info!(target: "airssys_wasm::guest", component, "{message}")
             }
             LogLevel::Warn => {
-                tracing::warn!(target: "airssys_wasm::guest", component, %fields, "{message}")
+                tracing::warn!(target: "airssys_wasm::guest", component, "{message}")
             }
             LogLevel::Error => {
-                tracing::error!(target: "airssys_wasm::guest", component, %fields, "{message}")
+                tracing::error!(target: "airssys_wasm::guest", component, "{message}")
             }
         }
     }

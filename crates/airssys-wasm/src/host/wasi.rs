@@ -40,13 +40,14 @@ pub(crate) fn builder(
         } else {
             FsPerms::ReadWrite
         };
-        b.preopened_dir(&dir.host, &dir.guest, perms)
-            .map_err(|e| Error::Config(format!(
+        b.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+            Error::Config(format!(
                 "{component}: cannot grant directory {} as {}: {}",
                 dir.host.display(),
                 dir.guest,
                 crate::trap::error_chain(&e)
-            )))?;
+            ))
+        })?;
     }
     match stdio {
         Stdio::Inherit => {
@@ -103,7 +104,11 @@ impl StdoutStream for TailBuffer {
 }
 
 impl AsyncWrite for TailBuffer {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

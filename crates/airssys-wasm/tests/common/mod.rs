@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Builds every example component (cargo skips the work when nothing changed).
@@ -26,7 +29,9 @@ pub fn build_guests() -> &'static Path {
 
 /// A component built for wasm32-wasip2, e.g. `component("echo")`.
 pub fn component(name: &str) -> PathBuf {
-    let p = build_guests().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let p = build_guests()
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
     assert!(p.exists(), "{} was not built", p.display());
     p
 }

@@ -18,7 +18,11 @@ impl Component for Crasher {
     fn handle_message(msg: Message) -> Result<Option<Vec<u8>>, Error> {
         match msg.payload.as_slice() {
             b"panic" => panic!("crasher was asked to panic"),
-            b"overflow" => Ok(Some(recurse(u32::MAX - msg.sender.len() as u32).to_string().into_bytes())),
+            b"overflow" => Ok(Some(
+                recurse(u32::MAX - msg.sender.len() as u32)
+                    .to_string()
+                    .into_bytes(),
+            )),
             b"error" => Err(Error::InvalidInput("crasher was asked to fail".into())),
             _ => Ok(Some(msg.payload)),
         }

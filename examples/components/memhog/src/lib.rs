@@ -6,7 +6,10 @@ struct MemHog;
 
 impl Component for MemHog {
     fn handle_message(msg: Message) -> Result<Option<Vec<u8>>, Error> {
-        let want: usize = String::from_utf8_lossy(&msg.payload).trim().parse().unwrap_or(usize::MAX);
+        let want: usize = String::from_utf8_lossy(&msg.payload)
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         while hoard.len() < want {
             hoard.push(vec![0xA5; 1 << 20]);

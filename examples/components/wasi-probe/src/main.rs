@@ -39,14 +39,20 @@ fn main() {
         }
         "ls" => match std::fs::read_dir(arg(2)) {
             Ok(rd) => {
-                let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let mut names: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
                 names.sort();
                 names.iter().for_each(|n| println!("{n}"));
             }
             Err(e) => fail(&format!("ls {}", arg(2)), e),
         },
         "time" => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let mut buf = [0u8; 8];
             let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
             println!("{secs}");

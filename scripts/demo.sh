@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The demo: builds the CLI and the example components, then shows what
+# airssys-wasm does with them. Every command is printed before it runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-components.sh || exit 1
+cargo build --release --quiet -p airssys-wasm-cli || exit 1
+
+bin=target/release/airssys-wasm
+g2=target/guests/wasm32-wasip2/release
+g1=target/guests/wasm32-wasip1/release
+demo_dir=$(mktemp -d)
+trap 'rm -rf "$demo_dir"' EXIT
+echo "a file the host granted" > "$demo_dir/note.txt"
+
+show() {
+  printf '\n\033[1m$ %s\033[0m\n' "$*"
+  "$@"
+  local rc=$?
+  [ $rc -ne 0 ] && printf '(exit code %d)\n' "$rc"
+  return 0
+}
+
+echo "== Inspect a lifecycle component"
+show $bin inspect $g2/echo.wasm
+
+echo; echo "== Call lifecycle components: initialize, one message, the reply"
+show $bin call $g2/echo.wasm "hello, airssys"
+show $bin call --stats --config start=41 $g2/counter.wasm 1
+
+echo; echo "== Run WASI commands (p2 component and p1 module), deny by default"
+show $bin run $g2/wasi-probe.wasm args one two
+show $bin run $g2/wasi-probe.wasm read /etc/hostname
+show $bin run --dir "$demo_dir::/data" $g2/wasi-probe.wasm read /data/note.txt
+show $bin run $g1/wasi-probe.wasm env HOME
+show $bin run --env HOME $g1/wasi-probe.wasm env HOME
+show $bin run $g1/wasi-probe.wasm exit 7
+
+echo; echo "== Hostile components hit their limits; the host reports and carries on"
+show $bin call --fuel 50000000 $g2/looper.wasm spin
+show $bin call --timeout 500ms $g2/looper.wasm spin
+show $bin call --max-memory 32MiB $g2/memhog.wasm ""
+show $bin call $g2/crasher.wasm overflow
+show $bin call $g2/crasher.wasm panic
+
+echo; echo "== Precompile, then run the compiled code"
+show $bin compile $g2/wasi-probe.wasm -o "$demo_dir/probe.cwasm"
+show $bin run --allow-precompiled "$demo_dir/probe.cwasm" args precompiled
