@@ -1,62 +1,7 @@
-//! Parsers for command-line values, in wasmtime's habits.
+//! Parsers for command-line values, in wasmtime's habits. Sizes and durations
+//! are parsed by the library (`airssys_wasm::units`), as the manifest needs them too.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// `64MiB`, `1GiB`, `512KiB`, `64M` (binary), `64MB` (decimal) or plain bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("invalid size {s:?}: expected e.g. 64MiB, 1GiB or a number of bytes")
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {other:?} (use KiB, MiB, GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
-}
-
-/// `250ms`, `5s`, `2m`, `1h`, `100us`; a plain number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms or 5s"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "ns" => n / 1e9,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m)"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("invalid duration {s:?}: must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 /// `HOST` or `HOST::GUEST`.
 pub fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
@@ -91,28 +36,6 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
-        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
-        assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3TiB").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn dirs_envs_and_config() {

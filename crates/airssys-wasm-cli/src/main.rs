@@ -9,14 +9,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use airssys_wasm::signing::{self, SignedIdentity, TrustPolicy};
 use airssys_wasm::{
-    Capabilities, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, Message,
-    ResourceLimits, ResourceUsage,
+    AuditLog, Capabilities, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext,
+    HostPolicy, Manifest, Message, ResourceLimits, ResourceUsage,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use args::{parse_dir, parse_duration, parse_env, parse_key_value, parse_size};
+use airssys_wasm::units::{parse_duration, parse_size};
+use args::{parse_dir, parse_env, parse_key_value};
 
 /// Run untrusted WebAssembly components as sandboxed actors.
 #[derive(Parser)]
@@ -38,6 +40,108 @@ enum Command {
     Compile(CompileArgs),
     /// Instantiate a lifecycle component, initialize it, deliver one message, print the reply.
     Call(CallArgs),
+    /// Generate an Ed25519 key pair: KEY (secret) and KEY.pub.
+    Keygen(KeygenArgs),
+    /// Sign a component: writes FILE.sig over its content hash and the manifest's name and version.
+    Sign(SignArgs),
+    /// Verify FILE.sig with a public key.
+    Verify(VerifyArgs),
+    /// Print the JSON Schema of Component.toml.
+    #[command(hide = true)]
+    Schema,
+}
+
+#[derive(Args)]
+struct SecurityArgs {
+    /// The component's manifest (Component.toml): identity, limits, capabilities.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The host policy (TOML): forbidden paths, ports and env, maximum limits.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Append every capability decision to PATH as JSON Lines.
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    /// Refuse the component unless FILE.sig verifies with this public key (repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    require_signature: Vec<PathBuf>,
+}
+
+impl SecurityArgs {
+    fn manifest(&self) -> Result<Option<Manifest>> {
+        Ok(match &self.manifest {
+            Some(p) => Some(Manifest::from_file(p)?),
+            None => None,
+        })
+    }
+
+    /// Refuses an unsigned, tampered or wrongly-signed component before it is compiled.
+    fn check_signature(&self, file: &Path, manifest: Option<&Manifest>) -> Result<()> {
+        let mut trust = TrustPolicy::default();
+        for key in &self.require_signature {
+            trust = trust.trust_key_file(key)?;
+        }
+        if trust.is_required() {
+            let identity = manifest.map(|m| SignedIdentity {
+                name: m.component.name.clone(),
+                version: m.component.version.clone(),
+            });
+            trust.verify(file, identity.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// The context from the manifest intersected with the policy, or a
+    /// deny-all context with `limits` when there is no manifest.
+    fn context(&self, manifest: Option<&Manifest>, name: &str, limits: ResourceLimits) -> Result<(ExecutionContext, AuditLog)> {
+        let audit = match &self.audit_log {
+            Some(p) => AuditLog::to_file(p).with_context(|| format!("audit log {}", p.display()))?,
+            None => AuditLog::default(),
+        };
+        let policy = match &self.policy {
+            Some(p) => HostPolicy::from_file(p)?,
+            None => HostPolicy::default(),
+        };
+        let ctx = match manifest {
+            Some(m) => m.context(&policy, audit.clone())?,
+            None => ExecutionContext::new(name)
+                .with_limits(limits)
+                .with_capabilities(Capabilities::default().with_audit(audit.clone())),
+        };
+        Ok((ctx, audit))
+    }
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Where to write the secret key (the public key goes to OUT.pub).
+    #[arg(long, value_name = "KEY")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The secret key.
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// The manifest whose name and version the signature covers (default: the
+    /// file stem, version 0.0.0).
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The component to sign.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A trusted public key (repeatable).
+    #[arg(long = "pubkey", value_name = "KEY.pub", required = true)]
+    pubkeys: Vec<PathBuf>,
+    /// The manifest the signature must match.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The component.
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -100,8 +204,13 @@ struct RunArgs {
     /// Grant an environment variable: `NAME=VALUE`, or `NAME` to copy the host's value (repeatable).
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     envs: Vec<(String, Option<String>)>,
+    /// Grant outbound connections to `HOST:PORT` (`127.0.0.1:8080`, `*.example.com:443`, `[::1]:*`; repeatable).
+    #[arg(long = "allow-outbound", value_name = "HOST:PORT")]
+    outbound: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Accept a file precompiled by `airssys-wasm compile` (it is trusted machine code).
     #[arg(long)]
     allow_precompiled: bool,
@@ -120,6 +229,9 @@ struct InspectArgs {
     /// Print the full WIT: the world and every interface it uses.
     #[arg(long)]
     wit: bool,
+    /// Report the imported functions this manifest's grants can never let succeed.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
     /// The `.wasm` file.
     file: PathBuf,
 }
@@ -149,6 +261,8 @@ struct CallArgs {
     content_type: String,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// The lifecycle component.
     file: PathBuf,
     /// The payload: literal text, or `@FILE` to read it from a file.
@@ -197,6 +311,34 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Inspect(a) => inspect(engine.engine()?, a),
         Command::Compile(a) => compile(engine.engine()?, a),
         Command::Call(a) => call(engine.engine()?, a).await,
+        Command::Keygen(a) => {
+            let public = signing::keygen(&a.out)?;
+            eprintln!("wrote {} and {}.pub (public key {public})", a.out.display(), a.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(a) => {
+            let identity = identity_of(&a.file, a.manifest.as_deref())?;
+            let out = signing::sign(&a.file, &a.key, &identity)?;
+            eprintln!("signed {}@{} -> {}", identity.name, identity.version, out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(a) => {
+            let mut trust = TrustPolicy::default();
+            for k in &a.pubkeys {
+                trust = trust.trust_key_file(k)?;
+            }
+            let expected = match &a.manifest {
+                Some(m) => Some(identity_of(&a.file, Some(m))?),
+                None => None,
+            };
+            let id = trust.verify(&a.file, expected.as_ref())?;
+            println!("verified: {} is {}@{}", a.file.display(), id.name, id.version);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            print!("{}", Manifest::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -225,36 +367,71 @@ fn wasmtime_precompiled(file: &Path) -> Result<bool> {
     Ok(head[..n].starts_with(b"\x7fELF"))
 }
 
+fn identity_of(file: &Path, manifest: Option<&Path>) -> Result<SignedIdentity> {
+    Ok(match manifest {
+        Some(m) => {
+            let m = Manifest::from_file(m)?;
+            SignedIdentity {
+                name: m.component.name,
+                version: m.component.version,
+            }
+        }
+        None => SignedIdentity {
+            name: file.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_string(),
+            version: "0.0.0".to_string(),
+        },
+    })
+}
+
 async fn run(engine: Engine, a: RunArgs) -> Result<ExitCode> {
+    let manifest = a.security.manifest()?;
+    a.security.check_signature(&a.file, manifest.as_ref())?;
     let component = load(&engine, &a.file, a.allow_precompiled)?;
-    let mut caps = Capabilities::default();
+    let base_limits = match &manifest {
+        Some(_) => ResourceLimits::default(),
+        None => ResourceLimits::unlimited(),
+    };
+    let (ctx, audit) = a.security.context(manifest.as_ref(), component.name(), base_limits)?;
+    // The flags are the operator's own grants, added to the manifest's.
+    let mut caps = ctx.capabilities().clone();
     for (host, guest) in &a.dirs {
-        caps.dirs.push(airssys_wasm::DirGrant {
-            host: host.clone(),
-            guest: guest.clone(),
-            read_only: false,
-        });
+        caps = caps.with_dir(host, guest, false);
     }
     for (name, value) in &a.envs {
         match value.clone().or_else(|| std::env::var(name).ok()) {
-            Some(v) => caps.env.push((name.clone(), v)),
+            Some(v) => caps = caps.with_env(name, v),
             None => tracing::warn!("--env {name}: not set on the host, not passed"),
         }
     }
-    let ctx = ExecutionContext::new(component.name())
-        .with_limits(a.limits.apply(ResourceLimits::unlimited()))
-        .with_capabilities(caps);
+    for pattern in &a.outbound {
+        caps = caps.with_outbound(pattern).map_err(anyhow::Error::msg)?;
+    }
+    let limits = a.limits.apply(*ctx.limits());
+    let ctx = ctx.with_capabilities(caps).with_limits(limits);
     let mut argv = vec![a.file.display().to_string()];
     argv.extend(a.args.iter().cloned());
-    let status = component.run_command(&ctx, &argv).await?;
+    let status = component.run_command(&ctx, &argv).await;
+    audit.flush();
+    let status = status?;
     std::io::stdout().flush().ok();
     Ok(ExitCode::from(status.code.clamp(0, 255) as u8))
 }
 
 fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     let info = engine.inspect_file(&a.file)?;
+    let never = match &a.manifest {
+        Some(m) => {
+            let ctx = Manifest::from_file(m)?.context(&HostPolicy::default(), AuditLog::default())?;
+            Some(airssys_wasm::capability::never_callable(&info.imports, ctx.capabilities()))
+        }
+        None => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        let mut v = serde_json::to_value(&info)?;
+        if let Some(never) = &never {
+            v["never_callable"] = serde_json::to_value(never)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:      {}", info.name);
@@ -281,6 +458,16 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
         println!("wit:");
         wit.lines().for_each(|l| println!("  {l}"));
     }
+    if let Some(never) = &never {
+        if never.is_empty() {
+            println!("every imported function can succeed under the manifest's grants");
+        } else {
+            println!("never callable under the manifest's grants:");
+            for u in never {
+                println!("  {} (needs {})", u.function, serde_json::to_value(u.missing)?.as_str().unwrap_or("?"));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -298,6 +485,8 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
 }
 
 async fn call(engine: Engine, a: CallArgs) -> Result<ExitCode> {
+    let manifest = a.security.manifest()?;
+    a.security.check_signature(&a.file, manifest.as_ref())?;
     let component = load(&engine, &a.file, false)?;
     let payload = match a.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,

@@ -74,7 +74,8 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 /// Looks up one entry of the configuration the host gave this component.
-pub fn config(key: &str) -> Option<String> {
+/// Fails with [`Error::CapabilityDenied`] when the manifest withholds `config`.
+pub fn config(key: &str) -> Result<Option<String>, Error> {
     services::get_config(key)
 }
 

@@ -27,13 +27,7 @@ impl Component {
     /// network are exactly those granted by `ctx`'s capabilities (none by
     /// default). The limits of `ctx` apply to the whole run.
     pub async fn run_command(&self, ctx: &ExecutionContext, args: &[String]) -> Result<ExitStatus> {
-        let builder = wasi::builder(
-            ctx.component_id(),
-            ctx.capabilities(),
-            args,
-            wasi::Stdio::Inherit,
-        );
-        let mut builder = builder?;
+        let mut builder = wasi::builder(ctx, args, wasi::Stdio::Inherit)?;
         let wasmtime = self.engine().wasmtime();
         let start = std::time::Instant::now();
         match self.prepared() {

@@ -202,8 +202,7 @@ impl Component {
         };
         let output = wasi::TailBuffer::new(4096);
         let wasi_ctx = wasi::builder(
-            ctx.component_id(),
-            ctx.capabilities(),
+            ctx,
             &[ctx.component_id().to_string()],
             wasi::Stdio::Capture(output.clone()),
         )?

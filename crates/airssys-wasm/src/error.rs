@@ -24,6 +24,22 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A manifest or host policy file is malformed or refers to something missing.
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line and column and the expected form.
+        message: String,
+    },
+    /// A component's signature is missing, malformed or does not verify.
+    #[error("{}: {message}", path.display())]
+    Signature {
+        /// The component file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The bytes are not a valid WebAssembly component or core module.
     #[error("{name}: invalid WebAssembly: {reason}")]
     InvalidWasm {
@@ -125,7 +141,7 @@ impl Error {
     /// The component this error is about, if it is about one.
     pub fn component(&self) -> Option<&str> {
         match self {
-            Error::Io { .. } | Error::Config(_) => None,
+            Error::Io { .. } | Error::Config(_) | Error::Manifest { .. } | Error::Signature { .. } => None,
             Error::InvalidWasm { name, .. } => Some(name),
             Error::Link { component, .. }
             | Error::Unsupported { component, .. }

@@ -2,12 +2,13 @@
 //! ([`ExecutionState`]).
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::capability::Capabilities;
 use crate::limits::ResourceLimits;
 
 /// An opaque handle naming one live instance, unique within the process.
@@ -49,27 +50,6 @@ pub enum ExecutionState {
     Timeout,
 }
 
-/// A host directory the guest may open, at a guest path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirGrant {
-    /// The directory on the host.
-    pub host: PathBuf,
-    /// Where the guest sees it (e.g. `/data` or `.`).
-    pub guest: String,
-    /// Whether the guest may only read.
-    pub read_only: bool,
-}
-
-/// What a component may reach outside its linear memory. Deny by default:
-/// an empty `Capabilities` grants no file, no environment variable and no network.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Host directories visible to the guest.
-    pub dirs: Vec<DirGrant>,
-    /// Environment variables visible to the guest, with their values.
-    pub env: Vec<(String, String)>,
-}
-
 /// Everything an instance runs with: its identity, limits, granted capabilities
 /// and the configuration it reads with `services.get-config`.
 ///
@@ -82,20 +62,20 @@ pub struct Capabilities {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ExecutionContext {
-    component_id: String,
+    component_id: Arc<str>,
     limits: ResourceLimits,
-    capabilities: Capabilities,
-    config: Vec<(String, String)>,
+    capabilities: Arc<Capabilities>,
+    config: Arc<[(String, String)]>,
 }
 
 impl ExecutionContext {
     /// A context for `component_id` with default limits and no capabilities.
     pub fn new(component_id: impl Into<String>) -> Self {
         ExecutionContext {
-            component_id: component_id.into(),
+            component_id: Arc::from(component_id.into()),
             limits: ResourceLimits::default(),
-            capabilities: Capabilities::default(),
-            config: Vec::new(),
+            capabilities: Arc::new(Capabilities::default()),
+            config: Arc::from(Vec::new()),
         }
     }
 
@@ -107,13 +87,15 @@ impl ExecutionContext {
 
     /// Replaces the granted capabilities.
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
-        self.capabilities = capabilities;
+        self.capabilities = Arc::new(capabilities);
         self
     }
 
     /// Adds one configuration entry.
     pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config.push((key.into(), value.into()));
+        let mut config = self.config.to_vec();
+        config.push((key.into(), value.into()));
+        self.config = Arc::from(config);
         self
     }
 
@@ -140,5 +122,17 @@ impl ExecutionContext {
     /// The configuration entries.
     pub fn config(&self) -> &[(String, String)] {
         &self.config
+    }
+
+    pub(crate) fn shared_id(&self) -> Arc<str> {
+        self.component_id.clone()
+    }
+
+    pub(crate) fn shared_config(&self) -> Arc<[(String, String)]> {
+        self.config.clone()
+    }
+
+    pub(crate) fn shared_capabilities(&self) -> Arc<Capabilities> {
+        self.capabilities.clone()
     }
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod bindings;
+pub mod capability;
 mod command;
 mod component;
 mod engine;
@@ -45,14 +46,19 @@ mod host;
 mod inspect;
 mod instance;
 mod limits;
+mod manifest;
+pub mod signing;
 mod trap;
+pub mod units;
 
 pub use bindings::{GuestError, HealthStatus, Message, Metadata, Payload, LIFECYCLE_INTERFACE};
 pub use command::ExitStatus;
 pub use component::{Component, ComponentKind};
 pub use engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
 pub use error::{DisplayBytes, DisplayDuration, Error, Result};
-pub use execution::{Capabilities, ComponentHandle, DirGrant, ExecutionContext, ExecutionState};
+pub use capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
+pub use execution::{ComponentHandle, ExecutionContext, ExecutionState};
+pub use manifest::{Access, Manifest};
 pub use inspect::Inspection;
 pub use instance::Instance;
 pub use limits::{ResourceLimits, ResourceUsage};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airssys_wasm::{
-    Capabilities, DirGrant, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits,
+    Capabilities, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits,
 };
 
 fn engine() -> Engine {
@@ -61,14 +61,7 @@ async fn a_granted_directory_is_readable_and_writable_and_read_only_holds() {
     for probe in probes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.txt"), "data").unwrap();
-        let caps = |read_only| Capabilities {
-            dirs: vec![DirGrant {
-                host: dir.path().to_path_buf(),
-                guest: "/data".into(),
-                read_only,
-            }],
-            ..Default::default()
-        };
+        let caps = |read_only| Capabilities::default().with_dir(dir.path(), "/data", read_only);
         let ctx = ExecutionContext::new("probe").with_capabilities(caps(false));
         assert_eq!(
             run(&probe, ctx.clone(), &["read", "/data/in.txt"])
@@ -122,10 +115,7 @@ async fn environment_variables_are_denied_by_default_and_granted_by_name() {
         .await
         .unwrap();
         assert!(failed(code, 3, &probe), "host env leaked: exit {code}");
-        let caps = Capabilities {
-            env: vec![("GRANTED".into(), "yes".into())],
-            ..Default::default()
-        };
+        let caps = Capabilities::default().with_env("GRANTED", "yes");
         let code = run(
             &probe,
             ExecutionContext::new("probe").with_capabilities(caps),

@@ -5,9 +5,9 @@
 //! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
 pub(crate) mod services;
+
 pub(crate) mod wasi;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
@@ -58,10 +58,7 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            services: ServicesCtx::new(
-                Arc::from(ctx.component_id()),
-                Arc::from(ctx.config().to_vec()),
-            ),
+            services: ServicesCtx::new(ctx.shared_id(), ctx.shared_config(), ctx.shared_capabilities()),
             run: RunState::new(ctx, output),
         }
     }

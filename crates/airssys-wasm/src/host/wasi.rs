@@ -13,7 +13,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::{Error, Result};
-use crate::execution::Capabilities;
+use crate::capability::{CapabilityKind, Decision, FunctionSignature, WitInterface};
+use crate::execution::ExecutionContext;
 
 /// Where a guest's stdio goes.
 pub(crate) enum Stdio {
@@ -23,14 +24,50 @@ pub(crate) enum Stdio {
     Capture(TailBuffer),
 }
 
-/// A WASI context that grants exactly `caps`: the listed directories (read-only
-/// where asked), the listed environment variables, no network, no host args.
-pub(crate) fn builder(
-    component: &str,
-    caps: &Capabilities,
-    args: &[String],
-    stdio: Stdio,
-) -> Result<WasiCtxBuilder> {
+const fn f(name: &'static str, kind: &'static [CapabilityKind]) -> FunctionSignature {
+    FunctionSignature {
+        name,
+        required_capabilities: kind,
+    }
+}
+
+const FS: &[CapabilityKind] = &[CapabilityKind::Filesystem];
+const ENV: &[CapabilityKind] = &[CapabilityKind::Environment];
+const NET: &[CapabilityKind] = &[CapabilityKind::NetworkOutbound];
+
+/// The WASI functions whose success depends on a grant. Files are reachable only
+/// through the preopened directories; the environment only through the granted
+/// variables; sockets only to granted addresses.
+pub(crate) const INTERFACES: &[WitInterface] = &[
+    WitInterface {
+        name: "wasi:filesystem/preopens",
+        functions: &[f("get-directories", FS)],
+    },
+    WitInterface {
+        name: "wasi:cli/environment",
+        functions: &[f("get-environment", ENV)],
+    },
+    WitInterface {
+        name: "wasi:sockets/tcp",
+        functions: &[f("[method]tcp-socket.start-connect", NET), f("[method]tcp-socket.start-bind", NET)],
+    },
+    WitInterface {
+        name: "wasi:sockets/udp",
+        functions: &[f("[method]udp-socket.start-bind", NET), f("[method]udp-socket.stream", NET)],
+    },
+    WitInterface {
+        name: "wasi:sockets/ip-name-lookup",
+        functions: &[f("resolve-addresses", NET)],
+    },
+];
+
+/// A WASI context that grants exactly `ctx`'s capabilities: the listed
+/// directories (read-only where asked), the listed environment variables,
+/// outbound sockets only to granted addresses (each connect checked and
+/// audited), no host args.
+pub(crate) fn builder(ctx: &ExecutionContext, args: &[String], stdio: Stdio) -> Result<WasiCtxBuilder> {
+    let component = ctx.component_id();
+    let caps = ctx.capabilities();
     let mut b = WasiCtxBuilder::new();
     b.args(args);
     b.envs(&caps.env);
@@ -48,6 +85,36 @@ pub(crate) fn builder(
                 crate::trap::error_chain(&e)
             ))
         })?;
+    }
+    if !caps.outbound.is_empty() {
+        b.allow_ip_name_lookup(caps.outbound.iter().any(|p| p.is_dns_name()));
+        let (caps, component) = (ctx.shared_capabilities(), ctx.shared_id());
+        b.socket_addr_check(move |addr, usage| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let function = match usage {
+                SocketAddrUse::TcpBind => "wasi:sockets/tcp.start-bind",
+                SocketAddrUse::TcpConnect => "wasi:sockets/tcp.start-connect",
+                SocketAddrUse::UdpBind => "wasi:sockets/udp.start-bind",
+                SocketAddrUse::UdpSend => "wasi:sockets/udp.send",
+                SocketAddrUse::UdpReceive => "wasi:sockets/udp.receive",
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
+                    let d = Decision::deny("not granted: inbound connections are not a capability");
+                    caps.record(&component, "wasi:sockets/tcp.listen", &addr.to_string(), &d);
+                    return Box::pin(async { false });
+                }
+            };
+            let ephemeral = matches!(usage, SocketAddrUse::UdpBind | SocketAddrUse::TcpBind)
+                && addr.ip().is_unspecified()
+                && addr.port() == 0;
+            let allowed = if ephemeral {
+                // A client socket binds to an ephemeral local port before it connects.
+                caps.record(&component, function, &addr.to_string(), &Decision::allow("ephemeral local bind"));
+                true
+            } else {
+                caps.audit_connect(&component, function, addr)
+            };
+            Box::pin(async move { allowed })
+        });
     }
     match stdio {
         Stdio::Inherit => {

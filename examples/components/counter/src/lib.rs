@@ -32,7 +32,7 @@ impl Component for Counter {
         let text = String::from_utf8_lossy(&msg.payload);
         let step = if !text.trim().is_empty() {
             parse("payload", &text)?
-        } else if let Some(step) = config("step") {
+        } else if let Some(step) = config("step")? {
             parse("step", &step)?
         } else {
             1

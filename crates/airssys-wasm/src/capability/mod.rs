@@ -1,0 +1,390 @@
+//! Capability security: what a component may reach outside its linear memory.
+//!
+//! Deny by default. The effective [`Capabilities`] of an instance are what its
+//! manifest asks for intersected with what the [`HostPolicy`] allows (see
+//! [`Manifest::context`](crate::Manifest::context)); both must say yes. Every host
+//! function checks them before it acts and records the decision in the
+//! [`AuditLog`]. Each host interface declares, as data, which capability each of
+//! its functions requires ([`WitInterface`]), so a component's imports can be
+//! checked against its grants before it runs ([`never_callable`]).
+
+mod audit;
+pub mod pattern;
+mod policy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+pub use audit::{AuditEvent, AuditLog, Verdict};
+pub use pattern::{HostPattern, NamePatterns, PathPatterns};
+pub use policy::HostPolicy;
+
+/// A kind of capability a host function may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapabilityKind {
+    /// Files under a granted directory.
+    Filesystem,
+    /// Environment variables.
+    Environment,
+    /// Outbound network connections and name lookups.
+    NetworkOutbound,
+    /// Structured logging into the host.
+    Log,
+    /// Clocks.
+    Clocks,
+    /// Configuration lookup.
+    Config,
+    /// Shared storage namespaces.
+    Storage,
+    /// Sending and requesting to other components.
+    MessagingSend,
+    /// Publishing to topics.
+    MessagingPublish,
+    /// Subscribing to topics.
+    MessagingSubscribe,
+}
+
+/// One imported function and the capabilities it needs to succeed.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionSignature {
+    /// The function's WIT name.
+    pub name: &'static str,
+    /// Every capability the function needs (empty: always allowed).
+    pub required_capabilities: &'static [CapabilityKind],
+}
+
+/// A host interface and the capability table of its functions.
+#[derive(Debug, Clone, Copy)]
+pub struct WitInterface {
+    /// The interface name without version, e.g. `airssys:component/services`.
+    pub name: &'static str,
+    /// Its functions.
+    pub functions: &'static [FunctionSignature],
+}
+
+/// The capability tables of every host interface this host provides.
+pub fn host_interfaces() -> &'static [WitInterface] {
+    static ALL: std::sync::OnceLock<Vec<WitInterface>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = vec![crate::host::services::INTERFACE];
+        all.extend_from_slice(crate::host::wasi::INTERFACES);
+        all
+    })
+}
+
+/// A host directory the guest may open, at a guest path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it (e.g. `/data` or `.`).
+    pub guest: String,
+    /// Whether the guest may only read.
+    pub read_only: bool,
+}
+
+/// Which of the host's services a component may use. All granted by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServiceGrants {
+    /// `services.log`.
+    pub log: bool,
+    /// `services.now-millis` and `services.monotonic-nanos`.
+    pub clocks: bool,
+    /// `services.get-config`.
+    pub config: bool,
+}
+
+impl Default for ServiceGrants {
+    fn default() -> Self {
+        ServiceGrants {
+            log: true,
+            clocks: true,
+            config: true,
+        }
+    }
+}
+
+/// The outcome of one check, and the rule that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the action is permitted.
+    pub allowed: bool,
+    /// The grant pattern that allowed it, or why it was denied.
+    pub rule: Arc<str>,
+}
+
+impl Decision {
+    pub(crate) fn allow(rule: impl Into<Arc<str>>) -> Self {
+        Decision {
+            allowed: true,
+            rule: rule.into(),
+        }
+    }
+
+    pub(crate) fn deny(rule: impl Into<Arc<str>>) -> Self {
+        Decision {
+            allowed: false,
+            rule: rule.into(),
+        }
+    }
+}
+
+/// The effective grants of one component: what it may reach, and where its
+/// decisions are audited. The default grants the services and nothing else.
+///
+/// ```
+/// use airssys_wasm::Capabilities;
+/// let caps = Capabilities::default()
+///     .with_env("GREETING", "hello")
+///     .with_outbound("127.0.0.1:8080").unwrap();
+/// assert!(caps.check_connect("c", "127.0.0.1:8080".parse().unwrap()).allowed);
+/// assert!(!caps.check_connect("c", "127.0.0.1:22".parse().unwrap()).allowed);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// Host directories visible to the guest.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables visible to the guest, with their values.
+    pub env: Vec<(String, String)>,
+    /// Outbound `HOST:PORT` patterns (TCP, UDP, name lookup).
+    pub outbound: Vec<HostPattern>,
+    /// Ports the host policy forbids whatever the grants say.
+    pub forbidden_ports: Vec<u16>,
+    /// Shared storage namespaces (its own namespace is always granted).
+    pub storage_shared: NamePatterns,
+    /// Components it may send and request to.
+    pub send: NamePatterns,
+    /// Topics it may publish to.
+    pub publish: NamePatterns,
+    /// Topics it may subscribe to.
+    pub subscribe: NamePatterns,
+    /// Host services.
+    pub services: ServiceGrants,
+    /// Where decisions are recorded.
+    pub audit: AuditLog,
+    connect_cache: Arc<Mutex<HashMap<SocketAddr, Decision>>>,
+}
+
+impl Capabilities {
+    /// Grants a host directory at a guest path.
+    pub fn with_dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, read_only: bool) -> Self {
+        self.dirs.push(DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+            read_only,
+        });
+        self
+    }
+
+    /// Grants an environment variable with its value.
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Grants outbound connections matching a `HOST:PORT` pattern.
+    pub fn with_outbound(mut self, pattern: &str) -> Result<Self, String> {
+        self.outbound.push(HostPattern::parse(pattern)?);
+        Ok(self)
+    }
+
+    /// Records decisions in `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Whether connecting (or binding, or sending a datagram) to `addr` is
+    /// allowed. Cached per address; not audited (see [`Capabilities::audit_connect`]).
+    pub fn check_connect(&self, _component: &str, addr: SocketAddr) -> Decision {
+        let mut cache = self.connect_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = cache.get(&addr) {
+            return d.clone();
+        }
+        let d = if self.forbidden_ports.contains(&addr.port()) {
+            Decision::deny(format!("host policy forbids port {}", addr.port()))
+        } else {
+            match self.outbound.iter().find(|p| p.matches_addr(addr.ip(), addr.port())) {
+                Some(p) => Decision::allow(format!("network.outbound {}", p.as_str())),
+                None => Decision::deny("not granted: no network.outbound pattern matches"),
+            }
+        };
+        cache.insert(addr, d.clone());
+        d
+    }
+
+    /// Checks a connection and records the decision.
+    pub fn audit_connect(&self, component: &str, function: &str, addr: SocketAddr) -> bool {
+        let d = self.check_connect(component, addr);
+        self.record(component, function, &addr.to_string(), &d);
+        d.allowed
+    }
+
+    /// Whether a DNS name may be looked up: some outbound pattern names it.
+    pub fn check_lookup(&self, name: &str) -> Decision {
+        match self.outbound.iter().find(|p| p.matches_name(name)) {
+            Some(p) => Decision::allow(format!("network.outbound {}", p.as_str())),
+            None => Decision::deny("not granted: no network.outbound pattern names this host"),
+        }
+    }
+
+    /// Whether a service may be used.
+    pub fn check_service(&self, kind: CapabilityKind) -> Decision {
+        let (granted, name) = match kind {
+            CapabilityKind::Log => (self.services.log, "services.log"),
+            CapabilityKind::Clocks => (self.services.clocks, "services.clocks"),
+            CapabilityKind::Config => (self.services.config, "services.config"),
+            _ => (false, "not a service"),
+        };
+        if granted {
+            Decision::allow(name)
+        } else {
+            Decision::deny(format!("not granted: {name} is withheld"))
+        }
+    }
+
+    /// Whether it may send or make requests to component `target`.
+    pub fn check_send(&self, target: &str) -> Decision {
+        named(&self.send, target, "messaging.send")
+    }
+
+    /// Whether it may publish to `topic`.
+    pub fn check_publish(&self, topic: &str) -> Decision {
+        named(&self.publish, topic, "messaging.publish")
+    }
+
+    /// Whether it may subscribe to `topic`.
+    pub fn check_subscribe(&self, topic: &str) -> Decision {
+        named(&self.subscribe, topic, "messaging.subscribe")
+    }
+
+    /// Whether it may use the shared storage namespace `namespace`.
+    pub fn check_storage(&self, namespace: &str) -> Decision {
+        named(&self.storage_shared, namespace, "storage.shared")
+    }
+
+    /// Records a decision in the audit log.
+    pub fn record(&self, component: &str, function: &str, resource: &str, d: &Decision) {
+        let verdict = if d.allowed { Verdict::Allow } else { Verdict::Deny };
+        self.audit.record(component, function, resource, verdict, &d.rule);
+    }
+
+    /// Whether `kind` is granted at all (for the static import report).
+    pub fn grants_kind(&self, kind: CapabilityKind) -> bool {
+        match kind {
+            CapabilityKind::Filesystem => !self.dirs.is_empty(),
+            CapabilityKind::Environment => !self.env.is_empty(),
+            CapabilityKind::NetworkOutbound => !self.outbound.is_empty(),
+            CapabilityKind::Log => self.services.log,
+            CapabilityKind::Clocks => self.services.clocks,
+            CapabilityKind::Config => self.services.config,
+            CapabilityKind::Storage => true,
+            CapabilityKind::MessagingSend => !self.send.is_empty(),
+            CapabilityKind::MessagingPublish => !self.publish.is_empty(),
+            CapabilityKind::MessagingSubscribe => !self.subscribe.is_empty(),
+        }
+    }
+}
+
+fn named(patterns: &NamePatterns, name: &str, what: &str) -> Decision {
+    match patterns.matching(name) {
+        Some(p) => Decision::allow(format!("{what} {p}")),
+        None => Decision::deny(format!("not granted: no {what} pattern matches")),
+    }
+}
+
+/// One imported function that can never succeed under some grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreachable {
+    /// `interface.function`.
+    pub function: String,
+    /// The capability that is not granted.
+    pub missing: CapabilityKind,
+}
+
+/// The imported functions of a component (by interface name, versions ignored)
+/// that can never be called successfully under `caps`.
+pub fn never_callable(imports: &[String], caps: &Capabilities) -> Vec<Unreachable> {
+    let mut out = Vec::new();
+    for import in imports {
+        let unversioned = import.split('@').next().unwrap_or(import);
+        let Some(iface) = host_interfaces().iter().find(|i| i.name == unversioned) else {
+            continue;
+        };
+        for f in iface.functions {
+            if let Some(missing) = f.required_capabilities.iter().find(|k| !caps.grants_kind(**k)) {
+                out.push(Unreachable {
+                    function: format!("{}.{}", iface.name, f.name),
+                    missing: *missing,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_checks_patterns_ports_and_caches() {
+        let mut caps = Capabilities::default().with_outbound("127.0.0.1:*").unwrap();
+        caps.forbidden_ports = vec![22];
+        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(caps.check_connect("c", a).allowed);
+        assert_eq!(&*caps.check_connect("c", a).rule, "network.outbound 127.0.0.1:*");
+        let ssh: SocketAddr = "127.0.0.1:22".parse().unwrap();
+        let d = caps.check_connect("c", ssh);
+        assert!(!d.allowed);
+        assert!(d.rule.contains("host policy forbids port 22"));
+        assert!(!caps.check_connect("c", "10.0.0.1:80".parse().unwrap()).allowed);
+        assert!(!Capabilities::default().check_connect("c", a).allowed, "deny by default");
+    }
+
+    #[test]
+    fn services_default_granted_and_withholdable() {
+        let mut caps = Capabilities::default();
+        assert!(caps.check_service(CapabilityKind::Config).allowed);
+        caps.services.config = false;
+        let d = caps.check_service(CapabilityKind::Config);
+        assert!(!d.allowed && d.rule.contains("services.config"));
+    }
+
+    #[test]
+    fn messaging_and_storage_use_name_patterns() {
+        let mut caps = Capabilities::default();
+        assert!(!caps.check_send("worker-1").allowed);
+        caps.send = NamePatterns::new(&["worker-*"]).unwrap();
+        caps.publish = NamePatterns::new(&["events.*"]).unwrap();
+        caps.storage_shared = NamePatterns::new(&["cache.**"]).unwrap();
+        assert!(caps.check_send("worker-1").allowed);
+        assert!(!caps.check_send("admin").allowed);
+        assert!(caps.check_publish("events.created").allowed);
+        assert!(!caps.check_subscribe("events.created").allowed);
+        assert!(caps.check_storage("cache.a.b").allowed);
+    }
+
+    #[test]
+    fn audit_records_allow_and_deny_with_the_rule() {
+        let audit = AuditLog::in_memory();
+        let caps = Capabilities::default()
+            .with_outbound("[::1]:8080")
+            .unwrap()
+            .with_audit(audit.clone());
+        assert!(caps.audit_connect("c", "wasi:sockets/tcp.connect", "[::1]:8080".parse().unwrap()));
+        assert!(!caps.audit_connect("c", "wasi:sockets/tcp.connect", "[::1]:9090".parse().unwrap()));
+        let events = audit.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].decision, Verdict::Allow);
+        assert_eq!(events[0].rule, "network.outbound [::1]:8080");
+        assert_eq!(events[1].decision, Verdict::Deny);
+        assert_eq!(events[1].resource, "[::1]:9090");
+        assert_eq!(events[1].function, "wasi:sockets/tcp.connect");
+    }
+}
