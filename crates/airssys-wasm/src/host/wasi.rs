@@ -87,6 +87,9 @@ pub(crate) fn builder(ctx: &ExecutionContext, args: &[String], stdio: Stdio) -> 
         })?;
     }
     if !caps.outbound.is_empty() {
+        // TCP and UDP are off unless something is granted; then every address is
+        // checked against the grants by the closure below.
+        b.allow_tcp(true).allow_udp(true);
         b.allow_ip_name_lookup(caps.outbound.iter().any(|p| p.is_dns_name()));
         let (caps, component) = (ctx.shared_capabilities(), ctx.shared_id());
         b.socket_addr_check(move |addr, usage| {

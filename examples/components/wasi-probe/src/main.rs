@@ -9,6 +9,7 @@
 //!   panic              panic (a trap)
 //!   loop               spin forever
 //!   alloc MIB          allocate MIB mebibytes
+//!   connect ADDR       TCP-connect to ADDR, send "ping", print the reply (exit 4 when refused)
 use std::io::Read;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -69,6 +70,22 @@ fn main() {
             let mib: usize = arg(2).parse().unwrap_or(1);
             let v: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
             println!("allocated {} MiB", v.len());
+        }
+        "connect" => {
+            use std::io::Write;
+            match std::net::TcpStream::connect(arg(2)) {
+                Ok(mut s) => {
+                    let _ = s.write_all(b"ping");
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let mut reply = String::new();
+                    let _ = s.read_to_string(&mut reply);
+                    println!("{reply}");
+                }
+                Err(e) => {
+                    eprintln!("wasi-probe: connect {}: {e}", arg(2));
+                    std::process::exit(4)
+                }
+            }
         }
         other => {
             eprintln!("wasi-probe: unknown command {other:?}");
