@@ -93,9 +93,16 @@ impl SecurityArgs {
 
     /// The context from the manifest intersected with the policy, or a
     /// deny-all context with `limits` when there is no manifest.
-    fn context(&self, manifest: Option<&Manifest>, name: &str, limits: ResourceLimits) -> Result<(ExecutionContext, AuditLog)> {
+    fn context(
+        &self,
+        manifest: Option<&Manifest>,
+        name: &str,
+        limits: ResourceLimits,
+    ) -> Result<(ExecutionContext, AuditLog)> {
         let audit = match &self.audit_log {
-            Some(p) => AuditLog::to_file(p).with_context(|| format!("audit log {}", p.display()))?,
+            Some(p) => {
+                AuditLog::to_file(p).with_context(|| format!("audit log {}", p.display()))?
+            }
             None => AuditLog::default(),
         };
         let policy = match &self.policy {
@@ -313,13 +320,22 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Call(a) => call(engine.engine()?, a).await,
         Command::Keygen(a) => {
             let public = signing::keygen(&a.out)?;
-            eprintln!("wrote {} and {}.pub (public key {public})", a.out.display(), a.out.display());
+            eprintln!(
+                "wrote {} and {}.pub (public key {public})",
+                a.out.display(),
+                a.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(a) => {
             let identity = identity_of(&a.file, a.manifest.as_deref())?;
             let out = signing::sign(&a.file, &a.key, &identity)?;
-            eprintln!("signed {}@{} -> {}", identity.name, identity.version, out.display());
+            eprintln!(
+                "signed {}@{} -> {}",
+                identity.name,
+                identity.version,
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => {
@@ -332,7 +348,12 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
                 None => None,
             };
             let id = trust.verify(&a.file, expected.as_ref())?;
-            println!("verified: {} is {}@{}", a.file.display(), id.name, id.version);
+            println!(
+                "verified: {} is {}@{}",
+                a.file.display(),
+                id.name,
+                id.version
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
@@ -377,7 +398,11 @@ fn identity_of(file: &Path, manifest: Option<&Path>) -> Result<SignedIdentity> {
             }
         }
         None => SignedIdentity {
-            name: file.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_string(),
+            name: file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("component")
+                .to_string(),
             version: "0.0.0".to_string(),
         },
     })
@@ -391,7 +416,9 @@ async fn run(engine: Engine, a: RunArgs) -> Result<ExitCode> {
         Some(_) => ResourceLimits::default(),
         None => ResourceLimits::unlimited(),
     };
-    let (ctx, audit) = a.security.context(manifest.as_ref(), component.name(), base_limits)?;
+    let (ctx, audit) = a
+        .security
+        .context(manifest.as_ref(), component.name(), base_limits)?;
     // The flags are the operator's own grants, added to the manifest's.
     let mut caps = ctx.capabilities().clone();
     for (host, guest) in &a.dirs {
@@ -421,8 +448,12 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     let info = engine.inspect_file(&a.file)?;
     let never = match &a.manifest {
         Some(m) => {
-            let ctx = Manifest::from_file(m)?.context(&HostPolicy::default(), AuditLog::default())?;
-            Some(airssys_wasm::capability::never_callable(&info.imports, ctx.capabilities()))
+            let ctx =
+                Manifest::from_file(m)?.context(&HostPolicy::default(), AuditLog::default())?;
+            Some(airssys_wasm::capability::never_callable(
+                &info.imports,
+                ctx.capabilities(),
+            ))
         }
         None => None,
     };
@@ -464,7 +495,11 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
         } else {
             println!("never callable under the manifest's grants:");
             for u in never {
-                println!("  {} (needs {})", u.function, serde_json::to_value(u.missing)?.as_str().unwrap_or("?"));
+                println!(
+                    "  {} (needs {})",
+                    u.function,
+                    serde_json::to_value(u.missing)?.as_str().unwrap_or("?")
+                );
             }
         }
     }

@@ -279,21 +279,36 @@ fn signatures_refuse_unsigned_tampered_and_wrongly_signed_components() {
     assert!(cli.run(&["keygen", "--out", s(&other)]).status.success());
     let pubkey = format!("{}.pub", key.display());
     let other_pub = format!("{}.pub", other.display());
-    assert_error_line(&cli.run(&["call", "--require-signature", &pubkey, s(&comp), "x"]), "not signed");
+    assert_error_line(
+        &cli.run(&["call", "--require-signature", &pubkey, s(&comp), "x"]),
+        "not signed",
+    );
     let o = cli.run(&["sign", "--key", s(&key), s(&comp)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = cli.run(&["verify", "--pubkey", &pubkey, s(&comp)]);
-    assert_eq!(stdout(&o).trim(), format!("verified: {} is echo@0.0.0", comp.display()));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("verified: {} is echo@0.0.0", comp.display())
+    );
     let o = cli.run(&["call", "--require-signature", &pubkey, s(&comp), "signed"]);
     assert_eq!(stdout(&o), "signed\n", "{}", stderr(&o));
-    assert_error_line(&cli.run(&["call", "--require-signature", &other_pub, s(&comp), "x"]), "untrusted key");
-    assert_error_line(&cli.run(&["verify", "--pubkey", &other_pub, s(&comp)]), "untrusted key");
+    assert_error_line(
+        &cli.run(&["call", "--require-signature", &other_pub, s(&comp), "x"]),
+        "untrusted key",
+    );
+    assert_error_line(
+        &cli.run(&["verify", "--pubkey", &other_pub, s(&comp)]),
+        "untrusted key",
+    );
     // One flipped byte: refused before it is compiled.
     let mut bytes = std::fs::read(&comp).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&comp, bytes).unwrap();
-    assert_error_line(&cli.run(&["call", "--require-signature", &pubkey, s(&comp), "x"]), "tampered");
+    assert_error_line(
+        &cli.run(&["call", "--require-signature", &pubkey, s(&comp), "x"]),
+        "tampered",
+    );
 }
 
 #[test]
@@ -312,7 +327,15 @@ fn run_with_a_manifest_a_policy_and_an_audit_log() {
     std::fs::write(&policy, "forbidden-ports = [22]\n").unwrap();
     let audit = dir.path().join("audit.jsonl");
     let probe = common::component("wasi-probe");
-    let base = ["run", "--manifest", s(&manifest), "--policy", s(&policy), "--audit-log", s(&audit)];
+    let base = [
+        "run",
+        "--manifest",
+        s(&manifest),
+        "--policy",
+        s(&policy),
+        "--audit-log",
+        s(&audit),
+    ];
     let o = cli.run(&[&base[..], &[s(&probe), "read", "/data/in.txt"]].concat());
     assert_eq!(stdout(&o), "from the manifest grant\n", "{}", stderr(&o));
     let o = cli.run(&[&base[..], &[s(&probe), "write", "/data/x", "y"]].concat());
@@ -320,15 +343,30 @@ fn run_with_a_manifest_a_policy_and_an_audit_log() {
     let o = cli.run(&[&base[..], &[s(&probe), "connect", "127.0.0.1:22"]].concat());
     assert!(!o.status.success());
     let text = std::fs::read_to_string(&audit).unwrap();
-    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["function"] == "wasi:filesystem/preopens.get-directories" && e["decision"] == "allow"));
-    let ssh = events.iter().find(|e| e["resource"] == "127.0.0.1:22").expect("the connect was audited");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(
+        |e| e["function"] == "wasi:filesystem/preopens.get-directories" && e["decision"] == "allow"
+    ));
+    let ssh = events
+        .iter()
+        .find(|e| e["resource"] == "127.0.0.1:22")
+        .expect("the connect was audited");
     assert_eq!(ssh["decision"], "deny");
     assert_eq!(ssh["rule"], "host policy forbids port 22");
 
     // A malformed manifest names the file, line and column.
-    std::fs::write(&manifest, "[component]\nname = \"probe\"\nversion = \"1\"\nnetwork = 1\n").unwrap();
-    assert_error_line(&cli.run(&["run", "--manifest", s(&manifest), s(&probe), "args"]), "Component.toml: line 4, column 1: unknown field `network`");
+    std::fs::write(
+        &manifest,
+        "[component]\nname = \"probe\"\nversion = \"1\"\nnetwork = 1\n",
+    )
+    .unwrap();
+    assert_error_line(
+        &cli.run(&["run", "--manifest", s(&manifest), s(&probe), "args"]),
+        "Component.toml: line 4, column 1: unknown field `network`",
+    );
 }
 
 #[test]
@@ -337,13 +375,37 @@ fn inspect_with_a_manifest_reports_functions_that_can_never_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("Component.toml");
     std::fs::write(&manifest, "[component]\nname = \"counter\"\nversion = \"0.1.0\"\n[capabilities]\nservices = { config = false }\n").unwrap();
-    let o = cli.run(&["inspect", "--manifest", s(&manifest), s(&common::component("counter"))]);
+    let o = cli.run(&[
+        "inspect",
+        "--manifest",
+        s(&manifest),
+        s(&common::component("counter")),
+    ]);
     let out = stdout(&o);
-    assert!(out.contains("never callable under the manifest's grants:"), "{out}");
-    assert!(out.contains("airssys:component/services.get-config (needs config)"), "{out}");
-    assert!(out.contains("wasi:cli/environment.get-environment (needs environment)"), "{out}");
+    assert!(
+        out.contains("never callable under the manifest's grants:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("airssys:component/services.get-config (needs config)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("wasi:cli/environment.get-environment (needs environment)"),
+        "{out}"
+    );
     assert!(!out.contains("services.log"), "{out}");
-    let o = cli.run(&["inspect", "--json", "--manifest", s(&manifest), s(&common::component("counter"))]);
+    let o = cli.run(&[
+        "inspect",
+        "--json",
+        "--manifest",
+        s(&manifest),
+        s(&common::component("counter")),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["never_callable"].as_array().unwrap().iter().any(|u| u["function"] == "airssys:component/services.get-config"));
+    assert!(v["never_callable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["function"] == "airssys:component/services.get-config"));
 }

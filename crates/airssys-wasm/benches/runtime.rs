@@ -33,7 +33,7 @@ mod bare {
     });
 
     use airssys::component::services::{self, LogLevel};
-    pub use airssys::component::types::Message;
+    pub use airssys::component::types::{Error, Message};
 
     pub struct State {
         wasi: WasiCtx,
@@ -52,14 +52,14 @@ mod bare {
     impl airssys::component::types::Host for State {}
     impl services::Host for State {
         fn log(&mut self, _: LogLevel, _: String, _: Vec<(String, String)>) {}
-        fn now_millis(&mut self) -> u64 {
-            0
+        fn now_millis(&mut self) -> Result<u64, Error> {
+            Ok(0)
         }
-        fn monotonic_nanos(&mut self) -> u64 {
-            0
+        fn monotonic_nanos(&mut self) -> Result<u64, Error> {
+            Ok(0)
         }
-        fn get_config(&mut self, _: String) -> Option<String> {
-            None
+        fn get_config(&mut self, _: String) -> Result<Option<String>, Error> {
+            Ok(None)
         }
     }
 

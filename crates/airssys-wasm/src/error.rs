@@ -141,7 +141,10 @@ impl Error {
     /// The component this error is about, if it is about one.
     pub fn component(&self) -> Option<&str> {
         match self {
-            Error::Io { .. } | Error::Config(_) | Error::Manifest { .. } | Error::Signature { .. } => None,
+            Error::Io { .. }
+            | Error::Config(_)
+            | Error::Manifest { .. }
+            | Error::Signature { .. } => None,
             Error::InvalidWasm { name, .. } => Some(name),
             Error::Link { component, .. }
             | Error::Unsupported { component, .. }

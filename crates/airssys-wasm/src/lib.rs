@@ -52,13 +52,13 @@ mod trap;
 pub mod units;
 
 pub use bindings::{GuestError, HealthStatus, Message, Metadata, Payload, LIFECYCLE_INTERFACE};
+pub use capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use command::ExitStatus;
 pub use component::{Component, ComponentKind};
 pub use engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
 pub use error::{DisplayBytes, DisplayDuration, Error, Result};
-pub use capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use execution::{ComponentHandle, ExecutionContext, ExecutionState};
-pub use manifest::{Access, Manifest};
 pub use inspect::Inspection;
 pub use instance::Instance;
 pub use limits::{ResourceLimits, ResourceUsage};
+pub use manifest::{Access, Manifest};

@@ -234,33 +234,45 @@ pub(crate) enum SizeValue {
 #[allow(dead_code)]
 pub(crate) struct DurationValue(String);
 
-pub(crate) fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+pub(crate) fn de_opt_size<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
     match SizeValue::deserialize(d)? {
         SizeValue::Bytes(n) => Ok(Some(n)),
         SizeValue::Text(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
     }
 }
 
-pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
-fn de_host_patterns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<HostPattern>, D::Error> {
+fn de_host_patterns<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<HostPattern>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|s| HostPattern::parse(s).map_err(serde::de::Error::custom))
         .collect()
 }
 
-fn de_name_patterns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<NamePatterns, D::Error> {
+fn de_name_patterns<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<NamePatterns, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
     NamePatterns::new(&v).map_err(serde::de::Error::custom)
 }
 
 fn de_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(s)
     } else {
@@ -333,11 +345,20 @@ impl Manifest {
             let resource = format!("{} -> {}", canonical.display(), fs.guest);
             let function = "wasi:filesystem/preopens.get-directories";
             if let Some(rule) = forbidden_paths.forbidding_dir(&canonical.to_string_lossy()) {
-                caps.record(name, function, &resource, &Decision::deny(format!("host policy forbidden-paths {rule}")));
+                caps.record(
+                    name,
+                    function,
+                    &resource,
+                    &Decision::deny(format!("host policy forbidden-paths {rule}")),
+                );
                 continue;
             }
             let read_only = fs.access == Access::Read;
-            let rule = if read_only { "manifest filesystem read" } else { "manifest filesystem read-write" };
+            let rule = if read_only {
+                "manifest filesystem read"
+            } else {
+                "manifest filesystem read-write"
+            };
             caps.record(name, function, &resource, &Decision::allow(rule));
             caps.dirs.push(DirGrant {
                 host: canonical,
@@ -353,12 +374,22 @@ impl Manifest {
             };
             let function = "wasi:cli/environment.get-environment";
             if let Some(rule) = forbidden_env.matching(var) {
-                caps.record(name, function, var, &Decision::deny(format!("host policy forbidden-env {rule}")));
+                caps.record(
+                    name,
+                    function,
+                    var,
+                    &Decision::deny(format!("host policy forbidden-env {rule}")),
+                );
                 continue;
             }
             match value {
                 Some(v) => {
-                    caps.record(name, function, var, &Decision::allow("manifest environment"));
+                    caps.record(
+                        name,
+                        function,
+                        var,
+                        &Decision::allow("manifest environment"),
+                    );
                     caps.env.push((var.to_string(), v));
                 }
                 None => caps.record(name, function, var, &Decision::deny("not set on the host")),
@@ -372,7 +403,12 @@ impl Manifest {
                 caps.forbidden_ports = policy.forbidden_ports.clone();
             } else {
                 for p in outbound {
-                    caps.record(name, "wasi:sockets", p.as_str(), &Decision::deny("host policy allow-network = false"));
+                    caps.record(
+                        name,
+                        "wasi:sockets",
+                        p.as_str(),
+                        &Decision::deny("host policy allow-network = false"),
+                    );
                 }
             }
         }
@@ -393,14 +429,19 @@ impl Manifest {
             (a, b) => a.or(b),
         };
         let limits = ResourceLimits {
-            memory_bytes: min(self.limits.memory.or(defaults.memory_bytes), policy.max_memory),
+            memory_bytes: min(
+                self.limits.memory.or(defaults.memory_bytes),
+                policy.max_memory,
+            ),
             fuel: min(self.limits.fuel, policy.max_fuel),
             timeout: match (self.limits.timeout.or(defaults.timeout), policy.max_timeout) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
         };
-        let mut ctx = ExecutionContext::new(name).with_limits(limits).with_capabilities(caps);
+        let mut ctx = ExecutionContext::new(name)
+            .with_limits(limits)
+            .with_capabilities(caps);
         for (k, v) in &self.config {
             ctx = ctx.with_config(k, v);
         }
@@ -448,16 +489,32 @@ k = "v"
         };
         let audit = AuditLog::in_memory();
         let ctx = m.context(&policy, audit.clone()).unwrap();
-        assert_eq!(ctx.limits().memory_bytes, Some(16 << 20), "the smaller of the two");
+        assert_eq!(
+            ctx.limits().memory_bytes,
+            Some(16 << 20),
+            "the smaller of the two"
+        );
         assert_eq!(ctx.limits().fuel, Some(1000));
         let caps = ctx.capabilities();
         assert_eq!(caps.env, vec![("GREETING".to_string(), "hi".to_string())]);
         assert!(!caps.services.config);
-        assert!(!caps.check_connect("fetcher", "127.0.0.1:8080".parse().unwrap()).allowed, "policy forbids 8080");
-        assert!(caps.check_connect("fetcher", "[::1]:9".parse().unwrap()).allowed);
+        assert!(
+            !caps
+                .check_connect("fetcher", "127.0.0.1:8080".parse().unwrap())
+                .allowed,
+            "policy forbids 8080"
+        );
+        assert!(
+            caps.check_connect("fetcher", "[::1]:9".parse().unwrap())
+                .allowed
+        );
         assert!(caps.check_send("worker-3").allowed);
         assert_eq!(ctx.config(), &[("k".to_string(), "v".to_string())]);
-        let denied: Vec<_> = audit.events().into_iter().filter(|e| e.decision == crate::capability::Verdict::Deny).collect();
+        let denied: Vec<_> = audit
+            .events()
+            .into_iter()
+            .filter(|e| e.decision == crate::capability::Verdict::Deny)
+            .collect();
         assert_eq!(denied.len(), 1);
         assert_eq!(denied[0].resource, "AWS_SECRET");
         assert_eq!(denied[0].rule, "host policy forbidden-env AWS_*");
@@ -474,8 +531,13 @@ k = "v"
             ("[component]\nname = \"a\"\nversion = \"1\"\n[capabilities]\nfilesystem = [{ host = \"x\", guest = \"/x\", access = \"write\" }]\n", "unknown variant `write`, expected `read` or `read-write`"),
         ];
         for (text, expected) in cases {
-            let err = Manifest::parse("Component.toml", text).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            let err = Manifest::parse("Component.toml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
             assert!(err.starts_with("Component.toml: "), "{err}");
         }
     }

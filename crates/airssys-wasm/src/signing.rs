@@ -40,7 +40,11 @@ pub struct SignatureFile {
 }
 
 fn message(sha256: &str, id: &SignedIdentity) -> Vec<u8> {
-    format!("airssys-wasm signature v1\n{sha256}\n{}\n{}\n", id.name, id.version).into_bytes()
+    format!(
+        "airssys-wasm signature v1\n{sha256}\n{}\n{}\n",
+        id.name, id.version
+    )
+    .into_bytes()
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -124,7 +128,8 @@ pub fn sign(component: &Path, key_file: &Path, identity: &SignedIdentity) -> Res
         signature: hex(&signature.to_bytes()),
     };
     let out = signature_path(component);
-    let text = serde_json::to_string_pretty(&file).map_err(|e| sig_err(&out, e.to_string()))? + "\n";
+    let text =
+        serde_json::to_string_pretty(&file).map_err(|e| sig_err(&out, e.to_string()))? + "\n";
     std::fs::write(&out, text).map_err(|source| Error::Io {
         path: out.clone(),
         source,
@@ -144,7 +149,8 @@ impl TrustPolicy {
         let path = path.as_ref();
         let bytes = unhex::<32>(&String::from_utf8_lossy(&read(path)?))
             .ok_or_else(|| sig_err(path, "not a public key (expected 64 hex digits)"))?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|e| sig_err(path, format!("not a valid Ed25519 public key: {e}")))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|e| sig_err(path, format!("not a valid Ed25519 public key: {e}")))?;
         self.keys.push((path.to_path_buf(), key));
         Ok(self)
     }
@@ -157,17 +163,28 @@ impl TrustPolicy {
     /// Checks `component` against its `.sig` before anything compiles it: the
     /// signature must exist, match the bytes, match `identity` when given, and
     /// verify with a trusted key. Returns the signed identity.
-    pub fn verify(&self, component: &Path, identity: Option<&SignedIdentity>) -> Result<SignedIdentity> {
+    pub fn verify(
+        &self,
+        component: &Path,
+        identity: Option<&SignedIdentity>,
+    ) -> Result<SignedIdentity> {
         let sig_path = signature_path(component);
-        let text = std::fs::read_to_string(&sig_path)
-            .map_err(|_| sig_err(component, format!("refused: not signed (no {})", sig_path.display())))?;
+        let text = std::fs::read_to_string(&sig_path).map_err(|_| {
+            sig_err(
+                component,
+                format!("refused: not signed (no {})", sig_path.display()),
+            )
+        })?;
         let file: SignatureFile = serde_json::from_str(&text)
             .map_err(|e| sig_err(&sig_path, format!("refused: malformed signature file: {e}")))?;
         let sha256 = hex(&Sha256::digest(read(component)?));
         if sha256 != file.sha256 {
             return Err(sig_err(
                 component,
-                format!("refused: tampered: content hash {sha256} does not match the signed hash {}", file.sha256),
+                format!(
+                    "refused: tampered: content hash {sha256} does not match the signed hash {}",
+                    file.sha256
+                ),
             ));
         }
         if let Some(id) = identity {
@@ -185,14 +202,22 @@ impl TrustPolicy {
             .map(|b| Signature::from_bytes(&b))
             .ok_or_else(|| sig_err(&sig_path, "refused: malformed signature"))?;
         let msg = message(&sha256, &file.identity);
-        if self.keys.iter().any(|(_, k)| k.verify(&msg, &signature).is_ok()) {
+        if self
+            .keys
+            .iter()
+            .any(|(_, k)| k.verify(&msg, &signature).is_ok())
+        {
             return Ok(file.identity);
         }
-        let signed_by_trusted = self.keys.iter().any(|(_, k)| hex(k.as_bytes()) == file.public_key);
+        let signed_by_trusted = self
+            .keys
+            .iter()
+            .any(|(_, k)| hex(k.as_bytes()) == file.public_key);
         Err(sig_err(
             component,
             if signed_by_trusted {
-                "refused: the signature does not verify (tampered signature or identity)".to_string()
+                "refused: the signature does not verify (tampered signature or identity)"
+                    .to_string()
             } else {
                 format!("refused: signed by an untrusted key ({})", file.public_key)
             },
@@ -217,16 +242,35 @@ mod tests {
             name: "c".into(),
             version: "1.0.0".into(),
         };
-        let trust = TrustPolicy::default().trust_key_file(dir.path().join("key.pub")).unwrap();
+        let trust = TrustPolicy::default()
+            .trust_key_file(dir.path().join("key.pub"))
+            .unwrap();
         let err = trust.verify(&comp, None).unwrap_err().to_string();
         assert!(err.contains("not signed"), "{err}");
         sign(&comp, &key, &id).unwrap();
         assert_eq!(trust.verify(&comp, Some(&id)).unwrap(), id);
-        let wrong_id = SignedIdentity { version: "2.0.0".into(), ..id.clone() };
-        assert!(trust.verify(&comp, Some(&wrong_id)).unwrap_err().to_string().contains("manifest says c@2.0.0"));
-        let untrusted = TrustPolicy::default().trust_key_file(dir.path().join("other.pub")).unwrap();
-        assert!(untrusted.verify(&comp, None).unwrap_err().to_string().contains("untrusted key"));
+        let wrong_id = SignedIdentity {
+            version: "2.0.0".into(),
+            ..id.clone()
+        };
+        assert!(trust
+            .verify(&comp, Some(&wrong_id))
+            .unwrap_err()
+            .to_string()
+            .contains("manifest says c@2.0.0"));
+        let untrusted = TrustPolicy::default()
+            .trust_key_file(dir.path().join("other.pub"))
+            .unwrap();
+        assert!(untrusted
+            .verify(&comp, None)
+            .unwrap_err()
+            .to_string()
+            .contains("untrusted key"));
         std::fs::write(&comp, b"\0asm component bytes, changed").unwrap();
-        assert!(trust.verify(&comp, None).unwrap_err().to_string().contains("tampered"));
+        assert!(trust
+            .verify(&comp, None)
+            .unwrap_err()
+            .to_string()
+            .contains("tampered"));
     }
 }

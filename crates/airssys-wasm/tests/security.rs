@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 use airssys_wasm::{
-    AuditLog, Capabilities, Engine, EngineConfig, Error, ExecutionContext, GuestError, HostPolicy, Manifest,
-    Message, Verdict,
+    AuditLog, Capabilities, Engine, EngineConfig, Error, ExecutionContext, GuestError, HostPolicy,
+    Manifest, Message, Verdict,
 };
 
 fn engine() -> Engine {
@@ -52,20 +52,38 @@ async fn connect_succeeds_only_to_the_granted_loopback_port() {
         .unwrap()
         .with_audit(audit.clone());
     let ctx = ExecutionContext::new("netprobe").with_capabilities(caps);
-    assert_eq!(probe(&ctx, &["connect", &format!("127.0.0.1:{granted_port}")]).await, 0);
+    assert_eq!(
+        probe(&ctx, &["connect", &format!("127.0.0.1:{granted_port}")]).await,
+        0
+    );
     server.join().unwrap();
-    assert_ne!(probe(&ctx, &["connect", &format!("127.0.0.1:{other_port}")]).await, 0);
+    assert_ne!(
+        probe(&ctx, &["connect", &format!("127.0.0.1:{other_port}")]).await,
+        0
+    );
     // Nothing reached the port that was not granted.
-    assert_eq!(other.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(
+        other.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
     // Without any grant the network is closed.
     let closed = ExecutionContext::new("netprobe");
-    assert_ne!(probe(&closed, &["connect", &format!("127.0.0.1:{other_port}")]).await, 0);
+    assert_ne!(
+        probe(&closed, &["connect", &format!("127.0.0.1:{other_port}")]).await,
+        0
+    );
 
     let events = audit.events();
-    let connects: Vec<_> = events.iter().filter(|e| e.function == "wasi:sockets/tcp.start-connect").collect();
+    let connects: Vec<_> = events
+        .iter()
+        .filter(|e| e.function == "wasi:sockets/tcp.start-connect")
+        .collect();
     assert_eq!(connects.len(), 2, "{events:?}");
     assert_eq!(connects[0].decision, Verdict::Allow);
-    assert_eq!(connects[0].rule, format!("network.outbound 127.0.0.1:{granted_port}"));
+    assert_eq!(
+        connects[0].rule,
+        format!("network.outbound 127.0.0.1:{granted_port}")
+    );
     assert_eq!(connects[1].decision, Verdict::Deny);
     assert_eq!(connects[1].resource, format!("127.0.0.1:{other_port}"));
     assert_eq!(connects[1].component, "netprobe");
@@ -78,15 +96,38 @@ async fn symlinks_and_dot_dot_do_not_escape_a_granted_directory() {
     std::fs::write(outside.path().join("secret.txt"), "top secret").unwrap();
     std::fs::write(dir.path().join("ok.txt"), "fine").unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("escape-dir")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("escape-file")).unwrap();
-    let ctx = ExecutionContext::new("fsprobe").with_capabilities(Capabilities::default().with_dir(dir.path(), "/data", false));
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        dir.path().join("escape-file"),
+    )
+    .unwrap();
+    let ctx = ExecutionContext::new("fsprobe").with_capabilities(Capabilities::default().with_dir(
+        dir.path(),
+        "/data",
+        false,
+    ));
     assert_eq!(probe(&ctx, &["read", "/data/ok.txt"]).await, 0);
-    for path in ["/data/escape-dir/secret.txt", "/data/escape-file", "/data/../secret.txt", "/secret.txt"] {
-        assert_ne!(probe(&ctx, &["read", path]).await, 0, "{path} escaped the grant");
+    for path in [
+        "/data/escape-dir/secret.txt",
+        "/data/escape-file",
+        "/data/../secret.txt",
+        "/secret.txt",
+    ] {
+        assert_ne!(
+            probe(&ctx, &["read", path]).await,
+            0,
+            "{path} escaped the grant"
+        );
     }
     // Writing through the symlink does not touch the outside either.
-    assert_ne!(probe(&ctx, &["write", "/data/escape-dir/secret.txt", "pwned"]).await, 0);
-    assert_eq!(std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(), "top secret");
+    assert_ne!(
+        probe(&ctx, &["write", "/data/escape-dir/secret.txt", "pwned"]).await,
+        0
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+        "top secret"
+    );
 }
 
 fn manifest(dir: &std::path::Path, body: &str) -> Manifest {
@@ -120,15 +161,34 @@ environment = ["GREETING=hello", "AIRSSYS_TEST_TOKEN"]
     };
     let ctx = m.context(&policy, audit.clone()).unwrap();
     assert_eq!(probe(&ctx, &["read", "/data/in.txt"]).await, 0);
-    assert_ne!(probe(&ctx, &["write", "/data/new.txt", "x"]).await, 0, "read-only grant");
+    assert_ne!(
+        probe(&ctx, &["write", "/data/new.txt", "x"]).await,
+        0,
+        "read-only grant"
+    );
     assert!(!dir.path().join("data/new.txt").exists());
     assert_eq!(probe(&ctx, &["env", "GREETING"]).await, 0);
-    assert_ne!(probe(&ctx, &["env", "AIRSSYS_TEST_TOKEN"]).await, 0, "the policy forbids it");
-    assert_ne!(probe(&ctx, &["env", "AIRSSYS_TEST_OTHER"]).await, 0, "never asked for");
-    let denied: Vec<_> = audit.events().into_iter().filter(|e| e.decision == Verdict::Deny).collect();
+    assert_ne!(
+        probe(&ctx, &["env", "AIRSSYS_TEST_TOKEN"]).await,
+        0,
+        "the policy forbids it"
+    );
+    assert_ne!(
+        probe(&ctx, &["env", "AIRSSYS_TEST_OTHER"]).await,
+        0,
+        "never asked for"
+    );
+    let denied: Vec<_> = audit
+        .events()
+        .into_iter()
+        .filter(|e| e.decision == Verdict::Deny)
+        .collect();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].resource, "AIRSSYS_TEST_TOKEN");
-    assert_eq!(denied[0].rule, "host policy forbidden-env AIRSSYS_TEST_TOK*");
+    assert_eq!(
+        denied[0].rule,
+        "host policy forbidden-env AIRSSYS_TEST_TOK*"
+    );
 }
 
 #[tokio::test]
@@ -145,24 +205,44 @@ async fn a_withheld_service_is_denied_to_the_guest_which_can_handle_it() {
     inst.initialize().await.unwrap();
     // Empty payload: the counter asks services.get-config("step"), which is withheld.
     for _ in 0..100 {
-        let err = inst.handle_message(&Message::new("t", Vec::new())).await.unwrap_err();
+        let err = inst
+            .handle_message(&Message::new("t", Vec::new()))
+            .await
+            .unwrap_err();
         match &err {
-            Error::Guest { error: GuestError::CapabilityDenied(why), .. } => {
-                assert!(why.contains("services.get-config") && why.contains("services.config is withheld"), "{why}");
+            Error::Guest {
+                error: GuestError::CapabilityDenied(why),
+                ..
+            } => {
+                assert!(
+                    why.contains("services.get-config")
+                        && why.contains("services.config is withheld"),
+                    "{why}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
     }
     // Repeated denials leave the instance and the host working.
-    assert_eq!(inst.handle_message(&Message::new("t", b"5".to_vec())).await.unwrap(), Some(b"5".to_vec()));
+    assert_eq!(
+        inst.handle_message(&Message::new("t", b"5".to_vec()))
+            .await
+            .unwrap(),
+        Some(b"5".to_vec())
+    );
     let events = audit.events();
-    let denials: Vec<_> = events.iter().filter(|e| e.decision == Verdict::Deny).collect();
+    let denials: Vec<_> = events
+        .iter()
+        .filter(|e| e.decision == Verdict::Deny)
+        .collect();
     assert_eq!(denials.len(), 100);
     assert_eq!(denials[0].function, "services.get-config");
     assert_eq!(denials[0].resource, "step");
     assert_eq!(denials[0].component, "counter");
     // The allowed log call of initialize was audited too.
-    assert!(events.iter().any(|e| e.function == "services.log" && e.decision == Verdict::Allow));
+    assert!(events
+        .iter()
+        .any(|e| e.function == "services.log" && e.decision == Verdict::Allow));
 }
 
 #[tokio::test]
@@ -173,17 +253,27 @@ async fn the_audit_log_file_is_json_lines() {
     let caps = Capabilities::default().with_audit(audit.clone());
     let mut caps2 = caps.clone();
     caps2.services.clocks = false;
-    let ctx = ExecutionContext::new("counter").with_capabilities(caps2).with_config("step", "2");
+    let ctx = ExecutionContext::new("counter")
+        .with_capabilities(caps2)
+        .with_config("step", "2");
     let counter = engine().load_file(common::component("counter")).unwrap();
     let mut inst = counter.instantiate(&ctx).await.unwrap();
     inst.initialize().await.unwrap();
-    inst.handle_message(&Message::new("t", Vec::new())).await.unwrap();
+    inst.handle_message(&Message::new("t", Vec::new()))
+        .await
+        .unwrap();
     drop(inst);
     audit.flush();
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(lines.len() >= 2, "{text}");
-    let get = lines.iter().find(|l| l["function"] == "services.get-config").unwrap();
+    let get = lines
+        .iter()
+        .find(|l| l["function"] == "services.get-config")
+        .unwrap();
     assert_eq!(get["decision"], "allow");
     assert_eq!(get["rule"], "services.config");
     assert_eq!(get["component"], "counter");

@@ -6,9 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airssys_wasm::{
-    Capabilities, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits,
-};
+use airssys_wasm::{Capabilities, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits};
 
 fn engine() -> Engine {
     Engine::new(EngineConfig::default().cache_dir(None).pooling(false)).unwrap()

@@ -51,14 +51,19 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("enabled", &self.sinks.is_some()).finish()
+        f.debug_struct("AuditLog")
+            .field("enabled", &self.sinks.is_some())
+            .finish()
     }
 }
 
 impl AuditLog {
     /// An audit log that appends JSON Lines to `path` (created if missing).
     pub fn to_file(path: impl AsRef<Path>) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(AuditLog {
             sinks: Some(Arc::new(Mutex::new(Sinks {
                 file: Some(BufWriter::new(file)),
@@ -91,7 +96,14 @@ impl AuditLog {
     }
 
     /// Records one decision. Denials are also logged as warnings.
-    pub fn record(&self, component: &str, function: &str, resource: &str, decision: Verdict, rule: &str) {
+    pub fn record(
+        &self,
+        component: &str,
+        function: &str,
+        resource: &str,
+        decision: Verdict,
+        rule: &str,
+    ) {
         if decision == Verdict::Deny {
             tracing::warn!(target: "airssys_wasm::audit", component, function, resource, rule, "capability denied");
         }
@@ -112,7 +124,13 @@ impl AuditLog {
             let written = serde_json::to_writer(&mut *file, &event)
                 .map_err(std::io::Error::from)
                 .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| if decision == Verdict::Deny { file.flush() } else { Ok(()) });
+                .and_then(|()| {
+                    if decision == Verdict::Deny {
+                        file.flush()
+                    } else {
+                        Ok(())
+                    }
+                });
             if let Err(e) = written {
                 tracing::error!("cannot write the audit log: {e}");
             }

@@ -172,7 +172,12 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Grants a host directory at a guest path.
-    pub fn with_dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, read_only: bool) -> Self {
+    pub fn with_dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
         self.dirs.push(DirGrant {
             host: host.into(),
             guest: guest.into(),
@@ -209,7 +214,11 @@ impl Capabilities {
         let d = if self.forbidden_ports.contains(&addr.port()) {
             Decision::deny(format!("host policy forbids port {}", addr.port()))
         } else {
-            match self.outbound.iter().find(|p| p.matches_addr(addr.ip(), addr.port())) {
+            match self
+                .outbound
+                .iter()
+                .find(|p| p.matches_addr(addr.ip(), addr.port()))
+            {
                 Some(p) => Decision::allow(format!("network.outbound {}", p.as_str())),
                 None => Decision::deny("not granted: no network.outbound pattern matches"),
             }
@@ -270,8 +279,13 @@ impl Capabilities {
 
     /// Records a decision in the audit log.
     pub fn record(&self, component: &str, function: &str, resource: &str, d: &Decision) {
-        let verdict = if d.allowed { Verdict::Allow } else { Verdict::Deny };
-        self.audit.record(component, function, resource, verdict, &d.rule);
+        let verdict = if d.allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
+        self.audit
+            .record(component, function, resource, verdict, &d.rule);
     }
 
     /// Whether `kind` is granted at all (for the static import report).
@@ -317,7 +331,11 @@ pub fn never_callable(imports: &[String], caps: &Capabilities) -> Vec<Unreachabl
             continue;
         };
         for f in iface.functions {
-            if let Some(missing) = f.required_capabilities.iter().find(|k| !caps.grants_kind(**k)) {
+            if let Some(missing) = f
+                .required_capabilities
+                .iter()
+                .find(|k| !caps.grants_kind(**k))
+            {
                 out.push(Unreachable {
                     function: format!("{}.{}", iface.name, f.name),
                     missing: *missing,
@@ -334,17 +352,29 @@ mod tests {
 
     #[test]
     fn connect_checks_patterns_ports_and_caches() {
-        let mut caps = Capabilities::default().with_outbound("127.0.0.1:*").unwrap();
+        let mut caps = Capabilities::default()
+            .with_outbound("127.0.0.1:*")
+            .unwrap();
         caps.forbidden_ports = vec![22];
         let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert!(caps.check_connect("c", a).allowed);
-        assert_eq!(&*caps.check_connect("c", a).rule, "network.outbound 127.0.0.1:*");
+        assert_eq!(
+            &*caps.check_connect("c", a).rule,
+            "network.outbound 127.0.0.1:*"
+        );
         let ssh: SocketAddr = "127.0.0.1:22".parse().unwrap();
         let d = caps.check_connect("c", ssh);
         assert!(!d.allowed);
         assert!(d.rule.contains("host policy forbids port 22"));
-        assert!(!caps.check_connect("c", "10.0.0.1:80".parse().unwrap()).allowed);
-        assert!(!Capabilities::default().check_connect("c", a).allowed, "deny by default");
+        assert!(
+            !caps
+                .check_connect("c", "10.0.0.1:80".parse().unwrap())
+                .allowed
+        );
+        assert!(
+            !Capabilities::default().check_connect("c", a).allowed,
+            "deny by default"
+        );
     }
 
     #[test]
@@ -377,8 +407,16 @@ mod tests {
             .with_outbound("[::1]:8080")
             .unwrap()
             .with_audit(audit.clone());
-        assert!(caps.audit_connect("c", "wasi:sockets/tcp.connect", "[::1]:8080".parse().unwrap()));
-        assert!(!caps.audit_connect("c", "wasi:sockets/tcp.connect", "[::1]:9090".parse().unwrap()));
+        assert!(caps.audit_connect(
+            "c",
+            "wasi:sockets/tcp.connect",
+            "[::1]:8080".parse().unwrap()
+        ));
+        assert!(!caps.audit_connect(
+            "c",
+            "wasi:sockets/tcp.connect",
+            "[::1]:9090".parse().unwrap()
+        ));
         let events = audit.events();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].decision, Verdict::Allow);

@@ -107,7 +107,9 @@ pub struct HostPattern {
 impl HostPattern {
     /// Parses `HOST:PORT`, e.g. `127.0.0.1:8080`, `*.example.com:443`, `[::1]:*`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid host pattern {s:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080, *.example.com:443, [::1]:*)");
+        let bad = |why: &str| {
+            format!("invalid host pattern {s:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080, *.example.com:443, [::1]:*)")
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (v6, port) = rest.split_once("]:").ok_or_else(|| bad("missing ]:PORT"))?;
             let addr: Ipv6Addr = v6.parse().map_err(|_| bad("not an IPv6 address"))?;
@@ -117,7 +119,10 @@ impl HostPattern {
             if host.is_empty() || host.contains(':') {
                 return Err(bad("write IPv6 addresses in brackets"));
             }
-            (HostPart::Glob(segment_glob(host, true).map_err(|e| bad(&e))?), port)
+            (
+                HostPart::Glob(segment_glob(host, true).map_err(|e| bad(&e))?),
+                port,
+            )
         };
         let port = match port {
             "*" => PortPattern::Any,
@@ -131,7 +136,9 @@ impl HostPattern {
                     PortPattern::Range(lo, hi)
                 }
                 None => {
-                    let n: u16 = p.parse().map_err(|_| bad("port must be a number, a range or *"))?;
+                    let n: u16 = p
+                        .parse()
+                        .map_err(|_| bad("port must be a number, a range or *"))?;
                     PortPattern::Range(n, n)
                 }
             },
@@ -156,7 +163,9 @@ impl HostPattern {
         match (&self.host, ip) {
             (HostPart::V6(p), IpAddr::V6(a)) => *p == a,
             // An IPv4-mapped IPv6 address matches IPv4 patterns.
-            (HostPart::Glob(g), IpAddr::V6(a)) => a.to_ipv4_mapped().is_some_and(|v4| g.is_match(v4.to_string().replace('.', "/"))),
+            (HostPart::Glob(g), IpAddr::V6(a)) => a
+                .to_ipv4_mapped()
+                .is_some_and(|v4| g.is_match(v4.to_string().replace('.', "/"))),
             (HostPart::Glob(g), IpAddr::V4(a)) => g.is_match(a.to_string().replace('.', "/")),
             (HostPart::V6(_), IpAddr::V4(_)) => false,
         }
@@ -215,7 +224,10 @@ impl PathPatterns {
             .iter()
             .find(|(p, m)| {
                 let fixed: String = p.chars().take_while(|c| !"*?[{".contains(*c)).collect();
-                m.is_match(dir) || m.is_match(&dir_prefix) || fixed.starts_with(&dir_prefix) || dir.is_empty()
+                m.is_match(dir)
+                    || m.is_match(&dir_prefix)
+                    || fixed.starts_with(&dir_prefix)
+                    || dir.is_empty()
             })
             .map(|(p, _)| p.as_str())
     }
@@ -265,12 +277,25 @@ mod tests {
 
         let p = HostPattern::parse("*.Example.com:443").unwrap();
         assert!(p.is_dns_name());
-        assert!(p.matches_name("api.example.COM"), "DNS names are case-insensitive");
+        assert!(
+            p.matches_name("api.example.COM"),
+            "DNS names are case-insensitive"
+        );
         assert!(!p.matches_name("a.b.example.com"), "* is one label");
         assert!(!p.matches_name("example.com"));
-        assert!(HostPattern::parse("**.example.com:443").unwrap().matches_name("a.b.example.com"));
+        assert!(HostPattern::parse("**.example.com:443")
+            .unwrap()
+            .matches_name("a.b.example.com"));
 
-        for bad in ["example.com", "::1:80", "[::1]", "host:http", "host:90-80", ":80", "[zz]:1"] {
+        for bad in [
+            "example.com",
+            "::1:80",
+            "[::1]",
+            "host:http",
+            "host:90-80",
+            ":80",
+            "[zz]:1",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

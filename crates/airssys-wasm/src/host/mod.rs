@@ -58,7 +58,11 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            services: ServicesCtx::new(ctx.shared_id(), ctx.shared_config(), ctx.shared_capabilities()),
+            services: ServicesCtx::new(
+                ctx.shared_id(),
+                ctx.shared_config(),
+                ctx.shared_capabilities(),
+            ),
             run: RunState::new(ctx, output),
         }
     }

@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::airssys::component::services::{self, LogLevel};
 use crate::bindings::GuestError;
-use crate::capability::{CapabilityKind, Capabilities, FunctionSignature, WitInterface};
+use crate::capability::{Capabilities, CapabilityKind, FunctionSignature, WitInterface};
 use crate::host::HostState;
 
 /// What each function of the interface requires.
@@ -44,7 +44,11 @@ pub(crate) struct ServicesCtx {
 }
 
 impl ServicesCtx {
-    pub(crate) fn new(component: Arc<str>, config: Arc<[(String, String)]>, caps: Arc<Capabilities>) -> Self {
+    pub(crate) fn new(
+        component: Arc<str>,
+        config: Arc<[(String, String)]>,
+        caps: Arc<Capabilities>,
+    ) -> Self {
         ServicesCtx {
             component,
             config,
@@ -55,7 +59,12 @@ impl ServicesCtx {
 
     /// Checks `kind` for `function` on `resource`, audits, and returns the
     /// guest-visible denial when refused.
-    fn check(&self, kind: CapabilityKind, function: &str, resource: &str) -> Result<(), GuestError> {
+    fn check(
+        &self,
+        kind: CapabilityKind,
+        function: &str,
+        resource: &str,
+    ) -> Result<(), GuestError> {
         let d = self.caps.check_service(kind);
         if self.caps.audit.is_enabled() || !d.allowed {
             self.caps.record(&self.component, function, resource, &d);
@@ -63,7 +72,10 @@ impl ServicesCtx {
         if d.allowed {
             Ok(())
         } else {
-            Err(GuestError::CapabilityDenied(format!("{function}: {}", d.rule)))
+            Err(GuestError::CapabilityDenied(format!(
+                "{function}: {}",
+                d.rule
+            )))
         }
     }
 }
@@ -90,11 +102,17 @@ impl services::Host for ServicesCtx {
             format!("{message} {}", DisplayFields(&fields))
         };
         match level {
-            LogLevel::Trace => tracing::trace!(target: "airssys_wasm::guest", component, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "airssys_wasm::guest", component, "{message}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "airssys_wasm::guest", component, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "airssys_wasm::guest", component, "{message}")
+            }
             LogLevel::Info => tracing::info!(target: "airssys_wasm::guest", component, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "airssys_wasm::guest", component, "{message}"),
-            LogLevel::Error => tracing::error!(target: "airssys_wasm::guest", component, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: "airssys_wasm::guest", component, "{message}")
+            }
         }
     }
 
@@ -113,7 +131,12 @@ impl services::Host for ServicesCtx {
 
     fn get_config(&mut self, key: String) -> Result<Option<String>, GuestError> {
         self.check(CapabilityKind::Config, "services.get-config", &key)?;
-        Ok(self.config.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
+        Ok(self
+            .config
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone()))
     }
 }
 

@@ -12,8 +12,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::error::{Error, Result};
 use crate::capability::{CapabilityKind, Decision, FunctionSignature, WitInterface};
+use crate::error::{Error, Result};
 use crate::execution::ExecutionContext;
 
 /// Where a guest's stdio goes.
@@ -49,11 +49,17 @@ pub(crate) const INTERFACES: &[WitInterface] = &[
     },
     WitInterface {
         name: "wasi:sockets/tcp",
-        functions: &[f("[method]tcp-socket.start-connect", NET), f("[method]tcp-socket.start-bind", NET)],
+        functions: &[
+            f("[method]tcp-socket.start-connect", NET),
+            f("[method]tcp-socket.start-bind", NET),
+        ],
     },
     WitInterface {
         name: "wasi:sockets/udp",
-        functions: &[f("[method]udp-socket.start-bind", NET), f("[method]udp-socket.stream", NET)],
+        functions: &[
+            f("[method]udp-socket.start-bind", NET),
+            f("[method]udp-socket.stream", NET),
+        ],
     },
     WitInterface {
         name: "wasi:sockets/ip-name-lookup",
@@ -65,7 +71,11 @@ pub(crate) const INTERFACES: &[WitInterface] = &[
 /// directories (read-only where asked), the listed environment variables,
 /// outbound sockets only to granted addresses (each connect checked and
 /// audited), no host args.
-pub(crate) fn builder(ctx: &ExecutionContext, args: &[String], stdio: Stdio) -> Result<WasiCtxBuilder> {
+pub(crate) fn builder(
+    ctx: &ExecutionContext,
+    args: &[String],
+    stdio: Stdio,
+) -> Result<WasiCtxBuilder> {
     let component = ctx.component_id();
     let caps = ctx.capabilities();
     let mut b = WasiCtxBuilder::new();
@@ -111,7 +121,12 @@ pub(crate) fn builder(ctx: &ExecutionContext, args: &[String], stdio: Stdio) -> 
                 && addr.port() == 0;
             let allowed = if ephemeral {
                 // A client socket binds to an ephemeral local port before it connects.
-                caps.record(&component, function, &addr.to_string(), &Decision::allow("ephemeral local bind"));
+                caps.record(
+                    &component,
+                    function,
+                    &addr.to_string(),
+                    &Decision::allow("ephemeral local bind"),
+                );
                 true
             } else {
                 caps.audit_connect(&component, function, addr)
