@@ -27,7 +27,8 @@ impl Component {
     /// network are exactly those granted by `ctx`'s capabilities (none by
     /// default). The limits of `ctx` apply to the whole run.
     pub async fn run_command(&self, ctx: &ExecutionContext, args: &[String]) -> Result<ExitStatus> {
-        let mut builder = wasi::builder(ctx, args, wasi::Stdio::Inherit)?;
+        let resolved = host::sockets::Resolved::default();
+        let mut builder = wasi::builder(ctx, args, wasi::Stdio::Inherit, &resolved)?;
         let wasmtime = self.engine().wasmtime();
         let start = std::time::Instant::now();
         match self.prepared() {
@@ -42,8 +43,10 @@ impl Component {
                             ),
                         }
                     })?;
-                let mut store =
-                    host::new_store(wasmtime, HostState::new(ctx, builder.build(), None));
+                let mut store = host::new_store(
+                    wasmtime,
+                    HostState::new(ctx, builder.build(), resolved, None),
+                );
                 let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let cmd = command.instantiate_async(&mut store).await?;

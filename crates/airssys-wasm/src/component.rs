@@ -201,15 +201,17 @@ impl Component {
             }
         };
         let output = wasi::TailBuffer::new(4096);
+        let resolved = host::sockets::Resolved::default();
         let wasi_ctx = wasi::builder(
             ctx,
             &[ctx.component_id().to_string()],
             wasi::Stdio::Capture(output.clone()),
+            &resolved,
         )?
         .build();
         let mut store = host::new_store(
             self.inner.engine.wasmtime(),
-            HostState::new(ctx, wasi_ctx, Some(output)),
+            HostState::new(ctx, wasi_ctx, resolved, Some(output)),
         );
         crate::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;
         let bindings = match pre.instantiate_async(&mut store).await {

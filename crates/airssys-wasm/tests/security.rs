@@ -89,6 +89,51 @@ async fn connect_succeeds_only_to_the_granted_loopback_port() {
     assert_eq!(connects[1].component, "netprobe");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_patterns_cover_lookup_and_the_resolved_addresses_only() {
+    let (granted, port) = listener();
+    let server = serve_one(granted);
+    let audit = AuditLog::in_memory();
+    let caps = Capabilities::default()
+        .with_outbound(&format!("localhost:{port}"))
+        .unwrap()
+        .with_audit(audit.clone());
+    let ctx = ExecutionContext::new("dnsprobe").with_capabilities(caps);
+    assert_eq!(
+        probe(&ctx, &["connect", &format!("localhost:{port}")]).await,
+        0
+    );
+    server.join().unwrap();
+    // The name is granted, but only on its port; other names are not even looked up.
+    assert_ne!(
+        probe(
+            &ctx,
+            &["connect", &format!("localhost:{}", port.wrapping_add(1))]
+        )
+        .await,
+        0
+    );
+    assert_ne!(probe(&ctx, &["connect", "example.invalid:80"]).await, 0);
+    let events = audit.events();
+    let allowed = events
+        .iter()
+        .find(|e| e.function == "wasi:sockets/tcp.start-connect" && e.decision == Verdict::Allow)
+        .expect("the connect was allowed");
+    assert_eq!(
+        allowed.rule,
+        format!("network.outbound localhost:{port} (resolved from localhost)")
+    );
+    let lookup_denied = events
+        .iter()
+        .find(|e| e.resource == "example.invalid")
+        .expect("the lookup was audited");
+    assert_eq!(
+        lookup_denied.function,
+        "wasi:sockets/ip-name-lookup.resolve-addresses"
+    );
+    assert_eq!(lookup_denied.decision, Verdict::Deny);
+}
+
 #[tokio::test]
 async fn symlinks_and_dot_dot_do_not_escape_a_granted_directory() {
     let dir = tempfile::tempdir().unwrap();

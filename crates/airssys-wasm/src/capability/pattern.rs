@@ -171,6 +171,11 @@ impl HostPattern {
         }
     }
 
+    /// Whether the pattern allows `port`.
+    pub fn matches_port(&self, port: u16) -> bool {
+        self.port.matches(port)
+    }
+
     /// Whether the pattern's host part covers the DNS name `name` (any port).
     pub fn matches_name(&self, name: &str) -> bool {
         match &self.host {

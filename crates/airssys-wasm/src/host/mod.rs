@@ -5,6 +5,7 @@
 //! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
 pub(crate) mod services;
+pub(crate) mod sockets;
 
 pub(crate) mod wasi;
 
@@ -15,6 +16,9 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+
+use crate::capability::Capabilities;
 use crate::execution::ExecutionContext;
 use crate::limits::Limiter;
 use crate::trap::DeadlineExceeded;
@@ -25,7 +29,11 @@ use wasi::TailBuffer;
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// Who this instance is, and what it may reach.
+    pub(crate) component: Arc<str>,
+    pub(crate) caps: Arc<Capabilities>,
     pub(crate) services: ServicesCtx,
+    pub(crate) lookup: sockets::LookupState,
     pub(crate) run: RunState,
 }
 
@@ -54,10 +62,21 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: &ExecutionContext, wasi: WasiCtx, output: Option<TailBuffer>) -> Self {
+    pub(crate) fn new(
+        ctx: &ExecutionContext,
+        wasi: WasiCtx,
+        resolved: sockets::Resolved,
+        output: Option<TailBuffer>,
+    ) -> Self {
         HostState {
             wasi,
             table: ResourceTable::new(),
+            component: ctx.shared_id(),
+            caps: ctx.shared_capabilities(),
+            lookup: sockets::LookupState {
+                resolved,
+                ..Default::default()
+            },
             services: ServicesCtx::new(
                 ctx.shared_id(),
                 ctx.shared_config(),
@@ -121,6 +140,7 @@ pub(crate) fn new_store<T: HasRunState>(engine: &wasmtime::Engine, data: T) -> S
 pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    sockets::add_to_linker(&mut linker)?;
     services::add_to_linker(&mut linker)?;
     Ok(linker)
 }

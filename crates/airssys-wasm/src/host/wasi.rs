@@ -12,7 +12,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::capability::{CapabilityKind, Decision, FunctionSignature, WitInterface};
+use crate::capability::{CapabilityKind, FunctionSignature, WitInterface};
 use crate::error::{Error, Result};
 use crate::execution::ExecutionContext;
 
@@ -75,6 +75,7 @@ pub(crate) fn builder(
     ctx: &ExecutionContext,
     args: &[String],
     stdio: Stdio,
+    resolved: &super::sockets::Resolved,
 ) -> Result<WasiCtxBuilder> {
     let component = ctx.component_id();
     let caps = ctx.capabilities();
@@ -96,44 +97,7 @@ pub(crate) fn builder(
             ))
         })?;
     }
-    if !caps.outbound.is_empty() {
-        // TCP and UDP are off unless something is granted; then every address is
-        // checked against the grants by the closure below.
-        b.allow_tcp(true).allow_udp(true);
-        b.allow_ip_name_lookup(caps.outbound.iter().any(|p| p.is_dns_name()));
-        let (caps, component) = (ctx.shared_capabilities(), ctx.shared_id());
-        b.socket_addr_check(move |addr, usage| {
-            use wasmtime_wasi::sockets::SocketAddrUse;
-            let function = match usage {
-                SocketAddrUse::TcpBind => "wasi:sockets/tcp.start-bind",
-                SocketAddrUse::TcpConnect => "wasi:sockets/tcp.start-connect",
-                SocketAddrUse::UdpBind => "wasi:sockets/udp.start-bind",
-                SocketAddrUse::UdpSend => "wasi:sockets/udp.send",
-                SocketAddrUse::UdpReceive => "wasi:sockets/udp.receive",
-                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
-                    let d = Decision::deny("not granted: inbound connections are not a capability");
-                    caps.record(&component, "wasi:sockets/tcp.listen", &addr.to_string(), &d);
-                    return Box::pin(async { false });
-                }
-            };
-            let ephemeral = matches!(usage, SocketAddrUse::UdpBind | SocketAddrUse::TcpBind)
-                && addr.ip().is_unspecified()
-                && addr.port() == 0;
-            let allowed = if ephemeral {
-                // A client socket binds to an ephemeral local port before it connects.
-                caps.record(
-                    &component,
-                    function,
-                    &addr.to_string(),
-                    &Decision::allow("ephemeral local bind"),
-                );
-                true
-            } else {
-                caps.audit_connect(&component, function, addr)
-            };
-            Box::pin(async move { allowed })
-        });
-    }
+    super::sockets::configure(&mut b, ctx, resolved);
     match stdio {
         Stdio::Inherit => {
             b.inherit_stdio();
