@@ -43,6 +43,36 @@ show $bin call --max-memory 32MiB $g2/memhog.wasm ""
 show $bin call $g2/crasher.wasm overflow
 show $bin call $g2/crasher.wasm panic
 
+echo; echo "== Capabilities: a manifest, a host policy, an audit log"
+mkdir -p "$demo_dir/data"
+echo "granted by the manifest" > "$demo_dir/data/readme.txt"
+cat > "$demo_dir/Component.toml" <<TOML
+[component]
+name = "probe"
+version = "1.0.0"
+[capabilities]
+filesystem = [{ host = "data", guest = "/data", access = "read" }]
+environment = ["GREETING=hello from the manifest"]
+network = { outbound = ["127.0.0.1:22"] }
+TOML
+echo 'forbidden-ports = [22]' > "$demo_dir/policy.toml"
+sec=(--manifest "$demo_dir/Component.toml" --policy "$demo_dir/policy.toml" --audit-log "$demo_dir/audit.jsonl")
+show $bin run "${sec[@]}" $g2/wasi-probe.wasm read /data/readme.txt
+show $bin run "${sec[@]}" $g2/wasi-probe.wasm write /data/new.txt nope
+show $bin run "${sec[@]}" $g2/wasi-probe.wasm env GREETING
+show $bin run "${sec[@]}" $g2/wasi-probe.wasm connect 127.0.0.1:22
+show cat "$demo_dir/audit.jsonl"
+show $bin inspect --manifest "$demo_dir/Component.toml" $g2/counter.wasm
+
+echo; echo "== Signatures: refused before compiling when unsigned or tampered"
+cp $g2/echo.wasm "$demo_dir/echo.wasm"
+show $bin keygen --out "$demo_dir/key"
+show $bin call --require-signature "$demo_dir/key.pub" "$demo_dir/echo.wasm" unsigned
+show $bin sign "$demo_dir/echo.wasm" --key "$demo_dir/key"
+show $bin call --require-signature "$demo_dir/key.pub" "$demo_dir/echo.wasm" "signed and verified"
+printf 'x' >> "$demo_dir/echo.wasm"
+show $bin call --require-signature "$demo_dir/key.pub" "$demo_dir/echo.wasm" tampered
+
 echo; echo "== Precompile, then run the compiled code"
 show $bin compile $g2/wasi-probe.wasm -o "$demo_dir/probe.cwasm"
 show $bin run --allow-precompiled "$demo_dir/probe.cwasm" args precompiled
