@@ -164,8 +164,8 @@ struct EngineArgs {
 impl EngineArgs {
     /// The CLI runs one instance per process: on-demand allocation avoids
     /// reserving a pool it would not use.
-    fn engine(&self) -> Result<Engine> {
-        let mut config = EngineConfig::default().pooling(false);
+    fn engine(&self, metered: bool) -> Result<Engine> {
+        let mut config = EngineConfig::default().pooling(false).consume_fuel(metered);
         if self.no_cache {
             config = config.cache_dir(None);
         } else if let Some(dir) = &self.cache_dir {
@@ -314,10 +314,10 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run(a) => run(engine.engine()?, a).await,
-        Command::Inspect(a) => inspect(engine.engine()?, a),
-        Command::Compile(a) => compile(engine.engine()?, a),
-        Command::Call(a) => call(engine.engine()?, a).await,
+        Command::Run(a) => run(&engine, a).await,
+        Command::Inspect(a) => inspect(engine.engine(false)?, a),
+        Command::Compile(a) => compile(engine.engine(false)?, a),
+        Command::Call(a) => call(&engine, a).await,
         Command::Keygen(a) => {
             let public = signing::keygen(&a.out)?;
             eprintln!(
@@ -408,17 +408,22 @@ fn identity_of(file: &Path, manifest: Option<&Path>) -> Result<SignedIdentity> {
     })
 }
 
-async fn run(engine: Engine, a: RunArgs) -> Result<ExitCode> {
+fn file_stem(file: &Path) -> &str {
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("component")
+}
+
+async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     a.security.check_signature(&a.file, manifest.as_ref())?;
-    let component = load(&engine, &a.file, a.allow_precompiled)?;
     let base_limits = match &manifest {
         Some(_) => ResourceLimits::default(),
         None => ResourceLimits::unlimited(),
     };
     let (ctx, audit) = a
         .security
-        .context(manifest.as_ref(), component.name(), base_limits)?;
+        .context(manifest.as_ref(), file_stem(&a.file), base_limits)?;
     // The flags are the operator's own grants, added to the manifest's.
     let mut caps = ctx.capabilities().clone();
     for (host, guest) in &a.dirs {
@@ -435,6 +440,9 @@ async fn run(engine: Engine, a: RunArgs) -> Result<ExitCode> {
     }
     let limits = a.limits.apply(*ctx.limits());
     let ctx = ctx.with_capabilities(caps).with_limits(limits);
+    // Fuel is metered only when a fuel limit is asked for: metering costs time.
+    let engine = engine_args.engine(limits.fuel.is_some())?;
+    let component = load(&engine, &a.file, a.allow_precompiled)?;
     let mut argv = vec![a.file.display().to_string()];
     argv.extend(a.args.iter().cloned());
     let status = component.run_command(&ctx, &argv).await;
@@ -519,20 +527,37 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn call(engine: Engine, a: CallArgs) -> Result<ExitCode> {
+async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     a.security.check_signature(&a.file, manifest.as_ref())?;
-    let component = load(&engine, &a.file, false)?;
     let payload = match a.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
         None => a.payload.clone().into_bytes(),
     };
-    let mut ctx = ExecutionContext::new(component.name())
-        .with_limits(a.limits.apply(ResourceLimits::default()));
+    let (mut ctx, audit) = a.security.context(
+        manifest.as_ref(),
+        file_stem(&a.file),
+        ResourceLimits::default(),
+    )?;
+    let limits = a.limits.apply(*ctx.limits());
+    ctx = ctx.with_limits(limits);
     for (k, v) in &a.config {
         ctx = ctx.with_config(k, v);
     }
-    let mut instance = component.instantiate(&ctx).await?;
+    let engine = engine_args.engine(ctx.limits().fuel.is_some())?;
+    let component = load(&engine, &a.file, false)?;
+    let result = call_once(&component, &ctx, &a, payload).await;
+    audit.flush();
+    result
+}
+
+async fn call_once(
+    component: &Component,
+    ctx: &ExecutionContext,
+    a: &CallArgs,
+    payload: Vec<u8>,
+) -> Result<ExitCode> {
+    let mut instance = component.instantiate(ctx).await?;
     instance.initialize().await?;
     let msg = Message::new(&a.sender, payload).with_content_type(&a.content_type);
     let result = instance.handle_message(&msg).await;

@@ -6,6 +6,8 @@
 //! - `handle-message-64B`: one `handle-message` call with a 64-byte payload on a
 //!   warm instance.
 //!
+//! `airssys-wasm` is the default engine (epochs, no fuel metering);
+//! `airssys-wasm-fuel` meters fuel with a limit refilled per call.
 //! `bare-wasmtime` uses wasmtime 48 directly with the settings a careful embedder
 //! picks (pooling allocator, `concurrency_support(false)`, no fuel, no epochs);
 //! `bare-wasmtime-metered` adds fuel and epoch interruption, as airssys-wasm
@@ -18,7 +20,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use airssys_wasm::{Engine, EngineConfig, ExecutionContext, Message};
+use airssys_wasm::{Engine, EngineConfig, ExecutionContext, Message, ResourceLimits};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 mod bare {
@@ -140,6 +142,9 @@ fn benches(c: &mut Criterion) {
     let engine = Engine::new(EngineConfig::default().cache_dir(None)).unwrap();
     assert!(engine.is_pooling());
     let echo = engine.load_file(&path).unwrap();
+    let fuel_engine =
+        Engine::new(EngineConfig::default().cache_dir(None).consume_fuel(true)).unwrap();
+    let echo_fuel = fuel_engine.load_file(&path).unwrap();
     let ctx = ExecutionContext::new("echo");
     let bare = bare::Bare::new(&path, false);
     let metered = bare::Bare::new(&path, true);
@@ -196,18 +201,25 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("handle-message-64B");
     let msg = Message::new("bench", payload());
-    let mut inst = rt.block_on(echo.instantiate(&ctx)).unwrap();
-    group.bench_function("airssys-wasm", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(inst.handle_message(&msg).await.unwrap());
-                }
-                start.elapsed()
+    let fuel_ctx =
+        ExecutionContext::new("echo").with_limits(ResourceLimits::default().with_fuel(1_000_000));
+    for (name, component, ctx) in [
+        ("airssys-wasm", &echo, &ctx),
+        ("airssys-wasm-fuel", &echo_fuel, &fuel_ctx),
+    ] {
+        let mut inst = rt.block_on(component.instantiate(ctx)).unwrap();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(inst.handle_message(&msg).await.unwrap());
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     let bare_msg = bare::Message {
         sender: "bench".into(),
         payload: payload(),

@@ -29,7 +29,7 @@ impl Component {
     pub async fn run_command(&self, ctx: &ExecutionContext, args: &[String]) -> Result<ExitStatus> {
         let resolved = host::sockets::Resolved::default();
         let mut builder = wasi::builder(ctx, args, wasi::Stdio::Inherit, &resolved)?;
-        let wasmtime = self.engine().wasmtime();
+        let engine = self.engine();
         let start = std::time::Instant::now();
         match self.prepared() {
             Prepared::Component { pre, .. } => {
@@ -43,10 +43,8 @@ impl Component {
                             ),
                         }
                     })?;
-                let mut store = host::new_store(
-                    wasmtime,
-                    HostState::new(ctx, builder.build(), resolved, None),
-                );
+                let mut store =
+                    host::new_store(engine, HostState::new(ctx, builder.build(), resolved, None));
                 let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let cmd = command.instantiate_async(&mut store).await?;
@@ -57,7 +55,7 @@ impl Component {
                 finish(ctx, &mut store, fuel, start, code)
             }
             Prepared::Module { pre } => {
-                let mut store = host::new_store(wasmtime, ModuleHost::new(ctx, builder.build_p1()));
+                let mut store = host::new_store(engine, ModuleHost::new(ctx, builder.build_p1()));
                 let fuel = crate::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;
@@ -80,7 +78,11 @@ fn finish<T: HasRunState>(
     start: std::time::Instant,
     result: wasmtime::Result<i32>,
 ) -> Result<ExitStatus> {
-    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_left = if store.data_mut().run().metered {
+        store.get_fuel().unwrap_or(0)
+    } else {
+        0
+    };
     let run = store.data_mut().run();
     let usage = ResourceUsage {
         fuel_consumed: fuel.saturating_sub(fuel_left),

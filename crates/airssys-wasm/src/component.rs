@@ -210,7 +210,7 @@ impl Component {
         )?
         .build();
         let mut store = host::new_store(
-            self.inner.engine.wasmtime(),
+            &self.inner.engine,
             HostState::new(ctx, wasi_ctx, resolved, Some(output)),
         );
         crate::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;

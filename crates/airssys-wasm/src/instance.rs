@@ -44,7 +44,7 @@ pub(crate) fn prepare_call<T: HasRunState>(
     ctx: &ExecutionContext,
     now: Instant,
 ) -> Result<u64> {
-    let metered = store.get_fuel().is_ok();
+    let metered = store.data_mut().run().metered;
     let fuel = match (ctx.limits().fuel, metered) {
         (Some(f), true) => f,
         (None, true) => u64::MAX,
@@ -204,7 +204,12 @@ impl Instance {
         result: wasmtime::Result<std::result::Result<T, GuestError>>,
     ) -> Result<T> {
         let wall_time = start.at.elapsed();
-        let fuel_left = self.store.get_fuel().unwrap_or(0);
+        let metered = self.store.data_mut().run.metered;
+        let fuel_left = if metered {
+            self.store.get_fuel().unwrap_or(0)
+        } else {
+            0
+        };
         let run = &mut self.store.data_mut().run;
         run.deadline = None;
         self.last_usage = Some(ResourceUsage {

@@ -19,7 +19,7 @@
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> airssys_wasm::Result<()> {
-//! let engine = Engine::new(EngineConfig::default())?;
+//! let engine = Engine::new(EngineConfig::default().consume_fuel(true))?;
 //! let component = engine.load_file("echo.wasm")?; // compiled once, then cached on disk
 //! let ctx = ExecutionContext::new("echo")
 //!     .with_limits(ResourceLimits::default().with_fuel(10_000_000).with_timeout(Duration::from_secs(1)));

@@ -10,7 +10,13 @@ use airssys_wasm::{
 };
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig::default().cache_dir(None).pool_instances(16)).unwrap()
+    Engine::new(
+        EngineConfig::default()
+            .cache_dir(None)
+            .pool_instances(16)
+            .consume_fuel(true),
+    )
+    .unwrap()
 }
 
 fn msg(p: &str) -> Message {

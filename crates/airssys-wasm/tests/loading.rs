@@ -117,23 +117,23 @@ fn the_second_load_is_served_by_the_compile_cache() {
 #[test]
 fn a_different_engine_configuration_does_not_reuse_the_cache() {
     let cache = tempfile::tempdir().unwrap();
-    let fuel = Engine::new(
+    let unmetered = Engine::new(
         EngineConfig::default()
             .pooling(false)
             .cache_dir(Some(cache.path().into())),
     )
     .unwrap();
-    fuel.load_file(common::component("echo")).unwrap();
-    let no_fuel = Engine::new(
+    unmetered.load_file(common::component("echo")).unwrap();
+    let metered = Engine::new(
         EngineConfig::default()
             .pooling(false)
-            .consume_fuel(false)
+            .consume_fuel(true)
             .cache_dir(Some(cache.path().into())),
     )
     .unwrap();
-    no_fuel.load_file(common::component("echo")).unwrap();
-    assert_eq!(no_fuel.cache_stats().hits, 0);
-    assert_eq!(no_fuel.cache_stats().compiles, 1);
+    metered.load_file(common::component("echo")).unwrap();
+    assert_eq!(metered.cache_stats().hits, 0);
+    assert_eq!(metered.cache_stats().compiles, 1);
 }
 
 #[tokio::test]

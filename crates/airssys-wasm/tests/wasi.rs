@@ -9,7 +9,13 @@ use std::time::Duration;
 use airssys_wasm::{Capabilities, Engine, EngineConfig, Error, ExecutionContext, ResourceLimits};
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig::default().cache_dir(None).pooling(false)).unwrap()
+    Engine::new(
+        EngineConfig::default()
+            .cache_dir(None)
+            .pooling(false)
+            .consume_fuel(true),
+    )
+    .unwrap()
 }
 
 fn probes() -> Vec<PathBuf> {

@@ -50,6 +50,9 @@ pub(crate) struct RunState {
     pub(crate) deadline: Option<Instant>,
     /// The tail of what the guest wrote to stdout/stderr (lifecycle instances only).
     pub(crate) output: Option<TailBuffer>,
+    /// Whether the engine meters fuel (asking a store that does not is an error,
+    /// and building that error is slow).
+    pub(crate) metered: bool,
 }
 
 impl WasiView for HostState {
@@ -102,6 +105,7 @@ impl RunState {
             limiter: Limiter::new(ctx.limits().memory_bytes),
             deadline: None,
             output,
+            metered: false,
         }
     }
 }
@@ -125,8 +129,9 @@ impl HasRunState for ModuleHost {
 
 /// A store with the limiter installed and the epoch callback that enforces the
 /// call's deadline and otherwise yields to the executor at every tick.
-pub(crate) fn new_store<T: HasRunState>(engine: &wasmtime::Engine, data: T) -> Store<T> {
-    let mut store = Store::new(engine, data);
+pub(crate) fn new_store<T: HasRunState>(engine: &crate::Engine, mut data: T) -> Store<T> {
+    data.run().metered = engine.config().consume_fuel;
+    let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.run().limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| match cx.data_mut().run().deadline {
