@@ -500,14 +500,11 @@ k = "v"
         assert!(!caps.services.config);
         assert!(
             !caps
-                .check_connect("fetcher", "127.0.0.1:8080".parse().unwrap())
+                .check_connect("127.0.0.1:8080".parse().unwrap())
                 .allowed,
             "policy forbids 8080"
         );
-        assert!(
-            caps.check_connect("fetcher", "[::1]:9".parse().unwrap())
-                .allowed
-        );
+        assert!(caps.check_connect("[::1]:9".parse().unwrap()).allowed);
         assert!(caps.check_send("worker-3").allowed);
         assert_eq!(ctx.config(), &[("k".to_string(), "v".to_string())]);
         let denied: Vec<_> = audit

@@ -198,7 +198,10 @@ async fn the_pool_bounds_live_instances_and_frees_slots_on_drop() {
     let _b = echo.instantiate(&ctx).await.unwrap();
     let err = echo.instantiate(&ctx).await.unwrap_err();
     assert_eq!(err.component(), Some("echo"));
-    assert!(err.to_string().contains("maximum concurrent limit of 2"), "{err}");
+    assert!(
+        err.to_string().contains("maximum concurrent limit of 2"),
+        "{err}"
+    );
     drop(a);
     echo.instantiate(&ctx).await.unwrap();
 }
@@ -245,4 +248,3 @@ fn inspect_reports_kind_hash_imports_exports_and_wit() {
         .iter()
         .any(|i| i.starts_with("wasi_snapshot_preview1::")));
 }
-

@@ -142,8 +142,8 @@ impl Decision {
 /// let caps = Capabilities::default()
 ///     .with_env("GREETING", "hello")
 ///     .with_outbound("127.0.0.1:8080").unwrap();
-/// assert!(caps.check_connect("c", "127.0.0.1:8080".parse().unwrap()).allowed);
-/// assert!(!caps.check_connect("c", "127.0.0.1:22".parse().unwrap()).allowed);
+/// assert!(caps.check_connect("127.0.0.1:8080".parse().unwrap()).allowed);
+/// assert!(!caps.check_connect("127.0.0.1:22".parse().unwrap()).allowed);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Capabilities {
@@ -206,7 +206,7 @@ impl Capabilities {
 
     /// Whether connecting (or binding, or sending a datagram) to `addr` is
     /// allowed. Cached per address; not audited (see [`Capabilities::audit_connect`]).
-    pub fn check_connect(&self, _component: &str, addr: SocketAddr) -> Decision {
+    pub fn check_connect(&self, addr: SocketAddr) -> Decision {
         let mut cache = self.connect_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = cache.get(&addr) {
             return d.clone();
@@ -223,13 +223,17 @@ impl Capabilities {
                 None => Decision::deny("not granted: no network.outbound pattern matches"),
             }
         };
+        if cache.len() >= CONNECT_CACHE_LIMIT {
+            // A guest probing many addresses must not grow host memory without bound.
+            cache.clear();
+        }
         cache.insert(addr, d.clone());
         d
     }
 
     /// Checks a connection and records the decision.
     pub fn audit_connect(&self, component: &str, function: &str, addr: SocketAddr) -> bool {
-        let d = self.check_connect(component, addr);
+        let d = self.check_connect(addr);
         self.record(component, function, &addr.to_string(), &d);
         d.allowed
     }
@@ -312,6 +316,9 @@ fn named(patterns: &NamePatterns, name: &str, what: &str) -> Decision {
     }
 }
 
+/// Entries the per-component connect-decision cache holds before it is reset.
+const CONNECT_CACHE_LIMIT: usize = 4096;
+
 /// One imported function that can never succeed under some grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unreachable {
@@ -357,22 +364,15 @@ mod tests {
             .unwrap();
         caps.forbidden_ports = vec![22];
         let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert!(caps.check_connect("c", a).allowed);
-        assert_eq!(
-            &*caps.check_connect("c", a).rule,
-            "network.outbound 127.0.0.1:*"
-        );
+        assert!(caps.check_connect(a).allowed);
+        assert_eq!(&*caps.check_connect(a).rule, "network.outbound 127.0.0.1:*");
         let ssh: SocketAddr = "127.0.0.1:22".parse().unwrap();
-        let d = caps.check_connect("c", ssh);
+        let d = caps.check_connect(ssh);
         assert!(!d.allowed);
         assert!(d.rule.contains("host policy forbids port 22"));
+        assert!(!caps.check_connect("10.0.0.1:80".parse().unwrap()).allowed);
         assert!(
-            !caps
-                .check_connect("c", "10.0.0.1:80".parse().unwrap())
-                .allowed
-        );
-        assert!(
-            !Capabilities::default().check_connect("c", a).allowed,
+            !Capabilities::default().check_connect(a).allowed,
             "deny by default"
         );
     }

@@ -39,6 +39,8 @@ pub(crate) struct LookupState {
 }
 
 const IP_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+/// Resolved addresses remembered per instance before the memory is reset.
+const RESOLVED_LIMIT: usize = 4096;
 
 /// Configures the WASI sockets of one instance: closed unless something is
 /// granted; then each address is checked against the grants.
@@ -72,7 +74,7 @@ pub(crate) fn configure(b: &mut WasiCtxBuilder, ctx: &ExecutionContext, resolved
             // A client socket binds to an ephemeral local port before it connects.
             Decision::allow("ephemeral local bind")
         } else {
-            let by_ip = caps.check_connect(&component, addr);
+            let by_ip = caps.check_connect(addr);
             if by_ip.allowed {
                 by_ip
             } else {
@@ -146,19 +148,30 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let mut view = WasiSocketsView::sockets(state);
             match HostResolveAddressStream::resolve_next_address(&mut view, stream) {
                 Ok(addr) => {
-                    if let (Some(addr), Some(name)) = (&addr, state.lookup.streams.get(&rep)) {
-                        let ip = match *addr {
-                            IpAddress::Ipv4((a, b, c, d)) => IpAddr::from([a, b, c, d]),
-                            IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => {
-                                IpAddr::from([a, b, c, d, e, f, g, h])
+                    match (&addr, state.lookup.streams.get(&rep)) {
+                        (Some(addr), Some(name)) => {
+                            let ip = match *addr {
+                                IpAddress::Ipv4((a, b, c, d)) => IpAddr::from([a, b, c, d]),
+                                IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => {
+                                    IpAddr::from([a, b, c, d, e, f, g, h])
+                                }
+                            };
+                            let mut resolved = state
+                                .lookup
+                                .resolved
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner());
+                            if resolved.len() >= RESOLVED_LIMIT {
+                                // Bounded: a guest cannot grow host memory by looking names up.
+                                resolved.clear();
                             }
-                        };
-                        state
-                            .lookup
-                            .resolved
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(ip, name.clone());
+                            resolved.insert(ip, name.clone());
+                        }
+                        // The stream is exhausted: forget it.
+                        (None, _) => {
+                            state.lookup.streams.remove(&rep);
+                        }
+                        (Some(_), None) => {}
                     }
                     Ok((Ok(addr),))
                 }
