@@ -9,10 +9,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use airssys_wasm::capability::HostPattern;
+use airssys_wasm::manifest::FilesystemRequest;
 use airssys_wasm::signing::{self, SignedIdentity, TrustPolicy};
 use airssys_wasm::{
-    AuditLog, Capabilities, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext,
-    HostPolicy, Manifest, Message, ResourceLimits, ResourceUsage,
+    Access, AuditLog, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, HostPolicy,
+    Manifest, Message, ResourceLimits, ResourceUsage,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -93,12 +95,8 @@ impl SecurityArgs {
 
     /// The context from the manifest intersected with the policy, or a
     /// deny-all context with `limits` when there is no manifest.
-    fn context(
-        &self,
-        manifest: Option<&Manifest>,
-        name: &str,
-        limits: ResourceLimits,
-    ) -> Result<(ExecutionContext, AuditLog)> {
+    /// The context: the manifest's requests intersected with the host policy.
+    fn context(&self, manifest: &Manifest) -> Result<(ExecutionContext, AuditLog)> {
         let audit = match &self.audit_log {
             Some(p) => {
                 AuditLog::to_file(p).with_context(|| format!("audit log {}", p.display()))?
@@ -109,12 +107,7 @@ impl SecurityArgs {
             Some(p) => HostPolicy::from_file(p)?,
             None => HostPolicy::default(),
         };
-        let ctx = match manifest {
-            Some(m) => m.context(&policy, audit.clone())?,
-            None => ExecutionContext::new(name)
-                .with_limits(limits)
-                .with_capabilities(Capabilities::default().with_audit(audit.clone())),
-        };
+        let ctx = manifest.context(&policy, audit.clone())?;
         Ok((ctx, audit))
     }
 }
@@ -417,29 +410,36 @@ fn file_stem(file: &Path) -> &str {
 async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     a.security.check_signature(&a.file, manifest.as_ref())?;
-    let base_limits = match &manifest {
-        Some(_) => ResourceLimits::default(),
-        None => ResourceLimits::unlimited(),
-    };
-    let (ctx, audit) = a
-        .security
-        .context(manifest.as_ref(), file_stem(&a.file), base_limits)?;
-    // The flags are the operator's own grants, added to the manifest's.
-    let mut caps = ctx.capabilities().clone();
+    // The flags are requests like the manifest's: the host policy applies to them too.
+    let from_file = manifest.is_some();
+    let mut manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
+    let cwd = std::env::current_dir().context("current directory")?;
     for (host, guest) in &a.dirs {
-        caps = caps.with_dir(host, guest, false);
+        manifest.capabilities.filesystem.push(FilesystemRequest {
+            host: cwd.join(host),
+            guest: guest.clone(),
+            access: Access::ReadWrite,
+        });
     }
     for (name, value) in &a.envs {
-        match value.clone().or_else(|| std::env::var(name).ok()) {
-            Some(v) => caps = caps.with_env(name, v),
-            None => tracing::warn!("--env {name}: not set on the host, not passed"),
-        }
+        manifest.capabilities.environment.push(match value {
+            Some(v) => format!("{name}={v}"),
+            None => name.clone(),
+        });
     }
     for pattern in &a.outbound {
-        caps = caps.with_outbound(pattern).map_err(anyhow::Error::msg)?;
+        let p = HostPattern::parse(pattern).map_err(anyhow::Error::msg)?;
+        manifest.capabilities.network.outbound.push(p);
     }
-    let limits = a.limits.apply(*ctx.limits());
-    let ctx = ctx.with_capabilities(caps).with_limits(limits);
+    let (ctx, audit) = a.security.context(&manifest)?;
+    // Without a manifest, `run` is as unlimited as `wasmtime run` unless flags say otherwise.
+    let base = if from_file {
+        *ctx.limits()
+    } else {
+        ResourceLimits::unlimited()
+    };
+    let limits = a.limits.apply(base);
+    let ctx = ctx.with_limits(limits);
     // Fuel is metered only when a fuel limit is asked for: metering costs time.
     let engine = engine_args.engine(limits.fuel.is_some())?;
     let component = load(&engine, &a.file, a.allow_precompiled)?;
@@ -534,11 +534,8 @@ async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
         None => a.payload.clone().into_bytes(),
     };
-    let (mut ctx, audit) = a.security.context(
-        manifest.as_ref(),
-        file_stem(&a.file),
-        ResourceLimits::default(),
-    )?;
+    let manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
+    let (mut ctx, audit) = a.security.context(&manifest)?;
     let limits = a.limits.apply(*ctx.limits());
     ctx = ctx.with_limits(limits);
     for (k, v) in &a.config {

@@ -409,3 +409,57 @@ fn inspect_with_a_manifest_reports_functions_that_can_never_succeed() {
         .iter()
         .any(|u| u["function"] == "airssys:component/services.get-config"));
 }
+
+#[test]
+fn the_host_policy_applies_to_command_line_grants_too() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("key.txt"), "do not read").unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "forbidden-paths = [\"{}/**\"]\nforbidden-env = [\"SECRET_*\"]\n",
+            secret.canonicalize().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let probe = common::component("wasi-probe");
+    let grant = format!("{}::/s", secret.display());
+    let o = cli.run(&[
+        "run",
+        "--policy",
+        s(&policy),
+        "--audit-log",
+        s(&audit),
+        "--dir",
+        &grant,
+        s(&probe),
+        "read",
+        "/s/key.txt",
+    ]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).is_empty());
+    let o = cli.run(&[
+        "run",
+        "--policy",
+        s(&policy),
+        "--env",
+        "SECRET_TOKEN=x",
+        s(&probe),
+        "env",
+        "SECRET_TOKEN",
+    ]);
+    assert!(!o.status.success());
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        text.contains("\"decision\":\"deny\"") && text.contains("host policy forbidden-paths"),
+        "{text}"
+    );
+    // Without the policy the same grant works.
+    let o = cli.run(&["run", "--dir", &grant, s(&probe), "read", "/s/key.txt"]);
+    assert_eq!(stdout(&o), "do not read");
+}

@@ -46,7 +46,7 @@ mod host;
 mod inspect;
 mod instance;
 mod limits;
-mod manifest;
+pub mod manifest;
 pub mod signing;
 mod trap;
 pub mod units;

@@ -302,6 +302,24 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result
 }
 
 impl Manifest {
+    /// A manifest asking for nothing, for building requests in code (the CLI's
+    /// `--dir`, `--env` and `--allow-outbound` are added to one this way, so
+    /// they meet the host policy like any manifest). Relative grants resolve
+    /// against the current directory.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Manifest {
+            component: Identity {
+                name: name.into(),
+                version: version.into(),
+                description: String::new(),
+            },
+            limits: LimitsRequest::default(),
+            capabilities: CapabilityRequests::default(),
+            config: BTreeMap::new(),
+            path: PathBuf::new(),
+        }
+    }
+
     /// Reads and validates a manifest file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
