@@ -77,20 +77,17 @@ impl SecurityArgs {
         })
     }
 
-    /// Refuses an unsigned, tampered or wrongly-signed component before it is compiled.
-    fn check_signature(&self, file: &Path, manifest: Option<&Manifest>) -> Result<()> {
-        let mut trust = TrustPolicy::default();
+    /// The trusted keys, and the identity a signature must carry (the manifest's).
+    fn trust(&self, manifest: Option<&Manifest>) -> Result<Trust> {
+        let mut policy = TrustPolicy::default();
         for key in &self.require_signature {
-            trust = trust.trust_key_file(key)?;
+            policy = policy.trust_key_file(key)?;
         }
-        if trust.is_required() {
-            let identity = manifest.map(|m| SignedIdentity {
-                name: m.component.name.clone(),
-                version: m.component.version.clone(),
-            });
-            trust.verify(file, identity.as_ref())?;
-        }
-        Ok(())
+        let identity = manifest.map(|m| SignedIdentity {
+            name: m.component.name.clone(),
+            version: m.component.version.clone(),
+        });
+        Ok(Trust { policy, identity })
     }
 
     /// The context from the manifest intersected with the policy, or a
@@ -356,9 +353,20 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
     }
 }
 
-fn load(engine: &Engine, file: &Path, allow_precompiled: bool) -> Result<Component> {
+/// Who must have signed a component, and as what.
+struct Trust {
+    policy: TrustPolicy,
+    identity: Option<SignedIdentity>,
+}
+
+/// Loads a component; an unsigned, tampered or wrongly-signed one is refused
+/// before it is compiled.
+fn load(engine: &Engine, file: &Path, allow_precompiled: bool, trust: &Trust) -> Result<Component> {
     let precompiled = wasmtime_precompiled(file)?;
     if precompiled {
+        if trust.policy.is_required() {
+            trust.policy.verify(file, trust.identity.as_ref())?;
+        }
         if !allow_precompiled {
             bail!(
                 "{}: is precompiled code; pass --allow-precompiled to run it (it is trusted machine code)",
@@ -370,7 +378,7 @@ fn load(engine: &Engine, file: &Path, allow_precompiled: bool) -> Result<Compone
         // of `load_precompiled_file` (as with `wasmtime run --allow-precompiled`).
         return Ok(unsafe { engine.load_precompiled_file(file) }?);
     }
-    Ok(engine.load_file(file)?)
+    Ok(engine.load_file_trusted(file, &trust.policy, trust.identity.as_ref())?)
 }
 
 fn wasmtime_precompiled(file: &Path) -> Result<bool> {
@@ -409,7 +417,7 @@ fn file_stem(file: &Path) -> &str {
 
 async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
-    a.security.check_signature(&a.file, manifest.as_ref())?;
+    let trust = a.security.trust(manifest.as_ref())?;
     // The flags are requests like the manifest's: the host policy applies to them too.
     let from_file = manifest.is_some();
     let mut manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
@@ -442,7 +450,7 @@ async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
     let ctx = ctx.with_limits(limits);
     // Fuel is metered only when a fuel limit is asked for: metering costs time.
     let engine = engine_args.engine(limits.fuel.is_some())?;
-    let component = load(&engine, &a.file, a.allow_precompiled)?;
+    let component = load(&engine, &a.file, a.allow_precompiled, &trust)?;
     let mut argv = vec![a.file.display().to_string()];
     argv.extend(a.args.iter().cloned());
     let status = component.run_command(&ctx, &argv).await;
@@ -529,7 +537,7 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
 
 async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
-    a.security.check_signature(&a.file, manifest.as_ref())?;
+    let trust = a.security.trust(manifest.as_ref())?;
     let payload = match a.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
         None => a.payload.clone().into_bytes(),
@@ -542,7 +550,7 @@ async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
         ctx = ctx.with_config(k, v);
     }
     let engine = engine_args.engine(ctx.limits().fuel.is_some())?;
-    let component = load(&engine, &a.file, false)?;
+    let component = load(&engine, &a.file, false, &trust)?;
     let result = call_once(&component, &ctx, &a, payload).await;
     audit.flush();
     result

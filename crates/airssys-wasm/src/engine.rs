@@ -14,6 +14,7 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 use crate::component::{Component, Kind};
 use crate::error::{Error, Result};
 use crate::host::{self, HostState, ModuleHost};
+use crate::signing::{SignedIdentity, TrustPolicy};
 
 /// How to build an [`Engine`].
 ///
@@ -215,11 +216,28 @@ impl Engine {
     /// Loads a component or core module from a `.wasm` (or `.wat`) file. The
     /// component id is the file stem.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Component> {
+        self.load_file_trusted(path, &TrustPolicy::default(), None)
+    }
+
+    /// Loads a file after checking its signature (`FILE.sig`) against `trust`
+    /// and, when given, the manifest's identity. An unsigned, tampered or
+    /// wrongly-signed component is refused before it is compiled; the bytes
+    /// verified are the bytes compiled. With an empty `trust`, as
+    /// [`Engine::load_file`].
+    pub fn load_file_trusted(
+        &self,
+        path: impl AsRef<Path>,
+        trust: &TrustPolicy,
+        identity: Option<&SignedIdentity>,
+    ) -> Result<Component> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        if trust.is_required() {
+            trust.verify_bytes(path, &bytes, identity)?;
+        }
         let name = component_name(path);
         if wasmtime::Engine::detect_precompiled(&bytes).is_some() {
             return Err(Error::InvalidWasm {

@@ -168,6 +168,17 @@ impl TrustPolicy {
         component: &Path,
         identity: Option<&SignedIdentity>,
     ) -> Result<SignedIdentity> {
+        self.verify_bytes(component, &read(component)?, identity)
+    }
+
+    /// As [`TrustPolicy::verify`], for bytes already read from `component`, so that
+    /// what is verified is exactly what is then compiled.
+    pub fn verify_bytes(
+        &self,
+        component: &Path,
+        bytes: &[u8],
+        identity: Option<&SignedIdentity>,
+    ) -> Result<SignedIdentity> {
         let sig_path = signature_path(component);
         let text = std::fs::read_to_string(&sig_path).map_err(|_| {
             sig_err(
@@ -177,7 +188,7 @@ impl TrustPolicy {
         })?;
         let file: SignatureFile = serde_json::from_str(&text)
             .map_err(|e| sig_err(&sig_path, format!("refused: malformed signature file: {e}")))?;
-        let sha256 = hex(&Sha256::digest(read(component)?));
+        let sha256 = hex(&Sha256::digest(bytes));
         if sha256 != file.sha256 {
             return Err(sig_err(
                 component,

@@ -324,3 +324,51 @@ async fn the_audit_log_file_is_json_lines() {
     assert_eq!(get["component"], "counter");
     assert!(get["ts_ms"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_tampered_signed_component_is_refused_before_it_is_compiled() {
+    use airssys_wasm::signing::{self, SignedIdentity, TrustPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let comp = dir.path().join("echo.wasm");
+    std::fs::copy(common::component("echo"), &comp).unwrap();
+    let key = dir.path().join("key");
+    signing::keygen(&key).unwrap();
+    let id = SignedIdentity {
+        name: "echo".into(),
+        version: "0.1.0".into(),
+    };
+    signing::sign(&comp, &key, &id).unwrap();
+    let trust = TrustPolicy::default()
+        .trust_key_file(dir.path().join("key.pub"))
+        .unwrap();
+    let engine = engine();
+    engine.load_file_trusted(&comp, &trust, Some(&id)).unwrap();
+    assert_eq!(engine.cache_stats().compiles, 1);
+
+    let wrong = SignedIdentity {
+        name: "echo".into(),
+        version: "9.9.9".into(),
+    };
+    let err = engine
+        .load_file_trusted(&comp, &trust, Some(&wrong))
+        .unwrap_err();
+    assert!(matches!(err, Error::Signature { .. }), "{err:?}");
+
+    let mut bytes = std::fs::read(&comp).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&comp, bytes).unwrap();
+    let err = engine
+        .load_file_trusted(&comp, &trust, Some(&id))
+        .unwrap_err();
+    assert!(err.to_string().contains("refused: tampered"), "{err}");
+    assert_eq!(
+        engine.cache_stats().compiles,
+        1,
+        "nothing more was compiled"
+    );
+
+    std::fs::remove_file(signing::signature_path(&comp)).unwrap();
+    let err = engine.load_file_trusted(&comp, &trust, None).unwrap_err();
+    assert!(err.to_string().contains("refused: not signed"), "{err}");
+}
