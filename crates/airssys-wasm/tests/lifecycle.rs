@@ -4,19 +4,10 @@
 mod common;
 
 use airssys_wasm::{
-    Engine, EngineConfig, Error, ExecutionContext, ExecutionState, GuestError, HealthStatus,
-    Message, ResourceLimits,
+    Error, ExecutionContext, ExecutionState, GuestError, HealthStatus, Message, ResourceLimits,
 };
 
-fn engine() -> Engine {
-    Engine::new(
-        EngineConfig::default()
-            .cache_dir(None)
-            .pool_instances(16)
-            .consume_fuel(true),
-    )
-    .unwrap()
-}
+use common::engine;
 
 #[tokio::test]
 async fn echo_replies_with_the_payload_and_reports_usage() {

@@ -9,15 +9,7 @@ use airssys_wasm::{
     Engine, EngineConfig, Error, ExecutionContext, ExecutionState, Message, ResourceLimits,
 };
 
-fn engine() -> Engine {
-    Engine::new(
-        EngineConfig::default()
-            .cache_dir(None)
-            .pool_instances(16)
-            .consume_fuel(true),
-    )
-    .unwrap()
-}
+use common::engine;
 
 fn msg(p: &str) -> Message {
     Message::new("test", p.as_bytes().to_vec())

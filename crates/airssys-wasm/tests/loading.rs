@@ -5,9 +5,7 @@ mod common;
 
 use airssys_wasm::{ComponentKind, Engine, EngineConfig, Error, ExecutionContext, Message};
 
-fn engine() -> Engine {
-    Engine::new(EngineConfig::default().cache_dir(None).pool_instances(16)).unwrap()
-}
+use common::engine;
 
 #[test]
 fn garbage_is_rejected_with_the_file_named() {

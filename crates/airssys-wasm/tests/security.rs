@@ -8,13 +8,11 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 use airssys_wasm::{
-    AuditLog, Capabilities, Engine, EngineConfig, Error, ExecutionContext, GuestError, HostPolicy,
-    Manifest, Message, Verdict,
+    AuditLog, Capabilities, Error, ExecutionContext, GuestError, HostPolicy, Manifest, Message,
+    Verdict,
 };
 
-fn engine() -> Engine {
-    Engine::new(EngineConfig::default().cache_dir(None).pool_instances(16)).unwrap()
-}
+use common::engine;
 
 async fn probe(ctx: &ExecutionContext, args: &[&str]) -> i32 {
     let c = engine().load_file(common::component("wasi-probe")).unwrap();

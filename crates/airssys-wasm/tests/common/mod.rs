@@ -42,3 +42,14 @@ pub fn p1_probe() -> PathBuf {
     assert!(p.exists(), "{} was not built", p.display());
     p
 }
+
+/// A pooled engine for tests: no compile cache, a small pool, fuel metered.
+pub fn engine() -> airssys_wasm::Engine {
+    airssys_wasm::Engine::new(
+        airssys_wasm::EngineConfig::default()
+            .cache_dir(None)
+            .pool_instances(16)
+            .consume_fuel(true),
+    )
+    .expect("engine")
+}
