@@ -125,6 +125,28 @@ mod bare {
     }
 }
 
+/// Times `iters` instances made by `$make` on `$rt`; the drop is timed too
+/// when `$with_drop`, otherwise it happens outside the timer.
+macro_rules! time_instances {
+    ($rt:expr, $iters:expr, $with_drop:expr, $make:expr) => {
+        $rt.block_on(async {
+            let mut total = Duration::ZERO;
+            for _ in 0..$iters {
+                let start = Instant::now();
+                let inst = black_box($make);
+                if $with_drop {
+                    drop(inst);
+                    total += start.elapsed();
+                } else {
+                    total += start.elapsed();
+                    drop(inst);
+                }
+            }
+            total
+        })
+    };
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -155,21 +177,7 @@ fn benches(c: &mut Criterion) {
         let mut group = c.benchmark_group(group_name);
         group.bench_function("airssys-wasm", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let inst = black_box(echo.instantiate(&ctx).await.unwrap());
-                        if with_drop {
-                            drop(inst);
-                            total += start.elapsed();
-                        } else {
-                            total += start.elapsed();
-                            drop(inst);
-                        }
-                    }
-                    total
-                })
+                time_instances!(rt, iters, with_drop, echo.instantiate(&ctx).await.unwrap())
             })
         });
         for (name, bare) in [
@@ -178,21 +186,7 @@ fn benches(c: &mut Criterion) {
         ] {
             group.bench_function(name, |b| {
                 b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let start = Instant::now();
-                            let inst = black_box(bare.instantiate().await);
-                            if with_drop {
-                                drop(inst);
-                                total += start.elapsed();
-                            } else {
-                                total += start.elapsed();
-                                drop(inst);
-                            }
-                        }
-                        total
-                    })
+                    time_instances!(rt, iters, with_drop, bare.instantiate().await)
                 })
             });
         }

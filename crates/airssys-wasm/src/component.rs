@@ -20,14 +20,6 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    pub(crate) fn component(c: wasmtime::component::Component) -> Self {
-        Kind::Component(c)
-    }
-
-    pub(crate) fn module(m: wasmtime::Module) -> Self {
-        Kind::Module(m)
-    }
-
     pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         match self {
             Kind::Component(c) => c.serialize(),

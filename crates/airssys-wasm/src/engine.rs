@@ -274,11 +274,11 @@ impl Engine {
         };
         let engine = &self.inner.wasmtime;
         let compiled = match kind {
-            WasmKind::Component => Kind::component(
+            WasmKind::Component => Kind::Component(
                 wasmtime::component::Component::new(engine, bytes).map_err(invalid)?,
             ),
             WasmKind::Module => {
-                Kind::module(wasmtime::Module::new(engine, bytes).map_err(invalid)?)
+                Kind::Module(wasmtime::Module::new(engine, bytes).map_err(invalid)?)
             }
         };
         self.inner.compiles.fetch_add(1, Ordering::Relaxed);
@@ -305,11 +305,11 @@ impl Engine {
         let compiled = match kind {
             WasmKind::Component => {
                 unsafe { wasmtime::component::Component::deserialize(&self.inner.wasmtime, &bytes) }
-                    .map(Kind::component)
+                    .map(Kind::Component)
             }
             WasmKind::Module => {
                 unsafe { wasmtime::Module::deserialize(&self.inner.wasmtime, &bytes) }
-                    .map(Kind::module)
+                    .map(Kind::Module)
             }
         };
         match compiled {
@@ -348,11 +348,11 @@ impl Engine {
         // SAFETY: the caller upholds this function's contract, which is exactly
         // wasmtime's `deserialize` contract.
         let compiled = match wasmtime::Engine::detect_precompiled(&bytes) {
-            Some(wasmtime::Precompiled::Component) => Kind::component(
+            Some(wasmtime::Precompiled::Component) => Kind::Component(
                 unsafe { wasmtime::component::Component::deserialize(engine, &bytes) }
                     .map_err(invalid)?,
             ),
-            Some(wasmtime::Precompiled::Module) => Kind::module(
+            Some(wasmtime::Precompiled::Module) => Kind::Module(
                 unsafe { wasmtime::Module::deserialize(engine, &bytes) }.map_err(invalid)?,
             ),
             None => {
