@@ -1,0 +1,234 @@
+//! A loaded [`Component`]: compiled code (a component or a WASI p1 core module)
+//! linked once against the host into an `InstancePre`.
+
+use std::sync::Arc;
+
+use wasmtime::component::InstancePre;
+
+use crate::bindings::{self, LIFECYCLE_INTERFACE};
+use crate::error::{Error, Result};
+use crate::host::{self, wasi, HostState, ModuleHost};
+use crate::runtime::engine::Engine;
+use crate::runtime::execution::ExecutionContext;
+use crate::runtime::instance::Instance;
+use crate::runtime::trap::error_chain;
+
+/// Compiled code before linking.
+pub(crate) enum Kind {
+    Component(wasmtime::component::Component),
+    Module(wasmtime::Module),
+}
+
+impl Kind {
+    pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Kind::Component(c) => c.serialize(),
+            Kind::Module(m) => m.serialize(),
+        }
+    }
+}
+
+/// Whether a [`Component`] is a component-model component or a core module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// A component-model component.
+    Component,
+    /// A core WebAssembly module (run as a WASI p1 command).
+    Module,
+}
+
+pub(crate) enum Prepared {
+    Component {
+        pre: InstancePre<HostState>,
+        /// Present when the component exports the airssys lifecycle.
+        lifecycle: std::result::Result<bindings::ComponentPre<HostState>, String>,
+    },
+    Module {
+        pre: wasmtime::InstancePre<ModuleHost>,
+    },
+}
+
+struct Inner {
+    engine: Engine,
+    name: String,
+    hash: String,
+    size: usize,
+    prepared: Prepared,
+}
+
+/// A compiled and linked component (or core module), ready to instantiate many
+/// times. Cheap to clone.
+///
+/// Load one with [`Engine::load_file`] or [`Engine::load`]; create instances with
+/// [`Component::instantiate`] (lifecycle components) or
+/// [`Component::run_command`] (WASI commands).
+#[derive(Clone)]
+pub struct Component {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("name", &self.inner.name)
+            .field("kind", &self.kind())
+            .field("hash", &self.inner.hash)
+            .finish()
+    }
+}
+
+impl Component {
+    pub(crate) fn new(
+        engine: Engine,
+        name: &str,
+        hash: String,
+        size: usize,
+        kind: Kind,
+    ) -> Result<Self> {
+        let link = |e: wasmtime::Error| Error::Link {
+            component: name.to_string(),
+            reason: error_chain(&e),
+        };
+        let prepared = match kind {
+            Kind::Component(c) => {
+                let pre = engine.inner.linker.instantiate_pre(&c).map_err(link)?;
+                let lifecycle = bindings::ComponentPre::new(pre.clone()).map_err(|e| {
+                    format!(
+                        "does not implement {LIFECYCLE_INTERFACE}: {}",
+                        error_chain(&e)
+                    )
+                });
+                Prepared::Component { pre, lifecycle }
+            }
+            Kind::Module(m) => Prepared::Module {
+                pre: engine
+                    .inner
+                    .module_linker
+                    .instantiate_pre(&m)
+                    .map_err(link)?,
+            },
+        };
+        Ok(Component {
+            inner: Arc::new(Inner {
+                engine,
+                name: name.to_string(),
+                hash,
+                size,
+                prepared,
+            }),
+        })
+    }
+
+    /// The component's name (the file stem, or the name given to [`Engine::load`]).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// SHA-256 of the bytes it was loaded from, in hex.
+    pub fn content_hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// Size in bytes of what it was loaded from.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Component or core module.
+    pub fn kind(&self) -> ComponentKind {
+        match self.inner.prepared {
+            Prepared::Component { .. } => ComponentKind::Component,
+            Prepared::Module { .. } => ComponentKind::Module,
+        }
+    }
+
+    /// Whether it exports the airssys lifecycle (`airssys:component/lifecycle`).
+    pub fn is_lifecycle(&self) -> bool {
+        matches!(
+            &self.inner.prepared,
+            Prepared::Component {
+                lifecycle: Ok(_),
+                ..
+            }
+        )
+    }
+
+    /// The engine it was loaded into.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn prepared(&self) -> &Prepared {
+        &self.inner.prepared
+    }
+
+    /// Creates an instance of a lifecycle component under `ctx`'s limits and
+    /// capabilities. Call [`Instance::initialize`] next.
+    ///
+    /// Fails with [`Error::Unsupported`] when the component does not export the
+    /// lifecycle, and with [`Error::MemoryLimit`] when its initial memory alone
+    /// exceeds the limit.
+    pub async fn instantiate(&self, ctx: &ExecutionContext) -> Result<Instance> {
+        self.instantiate_linked(ctx, None).await
+    }
+
+    /// [`Component::instantiate`] as an actor: `link` ties the instance's
+    /// messaging to its actor system.
+    pub(crate) async fn instantiate_linked(
+        &self,
+        ctx: &ExecutionContext,
+        link: Option<host::messaging::ActorLink>,
+    ) -> Result<Instance> {
+        let pre = match &self.inner.prepared {
+            Prepared::Component {
+                lifecycle: Ok(pre), ..
+            } => pre,
+            Prepared::Component {
+                lifecycle: Err(reason),
+                ..
+            } => {
+                return Err(Error::Unsupported {
+                    component: ctx.component_id().to_string(),
+                    reason: reason.clone(),
+                })
+            }
+            Prepared::Module { .. } => {
+                return Err(Error::Unsupported {
+                    component: ctx.component_id().to_string(),
+                    reason: format!(
+                        "is a core module; only components implement {LIFECYCLE_INTERFACE}"
+                    ),
+                })
+            }
+        };
+        let output = wasi::TailBuffer::new(4096);
+        let resolved = host::sockets::Resolved::default();
+        let wasi_ctx = wasi::builder(
+            ctx,
+            &[ctx.component_id().to_string()],
+            wasi::Stdio::Capture(output.clone()),
+            &resolved,
+        )?
+        .build();
+        let mut store = host::new_store(
+            &self.inner.engine,
+            HostState::new(ctx, wasi_ctx, resolved, Some(output), link),
+        );
+        crate::runtime::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;
+        let bindings = match pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => {
+                let run = &mut store.data_mut().run;
+                let failure = crate::runtime::trap::Failure {
+                    component: ctx.component_id(),
+                    limits: ctx.limits(),
+                    memory_denied: run.limiter.memory_denied,
+                    stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
+                };
+                return Err(failure.classify(e));
+            }
+        };
+        Ok(Instance::new(ctx.clone(), store, bindings))
+    }
+}

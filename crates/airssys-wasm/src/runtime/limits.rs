@@ -1,0 +1,183 @@
+//! Resource limits per call, enforced as a wasmtime [`ResourceLimiter`], fuel and
+//! an epoch deadline; and the [`ResourceUsage`] measured for every call.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::ResourceLimiter;
+
+/// The limits one component instance runs under.
+///
+/// `fuel` and `timeout` apply to each call (fuel is refilled before every call);
+/// `memory_bytes` caps the instance's total linear memory for its whole life.
+///
+/// ```
+/// use airssys_wasm::ResourceLimits;
+/// use std::time::Duration;
+///
+/// let limits = ResourceLimits::default()
+///     .with_memory_bytes(32 << 20)
+///     .with_fuel(50_000_000)
+///     .with_timeout(Duration::from_secs(1));
+/// assert_eq!(limits.fuel, Some(50_000_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResourceLimits {
+    /// Maximum linear memory of the instance in bytes (`None`: unlimited).
+    pub memory_bytes: Option<u64>,
+    /// Fuel per call (`None`: unmetered).
+    pub fuel: Option<u64>,
+    /// Wall-clock time per call (`None`: no deadline).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ResourceLimits {
+    /// 64 MiB of memory, a 30 s timeout per call, no fuel metering.
+    fn default() -> Self {
+        ResourceLimits {
+            memory_bytes: Some(64 << 20),
+            fuel: None,
+            timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl ResourceLimits {
+    /// No limit at all, as `wasmtime run` does by default.
+    pub fn unlimited() -> Self {
+        ResourceLimits {
+            memory_bytes: None,
+            fuel: None,
+            timeout: None,
+        }
+    }
+
+    /// Sets the memory limit in bytes.
+    pub fn with_memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the fuel given to each call.
+    pub fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = Some(fuel);
+        self
+    }
+
+    /// Sets the wall-clock timeout of each call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What one call consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ResourceUsage {
+    /// Fuel consumed by the call (0 when fuel metering is off).
+    pub fuel_consumed: u64,
+    /// The largest total linear memory the instance had during the call, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall-clock time of the call.
+    pub wall_time: Duration,
+}
+
+/// The [`ResourceLimiter`] installed in every store: caps linear memory, tables and
+/// instance counts, and tracks the memory peak for [`ResourceUsage`].
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    memory_limit: Option<u64>,
+    current: u64,
+    peak: u64,
+    /// Set when a memory request was refused, so the trap that follows is
+    /// reported as the memory limit rather than as an opaque trap.
+    pub(crate) memory_denied: bool,
+}
+
+/// Table elements one table may hold: generous for real guests, finite for hostile ones.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances, tables and memories one store may create.
+const MAX_INSTANCES: usize = 1000;
+
+impl Limiter {
+    pub(crate) fn new(memory_limit: Option<u64>) -> Self {
+        Limiter {
+            memory_limit,
+            current: 0,
+            peak: 0,
+            memory_denied: false,
+        }
+    }
+
+    /// Starts a new measurement period (one call).
+    pub(crate) fn begin_call(&mut self) {
+        self.peak = self.current;
+        self.memory_denied = false;
+    }
+
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = (desired - current) as u64;
+        let total = self.current + grow;
+        if let Some(limit) = self.memory_limit {
+            if total > limit {
+                self.memory_denied = true;
+                tracing::debug!(total, limit, "memory growth refused");
+                return Ok(false);
+            }
+        }
+        self.current = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_INSTANCES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_refuses_growth_past_the_limit_and_tracks_the_peak() {
+        let mut l = Limiter::new(Some(1 << 20));
+        assert!(l.memory_growing(0, 65536, None).unwrap());
+        assert!(l.memory_growing(65536, 1 << 20, None).unwrap());
+        assert!(!l.memory_denied);
+        assert!(!l.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(l.memory_denied);
+        assert_eq!(l.peak(), 1 << 20);
+        l.begin_call();
+        assert!(!l.memory_denied);
+        assert_eq!(l.peak(), 1 << 20);
+    }
+}

@@ -1,0 +1,128 @@
+//! Turning what wasmtime reports after a failed call into an [`Error`] that names
+//! the component, the cause and the limit.
+
+use std::time::Duration;
+
+use wasmtime::{Trap, WasmBacktrace};
+
+use crate::error::Error;
+use crate::runtime::limits::ResourceLimits;
+
+/// Raised by the epoch-deadline callback when a call passes its deadline.
+#[derive(Debug)]
+pub(crate) struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wall-clock deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// The facts about one failed call needed to explain it.
+pub(crate) struct Failure<'a> {
+    pub component: &'a str,
+    pub limits: &'a ResourceLimits,
+    /// The limiter refused a memory request during the call.
+    pub memory_denied: bool,
+    /// The last bytes the guest wrote to stderr (its panic message, usually).
+    pub stderr_tail: String,
+}
+
+impl Failure<'_> {
+    pub(crate) fn classify(self, err: wasmtime::Error) -> Error {
+        let component = self.component.to_string();
+        let backtrace = err
+            .downcast_ref::<WasmBacktrace>()
+            .map(|bt| bt.to_string())
+            .filter(|s| !s.trim().is_empty());
+        if err.downcast_ref::<DeadlineExceeded>().is_some() {
+            return Error::Timeout {
+                component,
+                limit: self.limits.timeout.unwrap_or(Duration::ZERO),
+            };
+        }
+        let trap = err.downcast_ref::<Trap>().copied();
+        match trap {
+            Some(Trap::OutOfFuel) => {
+                return Error::FuelExhausted {
+                    component,
+                    limit: self.limits.fuel.unwrap_or(0),
+                }
+            }
+            Some(Trap::StackOverflow) => {
+                return Error::StackOverflow {
+                    component,
+                    backtrace,
+                }
+            }
+            Some(Trap::Interrupt) => {
+                return Error::Timeout {
+                    component,
+                    limit: self.limits.timeout.unwrap_or(Duration::ZERO),
+                }
+            }
+            _ => {}
+        }
+        let mut message = error_chain(&err);
+        // Rust's panic hook ends with a hint about RUST_BACKTRACE that says nothing here.
+        let tail: Vec<&str> = self
+            .stderr_tail
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let tail = tail.join("\n");
+        if self.memory_denied {
+            if let Some(limit) = self.limits.memory_bytes {
+                let detail = if tail.is_empty() {
+                    message
+                } else {
+                    tail.clone()
+                };
+                return Error::MemoryLimit {
+                    component,
+                    limit,
+                    detail: Some(last_line(&detail)),
+                };
+            }
+        }
+        if trap.is_none() {
+            return Error::Runtime { component, message };
+        }
+        if !tail.is_empty() {
+            message = format!("{message}; guest stderr: {}", tail.replace('\n', " | "));
+        }
+        Error::Trap {
+            component,
+            message,
+            backtrace,
+        }
+    }
+}
+
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// The error and its causes on one line, without the backtrace.
+pub(crate) fn error_chain(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if s.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        let s = s.lines().next().unwrap_or("").trim().to_string();
+        if !s.is_empty() && !parts.contains(&s) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
