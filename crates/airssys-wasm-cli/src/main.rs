@@ -9,9 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use airssys_wasm::capability::HostPattern;
-use airssys_wasm::manifest::FilesystemRequest;
-use airssys_wasm::signing::{self, SignedIdentity, TrustPolicy};
+use airssys_wasm::security::capability::HostPattern;
+use airssys_wasm::security::manifest::FilesystemRequest;
+use airssys_wasm::security::signing::{self, SignedIdentity, TrustPolicy};
 use airssys_wasm::{
     Access, AuditLog, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, HostPolicy,
     Manifest, Message, ResourceLimits, ResourceUsage,
@@ -466,7 +466,8 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
         Some(m) => {
             let ctx =
                 Manifest::from_file(m)?.context(&HostPolicy::default(), AuditLog::default())?;
-            Some(airssys_wasm::capability::never_callable(
+            Some(airssys_wasm::security::capability::never_callable(
+                airssys_wasm::host_interfaces(),
                 &info.imports,
                 ctx.capabilities(),
             ))

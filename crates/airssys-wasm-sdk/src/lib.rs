@@ -32,9 +32,10 @@ pub mod bindings {
     });
 }
 
+pub use bindings::airssys::component::messaging::{self, MessagingError};
 pub use bindings::airssys::component::services::{self, LogLevel};
 pub use bindings::airssys::component::types::{
-    ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload,
+    ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload, RequestError,
 };
 
 /// The lifecycle of a component. Only `handle_message` is required.
@@ -47,8 +48,12 @@ pub trait Component {
     /// Handles one message; `Some(bytes)` is the reply.
     fn handle_message(msg: Message) -> Result<Option<Vec<u8>>, Error>;
 
-    /// Receives the reply to a request this component sent.
-    fn handle_callback(_msg: Message) -> Result<(), Error> {
+    /// Receives the outcome of a request this component made with [`request`]:
+    /// the reply, or why there is none (timeout, failed or stopped target).
+    fn handle_callback(
+        _correlation_id: String,
+        _reply: Result<Message, RequestError>,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
@@ -79,6 +84,44 @@ pub fn config(key: &str) -> Result<Option<String>, Error> {
     services::get_config(key)
 }
 
+/// A message to send: `payload` as `application/octet-stream`. The host sets
+/// the sender, the timestamp and the trace id.
+pub fn message(payload: impl Into<Vec<u8>>) -> Message {
+    Message {
+        sender: String::new(),
+        payload: payload.into(),
+        content_type: "application/octet-stream".into(),
+        correlation_id: None,
+        metadata: Vec::new(),
+        timestamp_ms: 0,
+    }
+}
+
+/// This actor's id.
+pub fn self_id() -> String {
+    messaging::self_id()
+}
+
+/// Fire and forget: queues `payload` in `target`'s mailbox.
+pub fn send(target: &str, payload: impl Into<Vec<u8>>) -> Result<(), MessagingError> {
+    messaging::send(target, &message(payload))
+}
+
+/// Asks `target`; the reply arrives at [`Component::handle_callback`] with the
+/// returned correlation id, or a timeout after `timeout_ms`.
+pub fn request(
+    target: &str,
+    payload: impl Into<Vec<u8>>,
+    timeout_ms: u32,
+) -> Result<String, MessagingError> {
+    messaging::request(target, &message(payload), timeout_ms)
+}
+
+/// Publishes `payload` on `topic`; returns how many subscribers got it.
+pub fn publish(topic: &str, payload: impl Into<Vec<u8>>) -> Result<u32, MessagingError> {
+    messaging::publish(topic, &message(payload))
+}
+
 /// Exports a type implementing [`Component`] as this component's lifecycle.
 #[macro_export]
 macro_rules! component {
@@ -93,8 +136,8 @@ macro_rules! component {
             fn handle_message(msg: $crate::Message) -> ::std::result::Result<::std::option::Option<::std::vec::Vec<u8>>, $crate::Error> {
                 <$t as $crate::Component>::handle_message(msg)
             }
-            fn handle_callback(msg: $crate::Message) -> ::std::result::Result<(), $crate::Error> {
-                <$t as $crate::Component>::handle_callback(msg)
+            fn handle_callback(correlation_id: ::std::string::String, reply: ::std::result::Result<$crate::Message, $crate::RequestError>) -> ::std::result::Result<(), $crate::Error> {
+                <$t as $crate::Component>::handle_callback(correlation_id, reply)
             }
             fn metadata() -> $crate::Metadata {
                 <$t as $crate::Component>::metadata().unwrap_or_else(|| $crate::Metadata {

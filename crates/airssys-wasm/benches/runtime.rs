@@ -220,6 +220,7 @@ fn benches(c: &mut Criterion) {
         content_type: "application/octet-stream".into(),
         correlation_id: None,
         metadata: Vec::new(),
+        timestamp_ms: 0,
     };
     for (name, bare) in [
         ("bare-wasmtime", &bare),

@@ -9,16 +9,18 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use airssys::component::messaging::MessagingError;
 pub use airssys::component::types::{
     ComponentMetadata as Metadata, Error as GuestError, HealthStatus, Message, Payload,
+    RequestError,
 };
 
 /// The name of the lifecycle interface every airssys component exports.
-pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.1.0";
+pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.2.0";
 
 impl Message {
     /// A message from `sender` carrying `payload` as `application/octet-stream`,
-    /// with no correlation id and no metadata.
+    /// with no correlation id and no metadata, stamped now.
     pub fn new(sender: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         Message {
             sender: sender.into(),
@@ -26,7 +28,22 @@ impl Message {
             content_type: "application/octet-stream".into(),
             correlation_id: None,
             metadata: Vec::new(),
+            timestamp_ms: now_millis(),
         }
+    }
+
+    /// Adds one metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// The value of metadata entry `key`, if present.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets the content type.
@@ -40,4 +57,12 @@ impl Message {
         self.correlation_id = Some(id.into());
         self
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -61,7 +61,7 @@ pub enum Error {
     Unsupported {
         /// The component.
         component: String,
-        /// What it lacks, e.g. "does not export airssys:component/lifecycle@0.1.0".
+        /// What it lacks, e.g. "does not export airssys:component/lifecycle@0.2.0".
         reason: String,
     },
     /// The fuel given to one call ran out.
@@ -124,6 +124,59 @@ pub enum Error {
         /// The component.
         component: String,
     },
+    /// An actor id is malformed.
+    #[error("invalid actor id {id:?}: {reason}")]
+    InvalidActorId {
+        /// The id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No actor by that id (and no virtual component to activate it from).
+    #[error("{actor}: no such actor")]
+    NoSuchActor {
+        /// The id.
+        actor: String,
+    },
+    /// The actor's mailbox is full.
+    #[error("{actor}: mailbox full (capacity {capacity})")]
+    MailboxFull {
+        /// The actor.
+        actor: String,
+        /// Its mailbox capacity.
+        capacity: usize,
+    },
+    /// The actor's `messaging.accept` list does not admit the sender.
+    #[error("{actor}: refused: {rule}")]
+    Refused {
+        /// The actor.
+        actor: String,
+        /// The rule.
+        rule: String,
+    },
+    /// A request got no reply in time.
+    #[error("{actor}: no reply within {}", DisplayDuration(*timeout))]
+    RequestTimeout {
+        /// The actor asked.
+        actor: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The actor stopped (or was restarted) before it replied.
+    #[error("{actor}: stopped before replying")]
+    ActorStopped {
+        /// The actor.
+        actor: String,
+    },
+    /// The system is shutting down and accepts no new messages.
+    #[error("the actor system is shutting down")]
+    ShuttingDown,
+    /// The root supervisor reached its restart intensity: the system stopped.
+    #[error("actor system failed: {reason}")]
+    SystemFailed {
+        /// Which supervisor gave up, and the crash that tipped it.
+        reason: String,
+    },
     /// The engine or a configuration value was rejected.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -144,7 +197,10 @@ impl Error {
             Error::Io { .. }
             | Error::Config(_)
             | Error::Manifest { .. }
-            | Error::Signature { .. } => None,
+            | Error::Signature { .. }
+            | Error::InvalidActorId { .. }
+            | Error::ShuttingDown
+            | Error::SystemFailed { .. } => None,
             Error::InvalidWasm { name, .. } => Some(name),
             Error::Link { component, .. }
             | Error::Unsupported { component, .. }
@@ -156,6 +212,11 @@ impl Error {
             | Error::Guest { component, .. }
             | Error::Poisoned { component }
             | Error::Runtime { component, .. } => Some(component),
+            Error::NoSuchActor { actor }
+            | Error::MailboxFull { actor, .. }
+            | Error::Refused { actor, .. }
+            | Error::RequestTimeout { actor, .. }
+            | Error::ActorStopped { actor } => Some(actor),
         }
     }
 

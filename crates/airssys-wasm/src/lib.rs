@@ -31,34 +31,36 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The host <-> guest contract is the WIT package `airssys:component@0.1.0` in
+//! The host <-> guest contract is the WIT package `airssys:component@0.2.0` in
 //! `wit/`; guests are written with the `airssys-wasm-sdk` crate.
 #![warn(missing_docs)]
 
+pub mod actor;
 mod bindings;
-pub mod capability;
-mod command;
-mod component;
-mod engine;
 mod error;
-mod execution;
 mod host;
-mod inspect;
-mod instance;
-mod limits;
-pub mod manifest;
-pub mod signing;
-mod trap;
+mod runtime;
+pub mod security;
 pub mod units;
 
-pub use bindings::{GuestError, HealthStatus, Message, Metadata, Payload, LIFECYCLE_INTERFACE};
-pub use capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
-pub use command::ExitStatus;
-pub use component::{Component, ComponentKind};
-pub use engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
+pub use actor::{
+    ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, ActorSystem, Backoff,
+    ChildSpec, DeadLetter, DeadLetterReason, HealthCheck, Intensity, RestartPolicy, Strategy,
+    SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
+};
+pub use bindings::{
+    GuestError, HealthStatus, Message, MessagingError, Metadata, Payload, RequestError,
+    LIFECYCLE_INTERFACE,
+};
 pub use error::{DisplayBytes, DisplayDuration, Error, Result};
-pub use execution::{ComponentHandle, ExecutionContext, ExecutionState};
-pub use inspect::Inspection;
-pub use instance::Instance;
-pub use limits::{ResourceLimits, ResourceUsage};
-pub use manifest::{Access, Manifest};
+pub use host::host_interfaces;
+pub use runtime::command::ExitStatus;
+pub use runtime::component::{Component, ComponentKind};
+pub use runtime::engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
+pub use runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
+pub use runtime::inspect::Inspection;
+pub use runtime::instance::Instance;
+pub use runtime::limits::{ResourceLimits, ResourceUsage};
+pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
+pub use security::manifest::{Access, Manifest};
+pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};

@@ -325,7 +325,7 @@ async fn the_audit_log_file_is_json_lines() {
 
 #[test]
 fn a_tampered_signed_component_is_refused_before_it_is_compiled() {
-    use airssys_wasm::signing::{self, SignedIdentity, TrustPolicy};
+    use airssys_wasm::security::signing::{self, SignedIdentity, TrustPolicy};
     let dir = tempfile::tempdir().unwrap();
     let comp = dir.path().join("echo.wasm");
     std::fs::copy(common::component("echo"), &comp).unwrap();

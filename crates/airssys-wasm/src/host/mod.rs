@@ -4,6 +4,7 @@
 //! - [`services`] — `airssys:component/services` (log, clocks, config)
 //! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
+pub(crate) mod messaging;
 pub(crate) mod services;
 pub(crate) mod sockets;
 
@@ -18,12 +19,23 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use std::sync::Arc;
 
-use crate::capability::Capabilities;
-use crate::execution::ExecutionContext;
-use crate::limits::Limiter;
-use crate::trap::DeadlineExceeded;
+use crate::runtime::execution::ExecutionContext;
+use crate::runtime::limits::Limiter;
+use crate::runtime::trap::DeadlineExceeded;
+use crate::security::capability::{Capabilities, WitInterface};
 use services::ServicesCtx;
 use wasi::TailBuffer;
+
+/// The capability tables of every host interface this host provides: which
+/// capability each imported function needs to succeed.
+pub fn host_interfaces() -> &'static [WitInterface] {
+    static ALL: std::sync::OnceLock<Vec<WitInterface>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = vec![services::INTERFACE, messaging::INTERFACE];
+        all.extend_from_slice(wasi::INTERFACES);
+        all
+    })
+}
 
 /// What the `Store` of a component instance carries.
 pub(crate) struct HostState {
@@ -33,6 +45,7 @@ pub(crate) struct HostState {
     pub(crate) component: Arc<str>,
     pub(crate) caps: Arc<Capabilities>,
     pub(crate) services: ServicesCtx,
+    pub(crate) messaging: messaging::MessagingCtx,
     pub(crate) lookup: sockets::LookupState,
     pub(crate) run: RunState,
 }
@@ -70,6 +83,7 @@ impl HostState {
         wasi: WasiCtx,
         resolved: sockets::Resolved,
         output: Option<TailBuffer>,
+        link: Option<messaging::ActorLink>,
     ) -> Self {
         HostState {
             wasi,
@@ -80,6 +94,11 @@ impl HostState {
                 resolved,
                 ..Default::default()
             },
+            messaging: messaging::MessagingCtx::new(
+                ctx.shared_id(),
+                ctx.shared_capabilities(),
+                link,
+            ),
             services: ServicesCtx::new(
                 ctx.shared_id(),
                 ctx.shared_config(),
@@ -147,6 +166,7 @@ pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Li
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     sockets::add_to_linker(&mut linker)?;
     services::add_to_linker(&mut linker)?;
+    messaging::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -9,8 +9,10 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::airssys::component::services::{self, LogLevel};
 use crate::bindings::GuestError;
-use crate::capability::{Capabilities, CapabilityKind, FunctionSignature, WitInterface};
 use crate::host::HostState;
+use crate::security::capability::{
+    Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
+};
 
 /// What each function of the interface requires.
 pub(crate) const INTERFACE: WitInterface = WitInterface {
@@ -61,14 +63,13 @@ impl ServicesCtx {
     /// guest-visible denial when refused.
     fn check(
         &self,
-        kind: CapabilityKind,
+        capability: Capability<'_>,
         function: &str,
         resource: &str,
     ) -> Result<(), GuestError> {
-        let d = self.caps.check_service(kind);
-        if self.caps.audit.is_enabled() || !d.allowed {
-            self.caps.record(&self.component, function, resource, &d);
-        }
+        let d = self
+            .caps
+            .authorize(&self.component, function, resource, &capability);
         if d.allowed {
             Ok(())
         } else {
@@ -92,7 +93,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 impl services::Host for ServicesCtx {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        if self.check(CapabilityKind::Log, "services.log", "").is_err() {
+        if self.check(Capability::Log, "services.log", "").is_err() {
             return;
         }
         let component = &*self.component;
@@ -117,7 +118,7 @@ impl services::Host for ServicesCtx {
     }
 
     fn now_millis(&mut self) -> Result<u64, GuestError> {
-        self.check(CapabilityKind::Clocks, "services.now-millis", "")?;
+        self.check(Capability::Clocks, "services.now-millis", "")?;
         Ok(SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -125,12 +126,12 @@ impl services::Host for ServicesCtx {
     }
 
     fn monotonic_nanos(&mut self) -> Result<u64, GuestError> {
-        self.check(CapabilityKind::Clocks, "services.monotonic-nanos", "")?;
+        self.check(Capability::Clocks, "services.monotonic-nanos", "")?;
         Ok(self.epoch.elapsed().as_nanos() as u64)
     }
 
     fn get_config(&mut self, key: String) -> Result<Option<String>, GuestError> {
-        self.check(CapabilityKind::Config, "services.get-config", &key)?;
+        self.check(Capability::Config(&key), "services.get-config", &key)?;
         Ok(self
             .config
             .iter()

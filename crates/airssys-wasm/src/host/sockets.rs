@@ -23,9 +23,9 @@ use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddress, Networ
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::capability::{Capabilities, Decision};
-use crate::execution::ExecutionContext;
 use crate::host::HostState;
+use crate::runtime::execution::ExecutionContext;
+use crate::security::capability::{Capabilities, Capability, Decision, PolicyDecision};
 
 /// Addresses resolved by allowed lookups, with the name they came from.
 pub(crate) type Resolved = Arc<Mutex<HashMap<IpAddr, String>>>;
@@ -45,10 +45,9 @@ const RESOLVED_LIMIT: usize = 4096;
 /// Configures the WASI sockets of one instance: closed unless something is
 /// granted; then each address is checked against the grants.
 pub(crate) fn configure(b: &mut WasiCtxBuilder, ctx: &ExecutionContext, resolved: &Resolved) {
+    // Sockets are on even with nothing granted, so that every refusal goes
+    // through the check below and reaches the audit log.
     let caps = ctx.capabilities();
-    if caps.outbound.is_empty() {
-        return;
-    }
     b.allow_tcp(true).allow_udp(true);
     b.allow_ip_name_lookup(caps.outbound.iter().any(|p| p.is_dns_name()));
     let (caps, component, resolved) =
@@ -89,6 +88,20 @@ pub(crate) fn configure(b: &mut WasiCtxBuilder, ctx: &ExecutionContext, resolved
                 }
             }
         };
+        let d = if d.allowed {
+            // The grant holds; the host's policy has the last word.
+            match caps
+                .policy
+                .check_capability(&component, &Capability::Connect(addr))
+            {
+                PolicyDecision::Allowed => d,
+                PolicyDecision::Denied { reason } => {
+                    Decision::deny(format!("host policy: {reason}"))
+                }
+            }
+        } else {
+            d
+        };
         caps.record(&component, function, &resource, &d);
         let allowed = d.allowed;
         Box::pin(async move { allowed })
@@ -119,7 +132,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut store: StoreContextMut<'_, HostState>,
          (network, name): (Resource<Network>, String)| {
             let state = store.data_mut();
-            let d = state.caps.check_lookup(&name);
+            let d = state
+                .caps
+                .decide(&state.component, &Capability::Lookup(&name));
             state.caps.record(
                 &state.component,
                 "wasi:sockets/ip-name-lookup.resolve-addresses",

@@ -12,9 +12,9 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::capability::{CapabilityKind, FunctionSignature, WitInterface};
 use crate::error::{Error, Result};
-use crate::execution::ExecutionContext;
+use crate::runtime::execution::ExecutionContext;
+use crate::security::capability::{CapabilityKind, FunctionSignature, WitInterface};
 
 /// Where a guest's stdio goes.
 pub(crate) enum Stdio {
@@ -93,7 +93,7 @@ pub(crate) fn builder(
                 "{component}: cannot grant directory {} as {}: {}",
                 dir.host.display(),
                 dir.guest,
-                crate::trap::error_chain(&e)
+                crate::runtime::trap::error_chain(&e)
             ))
         })?;
     }

@@ -1,0 +1,601 @@
+//! The actor loop: one tokio task per actor that owns its [`Instance`] (and so
+//! its `Store`) and handles one envelope at a time.
+//!
+//! An incarnation starts from the `InstancePre` and `initialize(config)`, then
+//! serves the mailbox, polls `health()`, and passivates when idle. A trap, an
+//! exhausted limit, a failed `initialize` or failed health checks end it as a
+//! crash: the message being handled becomes a dead letter, the instance is
+//! dropped (its pending requests, timers and subscriptions with it) and the
+//! supervisor decides. Queued messages stay for the next instance.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::mailbox::{Envelope, ReplyTo};
+use super::router::{Cell, Router};
+use super::{ActorState, DeadLetterReason, SystemEvent};
+use crate::bindings::{now_millis, HealthStatus, Message, RequestError};
+use crate::error::Error;
+use crate::host::messaging::ActorLink;
+use crate::runtime::instance::Instance;
+
+/// Envelopes handled in a row before the loop looks at control and timers again.
+const BATCH: usize = 64;
+
+/// What a supervisor tells a child (an actor or a supervisor).
+pub(crate) enum Control {
+    /// Start a fresh instance after `delay` (a running one is shut down first).
+    Restart { delay: Duration, generation: u64 },
+    /// Stop: with `drain`, handle what is queued first (up to the shutdown
+    /// timeout); then `shutdown()`. The child stays parked until restarted.
+    Stop {
+        drain: bool,
+        ack: oneshot::Sender<()>,
+    },
+    /// Add a child (supervisors only).
+    Add {
+        spec: super::ChildSpec,
+        ack: oneshot::Sender<crate::Result<()>>,
+    },
+}
+
+/// A child's report to its supervisor: its incarnation under `generation` ended.
+pub(crate) struct ChildExit {
+    pub(crate) index: usize,
+    pub(crate) generation: u64,
+    /// `None`: a normal stop; otherwise the crash.
+    pub(crate) crash: Option<String>,
+}
+
+/// Where a child reports.
+#[derive(Clone)]
+pub(crate) struct Parent {
+    pub(crate) exits: mpsc::UnboundedSender<ChildExit>,
+    pub(crate) index: usize,
+}
+
+enum Outcome {
+    Crashed(String),
+    Restart { delay: Duration, generation: u64 },
+    Stopped(Option<oneshot::Sender<()>>),
+    Passivated,
+    Closed,
+}
+
+struct ActorTask {
+    router: Arc<Router>,
+    cell: Arc<Cell>,
+    ctrl: mpsc::UnboundedReceiver<Control>,
+    parent: Option<Parent>,
+    generation: u64,
+    permit: Option<OwnedSemaphorePermit>,
+    /// An envelope taken while suspended, handled first by the next instance.
+    carry: Option<Envelope>,
+}
+
+/// Starts the task of a declared actor under a supervisor.
+pub(crate) fn spawn_static(
+    router: Arc<Router>,
+    cell: Arc<Cell>,
+    ctrl: mpsc::UnboundedReceiver<Control>,
+    parent: Parent,
+) {
+    let task = ActorTask {
+        router: router.clone(),
+        cell,
+        ctrl,
+        parent: Some(parent),
+        generation: 0,
+        permit: None,
+        carry: None,
+    };
+    router.runtime().spawn(task.run());
+}
+
+/// Starts the task of a virtual actor whose mailbox just got a message.
+pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    *cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    let task = ActorTask {
+        router: router.clone(),
+        cell,
+        ctrl: rx,
+        parent: None,
+        generation: 0,
+        permit: None,
+        carry: None,
+    };
+    router.runtime().spawn(task.run());
+}
+
+impl ActorTask {
+    async fn run(mut self) {
+        let mut started_before = false;
+        let mut restarted = false;
+        loop {
+            let outcome = match self.start(started_before, restarted).await {
+                Ok(instance) => self.serve(instance).await,
+                Err(reason) => Outcome::Crashed(reason),
+            };
+            started_before = true;
+            restarted = false;
+            let park = match outcome {
+                Outcome::Restart { delay, generation } => {
+                    self.generation = generation;
+                    tokio::time::sleep(delay).await;
+                    restarted = true;
+                    continue;
+                }
+                Outcome::Closed => return,
+                Outcome::Passivated => {
+                    self.permit = None;
+                    self.cell.set_state(ActorState::Suspended);
+                    self.router.emit(SystemEvent::Passivated {
+                        id: self.cell.id().clone(),
+                    });
+                    if self.cell.is_virtual {
+                        if self.detach() {
+                            return;
+                        }
+                        continue;
+                    }
+                    // A declared actor waits for its next message or a control.
+                    tokio::select! {
+                        biased;
+                        c = self.ctrl.recv() => match self.on_parked_control(c) {
+                            Some(next) => next,
+                            None => return,
+                        },
+                        env = self.cell.mailbox.recv() => {
+                            self.carry = env;
+                            continue;
+                        }
+                    }
+                }
+                Outcome::Crashed(reason) => {
+                    self.permit = None;
+                    self.cell.set_state(ActorState::Failed);
+                    tracing::warn!(actor = %self.cell.id(), "actor crashed: {reason}");
+                    self.router.emit(SystemEvent::Crashed {
+                        id: self.cell.id().clone(),
+                        reason: reason.clone(),
+                    });
+                    match &self.parent {
+                        Some(p) => {
+                            let _ = p.exits.send(ChildExit {
+                                index: p.index,
+                                generation: self.generation,
+                                crash: Some(reason),
+                            });
+                        }
+                        // A virtual actor has no supervisor: the next message
+                        // activates a fresh instance.
+                        None => {
+                            if self.detach() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    None
+                }
+                Outcome::Stopped(ack) => {
+                    self.stopped(ack);
+                    None
+                }
+            };
+            // Parked (failed or stopped): wait for the supervisor.
+            let next = match park {
+                Some(next) => Some(next),
+                None => loop {
+                    let c = self.ctrl.recv().await;
+                    match self.on_parked_control(c) {
+                        Some(Some(next)) => break Some(next),
+                        Some(None) => continue,
+                        None => break None,
+                    }
+                },
+            };
+            match next {
+                Some((delay, generation)) => {
+                    self.generation = generation;
+                    tokio::time::sleep(delay).await;
+                    restarted = true;
+                }
+                None => {
+                    self.discard_queued(DeadLetterReason::Stopped);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A control received while parked: `None` when the channel closed,
+    /// `Some(Some((delay, generation)))` for a restart, `Some(None)` otherwise.
+    #[allow(clippy::type_complexity)]
+    fn on_parked_control(&mut self, c: Option<Control>) -> Option<Option<(Duration, u64)>> {
+        match c? {
+            Control::Restart { delay, generation } => Some(Some((delay, generation))),
+            Control::Stop { ack, .. } => {
+                if self.cell.state() != ActorState::Stopped {
+                    self.stopped(Some(ack));
+                } else {
+                    let _ = ack.send(());
+                }
+                Some(None)
+            }
+            Control::Add { ack, .. } => {
+                let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                Some(None)
+            }
+        }
+    }
+
+    fn stopped(&mut self, ack: Option<oneshot::Sender<()>>) {
+        self.permit = None;
+        self.discard_queued(DeadLetterReason::Stopped);
+        self.cell.set_state(ActorState::Stopped);
+        self.router.emit(SystemEvent::Stopped {
+            id: self.cell.id().clone(),
+        });
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Lets go of a virtual actor's mailbox when it is empty (the task ends).
+    fn detach(&self) -> bool {
+        if self.cell.mailbox.detach_if_empty() {
+            *self.cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn start(&mut self, started_before: bool, restarted: bool) -> Result<Instance, String> {
+        let cell = self.cell.clone();
+        cell.set_state(ActorState::Starting);
+        if cell.is_virtual && self.permit.is_none() {
+            let permit = match self.router.resident.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.router.make_room();
+                    self.router
+                        .resident
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| "the system is shut down".to_string())?
+                }
+            };
+            self.permit = Some(permit);
+        }
+        let incarnation = cell.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
+        let link = ActorLink {
+            router: self.router.clone(),
+            cell: cell.clone(),
+            incarnation,
+            trace: None,
+        };
+        let ctx = &cell.spec.context;
+        let mut instance = cell
+            .spec
+            .component
+            .instantiate_linked(ctx, Some(link))
+            .await
+            .map_err(|e| e.to_string())?;
+        let init = instance.initialize().await;
+        self.record_usage(&instance);
+        init.map_err(|e| e.to_string())?;
+        cell.set_state(ActorState::Running);
+        let id = cell.id().clone();
+        if restarted {
+            let restarts = cell.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.router.emit(SystemEvent::Restarted { id, restarts });
+        } else if started_before || cell.is_virtual {
+            self.router.emit(SystemEvent::Activated { id });
+        } else {
+            self.router.emit(SystemEvent::Started { id });
+        }
+        if cell.is_virtual {
+            self.router.note_resident(&cell);
+        }
+        Ok(instance)
+    }
+
+    async fn serve(&mut self, mut instance: Instance) -> Outcome {
+        let options = self.cell.options().clone();
+        let far = Duration::from_secs(86400 * 365);
+        let mut health = tokio::time::interval_at(
+            Instant::now() + options.health.map(|h| h.interval).unwrap_or(far),
+            options.health.map(|h| h.interval).unwrap_or(far),
+        );
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let idle = options.passivate_after;
+        let idle_sleep = tokio::time::sleep(idle.unwrap_or(far));
+        tokio::pin!(idle_sleep);
+        let mut last = Instant::now();
+        let mut unhealthy = 0u32;
+        if let Some(env) = self.carry.take() {
+            if let Err(reason) = self.handle(&mut instance, env).await {
+                return Outcome::Crashed(reason);
+            }
+        }
+        loop {
+            if self.cell.evict.swap(false, Ordering::AcqRel) {
+                self.shutdown(&mut instance).await;
+                return Outcome::Passivated;
+            }
+            tokio::select! {
+                biased;
+                c = self.ctrl.recv() => {
+                    return match c {
+                        Some(Control::Restart { delay, generation }) => {
+                            self.shutdown(&mut instance).await;
+                            Outcome::Restart { delay, generation }
+                        }
+                        Some(Control::Stop { drain, ack }) => {
+                            if drain {
+                                if let Err(reason) = self.drain(&mut instance).await {
+                                    let _ = ack.send(());
+                                    self.stopped(None);
+                                    return Outcome::Crashed(reason);
+                                }
+                            }
+                            self.shutdown(&mut instance).await;
+                            Outcome::Stopped(Some(ack))
+                        }
+                        Some(Control::Add { ack, .. }) => {
+                            let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                            continue;
+                        }
+                        None => {
+                            self.shutdown(&mut instance).await;
+                            Outcome::Closed
+                        }
+                    };
+                }
+                env = self.cell.mailbox.recv() => {
+                    let Some(env) = env else { continue };
+                    if let Err(reason) = self.handle(&mut instance, env).await {
+                        return Outcome::Crashed(reason);
+                    }
+                    for _ in 1..BATCH {
+                        if !self.ctrl.is_empty() {
+                            break;
+                        }
+                        let Some(env) = self.cell.mailbox.try_pop() else { break };
+                        if let Err(reason) = self.handle(&mut instance, env).await {
+                            return Outcome::Crashed(reason);
+                        }
+                    }
+                    last = Instant::now();
+                }
+                _ = health.tick(), if options.health.is_some() => {
+                    let Some(check) = options.health else { continue };
+                    match instance.health_within(Some(check.timeout)).await {
+                        Ok(HealthStatus::Healthy) => unhealthy = 0,
+                        Ok(HealthStatus::Degraded) => {
+                            unhealthy = 0;
+                            tracing::info!(actor = %self.cell.id(), "health: degraded");
+                        }
+                        Ok(HealthStatus::Unhealthy) => {
+                            unhealthy += 1;
+                            tracing::warn!(actor = %self.cell.id(), unhealthy, threshold = check.failures, "health: unhealthy");
+                            if unhealthy >= check.failures.max(1) {
+                                return Outcome::Crashed(format!(
+                                    "{}: health check unhealthy {unhealthy} times in a row (threshold {})",
+                                    self.cell.id(), check.failures
+                                ));
+                            }
+                        }
+                        Err(e) if e.is_fatal() => {
+                            return Outcome::Crashed(format!("health check failed: {e}"));
+                        }
+                        Err(e) => {
+                            unhealthy += 1;
+                            if unhealthy >= check.failures.max(1) {
+                                return Outcome::Crashed(format!("health check failed {unhealthy} times in a row: {e}"));
+                            }
+                        }
+                    }
+                    self.record_usage(&instance);
+                }
+                _ = &mut idle_sleep, if idle.is_some() => {
+                    let Some(idle) = idle else { continue };
+                    if last.elapsed() >= idle && self.cell.mailbox.len() == 0 {
+                        self.shutdown(&mut instance).await;
+                        return Outcome::Passivated;
+                    }
+                    idle_sleep.as_mut().reset(last + idle);
+                }
+            }
+        }
+    }
+
+    /// Handles what is queued, up to the shutdown timeout.
+    async fn drain(&mut self, instance: &mut Instance) -> Result<(), String> {
+        let deadline = Instant::now() + self.cell.options().shutdown_timeout;
+        while Instant::now() < deadline {
+            let Some(env) = self.cell.mailbox.try_pop() else {
+                break;
+            };
+            self.handle(instance, env).await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `shutdown()`; a failure is logged (the instance is dropped anyway).
+    async fn shutdown(&mut self, instance: &mut Instance) {
+        self.cell.set_state(ActorState::Stopping);
+        if let Err(e) = instance.shutdown().await {
+            tracing::warn!(actor = %self.cell.id(), "shutdown failed: {e}");
+        }
+        self.record_usage(instance);
+    }
+
+    /// Everything still queued becomes a dead letter (requests are answered).
+    fn discard_queued(&self, reason: DeadLetterReason) {
+        for env in self.cell.mailbox.drain() {
+            match env {
+                Envelope::Message { msg, reply } => {
+                    self.fail_reply(
+                        reply,
+                        &msg,
+                        RequestError::Stopped(self.cell.id().to_string()),
+                    );
+                    self.router
+                        .dead_letter(self.cell.id().as_str(), msg, reason.clone());
+                }
+                Envelope::Callback { .. } => {
+                    self.router
+                        .counters
+                        .late_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn record_usage(&self, instance: &Instance) {
+        if let Some(u) = instance.last_usage() {
+            *self.cell.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+        }
+    }
+
+    /// Handles one envelope; `Err` is a crash.
+    async fn handle(&mut self, instance: &mut Instance, env: Envelope) -> Result<(), String> {
+        match env {
+            Envelope::Message { msg, reply } => {
+                let trace = msg.metadata_value("trace-id").map(str::to_string);
+                let span = tracing::debug_span!(
+                    "actor.message",
+                    actor = %self.cell.id(),
+                    from = %msg.sender,
+                    trace_id = trace.as_deref().unwrap_or(""),
+                );
+                if let Some(link) = instance.host_mut().messaging.link.as_mut() {
+                    link.trace = trace.clone();
+                }
+                let result = instance.handle_message(&msg).instrument(span).await;
+                self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.record_usage(instance);
+                match result {
+                    Ok(payload) => {
+                        self.reply_ok(reply, &msg, trace, payload);
+                        Ok(())
+                    }
+                    Err(e) if !e.is_fatal() => {
+                        match reply {
+                            Some(ReplyTo::Host(tx)) => {
+                                let _ = tx.send(Err(e));
+                            }
+                            other => {
+                                self.fail_reply(other, &msg, RequestError::Failed(e.to_string()))
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        match reply {
+                            Some(ReplyTo::Host(tx)) => {
+                                let _ = tx.send(Err(e));
+                            }
+                            other => {
+                                self.fail_reply(other, &msg, RequestError::Failed(reason.clone()))
+                            }
+                        }
+                        self.router.dead_letter(
+                            self.cell.id().as_str(),
+                            msg,
+                            DeadLetterReason::Crashed {
+                                reason: reason.clone(),
+                            },
+                        );
+                        Err(reason)
+                    }
+                }
+            }
+            Envelope::Callback {
+                correlation_id,
+                incarnation,
+                result,
+            } => {
+                if incarnation != self.cell.incarnation.load(Ordering::Acquire) {
+                    self.router
+                        .counters
+                        .late_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                let r = instance
+                    .handle_callback(&correlation_id.to_string(), &result)
+                    .await;
+                self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.record_usage(instance);
+                match r {
+                    Err(e) if e.is_fatal() => Err(e.to_string()),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn reply_ok(
+        &self,
+        reply: Option<ReplyTo>,
+        request: &Message,
+        trace: Option<String>,
+        payload: Option<Vec<u8>>,
+    ) {
+        match reply {
+            None => {}
+            Some(ReplyTo::Host(tx)) => {
+                let _ = tx.send(Ok(payload));
+            }
+            Some(ReplyTo::Actor(corr)) => {
+                let mut metadata = Vec::new();
+                if let Some(t) = trace {
+                    metadata.push(("trace-id".to_string(), t));
+                }
+                let reply = Message {
+                    sender: self.cell.id().as_str().to_string(),
+                    payload: payload.unwrap_or_default(),
+                    content_type: request.content_type.clone(),
+                    correlation_id: request.correlation_id.clone(),
+                    metadata,
+                    timestamp_ms: now_millis(),
+                };
+                self.router.complete(corr, Ok(reply));
+            }
+        }
+    }
+
+    fn fail_reply(&self, reply: Option<ReplyTo>, _request: &Message, why: RequestError) {
+        match reply {
+            None => {}
+            Some(ReplyTo::Host(tx)) => {
+                let e = match why {
+                    RequestError::Stopped(actor) => Error::ActorStopped { actor },
+                    RequestError::Failed(reason) => Error::Runtime {
+                        component: self.cell.id().to_string(),
+                        message: reason,
+                    },
+                    RequestError::Timeout => Error::RequestTimeout {
+                        actor: self.cell.id().to_string(),
+                        timeout: Duration::ZERO,
+                    },
+                };
+                let _ = tx.send(Err(e));
+            }
+            Some(ReplyTo::Actor(corr)) => self.router.complete(corr, Err(why)),
+        }
+    }
+}

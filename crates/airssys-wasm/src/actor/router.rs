@@ -1,0 +1,739 @@
+//! The router: actor ids to mailboxes. It delivers sends, correlates requests
+//! with replies (and times them out), runs timers, fans published messages out
+//! to subscribers, activates virtual actors on their first message, and keeps
+//! the dead letters: every message it cannot deliver is counted and kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::AbortHandle;
+
+use super::mailbox::{Envelope, Mailbox, Pushed, ReplyTo};
+use super::{
+    ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, DeadLetter,
+    DeadLetterReason, SystemEvent,
+};
+use crate::bindings::{now_millis, Message, RequestError};
+use crate::runtime::limits::ResourceUsage;
+use crate::security::pattern::NamePatterns;
+
+/// Dead letters kept for observers (the count is exact; the oldest are dropped from the list).
+const DEAD_LETTERS_KEPT: usize = 1024;
+
+/// One actor's slot: its mailbox, what it runs, and what observers see.
+pub(crate) struct Cell {
+    pub(crate) spec: ActorSpec,
+    pub(crate) supervisor: String,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) is_virtual: bool,
+    state: AtomicU8,
+    /// Bumped for each new instance; callbacks for an older one are discarded.
+    pub(crate) incarnation: AtomicU64,
+    pub(crate) restarts: AtomicU32,
+    pub(crate) handled: AtomicU64,
+    /// Pending requests plus live timers.
+    pub(crate) pending: AtomicU32,
+    pub(crate) guest_subscriptions: AtomicU32,
+    pub(crate) usage: Mutex<Option<ResourceUsage>>,
+    pub(crate) log_dropped: AtomicU64,
+    /// Used since the eviction scan last looked (second chance).
+    pub(crate) touched: AtomicBool,
+    /// Asked to passivate (to make room for another virtual actor).
+    pub(crate) evict: AtomicBool,
+    /// The control channel of a virtual actor's task, while it has one.
+    pub(crate) ctrl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<super::cell::Control>>>,
+}
+
+impl Cell {
+    pub(crate) fn new(mut spec: ActorSpec, supervisor: &str, is_virtual: bool) -> Cell {
+        // The instance runs, logs and audits as its actor id.
+        spec.context = spec.context.renamed(spec.id.as_str());
+        let capacity = spec.options.mailbox_capacity;
+        Cell {
+            spec,
+            supervisor: supervisor.to_string(),
+            mailbox: Mailbox::new(capacity, !is_virtual),
+            is_virtual,
+            state: AtomicU8::new(if is_virtual {
+                ActorState::Suspended as u8
+            } else {
+                ActorState::Starting as u8
+            }),
+            incarnation: AtomicU64::new(0),
+            restarts: AtomicU32::new(0),
+            handled: AtomicU64::new(0),
+            pending: AtomicU32::new(0),
+            guest_subscriptions: AtomicU32::new(0),
+            usage: Mutex::new(None),
+            log_dropped: AtomicU64::new(0),
+            touched: AtomicBool::new(false),
+            evict: AtomicBool::new(false),
+            ctrl: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn id(&self) -> &ActorId {
+        &self.spec.id
+    }
+
+    pub(crate) fn options(&self) -> &ActorOptions {
+        &self.spec.options
+    }
+
+    pub(crate) fn state(&self) -> ActorState {
+        ActorState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, s: ActorState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    pub(crate) fn status(&self) -> ActorStatus {
+        ActorStatus {
+            metadata: ActorMetadata {
+                id: self.spec.id.clone(),
+                component: self.spec.component.name().to_string(),
+                supervisor: self.supervisor.clone(),
+                restart: self.spec.options.restart,
+            },
+            state: self.state(),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            mailbox: self.mailbox.len(),
+            handled: self.handled.load(Ordering::Relaxed),
+            usage: *self.usage.lock().unwrap_or_else(|p| p.into_inner()),
+            log_dropped: self.log_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why a message was not delivered, as the sender sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Undeliverable {
+    NoSuchActor,
+    MailboxFull(usize),
+    Refused(String),
+    Stopped,
+}
+
+impl Undeliverable {
+    fn reason(&self) -> DeadLetterReason {
+        match self {
+            Undeliverable::NoSuchActor => DeadLetterReason::NoSuchActor,
+            Undeliverable::MailboxFull(capacity) => DeadLetterReason::MailboxFull {
+                capacity: *capacity,
+            },
+            Undeliverable::Refused(rule) => DeadLetterReason::Refused { rule: rule.clone() },
+            Undeliverable::Stopped => DeadLetterReason::Stopped,
+        }
+    }
+}
+
+struct Pending {
+    requester: Arc<Cell>,
+    incarnation: u64,
+    target: Arc<str>,
+    timeout: Duration,
+    payload_bytes: usize,
+    timer: Option<AbortHandle>,
+}
+
+struct Timer {
+    owner: Arc<Cell>,
+    incarnation: u64,
+    abort: Option<AbortHandle>,
+}
+
+struct Subscription {
+    pattern: String,
+    matcher: NamePatterns,
+    cell: Arc<Cell>,
+    /// The instance that subscribed; `None` for a subscription the host declared.
+    incarnation: Option<u64>,
+}
+
+/// A component whose actors are activated on demand as `component/key`.
+pub(crate) struct VirtualKind {
+    pub(crate) spec: ActorSpec,
+}
+
+/// Counters observers read.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) late_replies: AtomicU64,
+    pub(crate) dead_letters: AtomicU64,
+}
+
+pub(crate) struct Router {
+    actors: RwLock<HashMap<Arc<str>, Arc<Cell>>>,
+    kinds: RwLock<HashMap<String, VirtualKind>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    timers: Mutex<HashMap<u64, Timer>>,
+    next_id: AtomicU64,
+    topics: RwLock<Vec<Subscription>>,
+    dead: Mutex<VecDeque<DeadLetter>>,
+    pub(crate) counters: Counters,
+    events: broadcast::Sender<SystemEvent>,
+    accepting: AtomicBool,
+    /// Instances virtual actors may hold at once.
+    pub(crate) resident: Arc<Semaphore>,
+    lru: Mutex<VecDeque<Arc<Cell>>>,
+    runtime: tokio::runtime::Handle,
+    trace_seed: u64,
+}
+
+impl Router {
+    pub(crate) fn new(max_active: usize, runtime: tokio::runtime::Handle) -> Arc<Router> {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Arc::new(Router {
+            actors: RwLock::default(),
+            kinds: RwLock::default(),
+            pending: Mutex::default(),
+            timers: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            topics: RwLock::default(),
+            dead: Mutex::default(),
+            counters: Counters::default(),
+            events: broadcast::channel(1024).0,
+            accepting: AtomicBool::new(true),
+            resident: Arc::new(Semaphore::new(max_active.max(1))),
+            lru: Mutex::default(),
+            runtime,
+            trace_seed: u64::from_le_bytes(seed),
+        })
+    }
+
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    pub(crate) fn emit(&self, e: SystemEvent) {
+        let _ = self.events.send(e);
+    }
+
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<SystemEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// A fresh trace id.
+    pub(crate) fn new_trace(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:016x}",
+            self.trace_seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
+    }
+
+    /// Registers a declared actor; fails if the id is taken.
+    pub(crate) fn register(&self, cell: Arc<Cell>) -> Result<(), String> {
+        let mut actors = self.actors.write().unwrap_or_else(|p| p.into_inner());
+        let id = cell.id().shared();
+        if actors.contains_key(&id) {
+            return Err(format!("actor id {id} is declared twice"));
+        }
+        for pattern in &cell.options().subscriptions {
+            self.add_subscription(&cell, pattern, None)?;
+        }
+        actors.insert(id, cell);
+        Ok(())
+    }
+
+    pub(crate) fn register_kind(&self, spec: ActorSpec) -> Result<(), String> {
+        let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        let name = spec.id.as_str().to_string();
+        if kinds.contains_key(&name) {
+            return Err(format!("virtual component {name} is declared twice"));
+        }
+        kinds.insert(name, VirtualKind { spec });
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Cell>> {
+        self.actors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn cells(&self) -> Vec<Arc<Cell>> {
+        self.actors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The cell for `id`, creating a virtual actor's cell when `id` is
+    /// `component/key` of a registered virtual component.
+    fn lookup(&self, id: &str) -> Option<Arc<Cell>> {
+        if let Some(c) = self.get(id) {
+            return Some(c);
+        }
+        let parsed = ActorId::parse(id).ok()?;
+        let (component, _) = parsed.virtual_parts()?;
+        let spec = {
+            let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+            let kind = kinds.get(component)?;
+            ActorSpec {
+                id: parsed.clone(),
+                ..kind.spec.clone()
+            }
+        };
+        let mut actors = self.actors.write().unwrap_or_else(|p| p.into_inner());
+        let cell = actors
+            .entry(parsed.shared())
+            .or_insert_with(|| Arc::new(Cell::new(spec, "-", true)));
+        Some(cell.clone())
+    }
+
+    /// Delivers a message to `target`'s mailbox. A failure is a dead letter and
+    /// is returned to the sender.
+    pub(crate) fn deliver(
+        self: &Arc<Self>,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), Undeliverable> {
+        let Some(cell) = self.lookup(target) else {
+            return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor));
+        };
+        self.deliver_to(&cell, msg, reply)
+    }
+
+    pub(crate) fn deliver_to(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), Undeliverable> {
+        let target = cell.id().as_str();
+        if cell.state() == ActorState::Stopped && !cell.is_virtual {
+            return Err(self.undeliverable(target, msg, Undeliverable::Stopped));
+        }
+        let caps = cell.spec.context.capabilities();
+        if let Some(accept) = &caps.accept {
+            if accept.matching(&msg.sender).is_none() {
+                let rule = "not accepted: no messaging.accept pattern matches the sender";
+                caps.record(
+                    target,
+                    "messaging.accept",
+                    &msg.sender,
+                    &crate::security::capability::Decision::deny(rule),
+                );
+                return Err(self.undeliverable(target, msg, Undeliverable::Refused(rule.into())));
+            }
+        }
+        match cell.mailbox.push(Envelope::Message { msg, reply }) {
+            Ok(pushed) => {
+                cell.touched.store(true, Ordering::Relaxed);
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Pushed::NeedsTask = pushed {
+                    super::cell::spawn_virtual(self.clone(), cell.clone());
+                }
+                Ok(())
+            }
+            Err(Envelope::Message { msg, reply }) => {
+                let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
+                if let Some(ReplyTo::Host(tx)) = reply {
+                    drop(tx);
+                }
+                Err(self.undeliverable(target, msg, why))
+            }
+            Err(Envelope::Callback { .. }) => unreachable!("push gives back what it was given"),
+        }
+    }
+
+    fn undeliverable(&self, to: &str, msg: Message, why: Undeliverable) -> Undeliverable {
+        self.dead_letter(to, msg, why.reason());
+        why
+    }
+
+    /// Records a dead letter.
+    pub(crate) fn dead_letter(&self, to: &str, msg: Message, reason: DeadLetterReason) {
+        self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(to, from = %msg.sender, %reason, "dead letter");
+        let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        if dead.len() >= DEAD_LETTERS_KEPT {
+            dead.pop_front();
+        }
+        dead.push_back(DeadLetter {
+            to: to.to_string(),
+            from: msg.sender.clone(),
+            reason,
+            payload_bytes: msg.payload.len(),
+            message: msg,
+            timestamp_ms: now_millis(),
+        });
+    }
+
+    pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Sends a request from an actor: registers it as pending, delivers it, and
+    /// arms its timeout. Returns the correlation id.
+    pub(crate) fn request(
+        self: &Arc<Self>,
+        requester: &Arc<Cell>,
+        incarnation: u64,
+        target: &str,
+        mut msg: Message,
+        timeout: Duration,
+    ) -> Result<u64, Undeliverable> {
+        let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
+        msg.correlation_id = Some(corr.to_string());
+        let payload_bytes = msg.payload.len();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                corr,
+                Pending {
+                    requester: requester.clone(),
+                    incarnation,
+                    target: Arc::from(target),
+                    timeout,
+                    payload_bytes,
+                    timer: None,
+                },
+            );
+        requester.pending.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.deliver(target, msg, Some(ReplyTo::Actor(corr))) {
+            if self.take_pending(corr).is_some() {
+                requester.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let router = self.clone();
+        let timer = self.runtime.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            router.expire(corr);
+        });
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&corr)
+        {
+            p.timer = Some(timer.abort_handle());
+        }
+        Ok(corr)
+    }
+
+    fn take_pending(&self, corr: u64) -> Option<Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&corr)
+    }
+
+    /// The reply to request `corr`: to the requester's `handle-callback`, or,
+    /// when it is no longer pending, counted as a late reply.
+    pub(crate) fn complete(self: &Arc<Self>, corr: u64, result: Result<Message, RequestError>) {
+        let Some(p) = self.take_pending(corr) else {
+            self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+            if let Ok(msg) = result {
+                self.dead_letter("-", msg, DeadLetterReason::LateReply);
+            }
+            return;
+        };
+        if let Some(t) = &p.timer {
+            t.abort();
+        }
+        p.requester.pending.fetch_sub(1, Ordering::Relaxed);
+        self.callback(&p.requester, corr, p.incarnation, result);
+    }
+
+    fn callback(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        corr: u64,
+        incarnation: u64,
+        result: Result<Message, RequestError>,
+    ) {
+        let pushed = cell.mailbox.push_system(Envelope::Callback {
+            correlation_id: corr,
+            incarnation,
+            result,
+        });
+        if let Pushed::NeedsTask = pushed {
+            super::cell::spawn_virtual(self.clone(), cell.clone());
+        }
+    }
+
+    fn expire(self: &Arc<Self>, corr: u64) {
+        let Some(p) = self.take_pending(corr) else {
+            return;
+        };
+        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        p.requester.pending.fetch_sub(1, Ordering::Relaxed);
+        let mut msg = Message::new(p.requester.id().as_str(), Vec::new());
+        msg.correlation_id = Some(corr.to_string());
+        let _ = p.payload_bytes;
+        self.dead_letter(
+            &p.target,
+            msg,
+            DeadLetterReason::RequestTimeout {
+                timeout_ms: p.timeout.as_millis() as u64,
+            },
+        );
+        self.callback(
+            &p.requester,
+            corr,
+            p.incarnation,
+            Err(RequestError::Timeout),
+        );
+    }
+
+    /// Cancels a pending request of `owner`; no callback comes for it.
+    pub(crate) fn cancel_request(&self, owner: &Arc<Cell>, corr: u64) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.get(&corr) {
+            Some(p) if Arc::ptr_eq(&p.requester, owner) => {
+                if let Some(p) = pending.remove(&corr) {
+                    if let Some(t) = p.timer {
+                        t.abort();
+                    }
+                    owner.pending.fetch_sub(1, Ordering::Relaxed);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Arms a timer that delivers `msg` to `target` after `delay`.
+    pub(crate) fn send_after(
+        self: &Arc<Self>,
+        owner: &Arc<Cell>,
+        incarnation: u64,
+        target: String,
+        msg: Message,
+        delay: Duration,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.timers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id,
+                Timer {
+                    owner: owner.clone(),
+                    incarnation,
+                    abort: None,
+                },
+            );
+        owner.pending.fetch_add(1, Ordering::Relaxed);
+        let router = self.clone();
+        let task = self.runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let fired = router
+                .timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if let Some(t) = fired {
+                t.owner.pending.fetch_sub(1, Ordering::Relaxed);
+                let _ = router.deliver(&target, msg, None);
+            }
+        });
+        if let Some(t) = self
+            .timers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            t.abort = Some(task.abort_handle());
+        }
+        id
+    }
+
+    /// Cancels a timer of `owner`.
+    pub(crate) fn cancel_timer(&self, owner: &Arc<Cell>, id: u64) -> bool {
+        let mut timers = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        match timers.get(&id) {
+            Some(t) if Arc::ptr_eq(&t.owner, owner) => {
+                if let Some(t) = timers.remove(&id) {
+                    if let Some(a) = t.abort {
+                        a.abort();
+                    }
+                    owner.pending.fetch_sub(1, Ordering::Relaxed);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn add_subscription(
+        &self,
+        cell: &Arc<Cell>,
+        pattern: &str,
+        incarnation: Option<u64>,
+    ) -> Result<(), String> {
+        let matcher = NamePatterns::new(&[pattern])?;
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let dup = topics.iter().any(|s| {
+            Arc::ptr_eq(&s.cell, cell) && s.pattern == pattern && s.incarnation == incarnation
+        });
+        if !dup {
+            topics.push(Subscription {
+                pattern: pattern.to_string(),
+                matcher,
+                cell: cell.clone(),
+                incarnation,
+            });
+            if incarnation.is_some() {
+                cell.guest_subscriptions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_subscription(
+        &self,
+        cell: &Arc<Cell>,
+        pattern: &str,
+        incarnation: u64,
+    ) -> bool {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let before = topics.len();
+        topics.retain(|s| {
+            !(Arc::ptr_eq(&s.cell, cell)
+                && s.pattern == pattern
+                && s.incarnation == Some(incarnation))
+        });
+        let removed = before - topics.len();
+        cell.guest_subscriptions
+            .fetch_sub(removed as u32, Ordering::Relaxed);
+        removed > 0
+    }
+
+    /// Delivers `msg` to every subscriber of `topic` (once each); returns how
+    /// many got it. A subscription a guest made delivers only topics its
+    /// `messaging.subscribe` grant covers.
+    pub(crate) fn publish(self: &Arc<Self>, topic: &str, msg: Message) -> u32 {
+        let targets: Vec<Arc<Cell>> = {
+            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            let mut out: Vec<Arc<Cell>> = Vec::new();
+            for s in topics.iter() {
+                if s.matcher.matching(topic).is_none()
+                    || out.iter().any(|c| Arc::ptr_eq(c, &s.cell))
+                {
+                    continue;
+                }
+                if s.incarnation.is_some()
+                    && !s
+                        .cell
+                        .spec
+                        .context
+                        .capabilities()
+                        .check_subscribe(topic)
+                        .allowed
+                {
+                    continue;
+                }
+                out.push(s.cell.clone());
+            }
+            out
+        };
+        let mut delivered = 0;
+        for cell in targets {
+            let mut m = msg.clone();
+            m.metadata.push(("topic".into(), topic.to_string()));
+            if self.deliver_to(&cell, m, None).is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Ends what instance `incarnation` of `cell` started: its pending requests
+    /// (no callback will come), its timers, its own subscriptions.
+    pub(crate) fn release(&self, cell: &Arc<Cell>, incarnation: u64) {
+        if cell.pending.load(Ordering::Relaxed) > 0 {
+            let mut n = 0;
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, p| {
+                    let mine = Arc::ptr_eq(&p.requester, cell) && p.incarnation == incarnation;
+                    if mine {
+                        if let Some(t) = &p.timer {
+                            t.abort();
+                        }
+                        n += 1;
+                    }
+                    !mine
+                });
+            self.timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, t| {
+                    let mine = Arc::ptr_eq(&t.owner, cell) && t.incarnation == incarnation;
+                    if mine {
+                        if let Some(a) = &t.abort {
+                            a.abort();
+                        }
+                        n += 1;
+                    }
+                    !mine
+                });
+            cell.pending.fetch_sub(n, Ordering::Relaxed);
+        }
+        if cell.guest_subscriptions.load(Ordering::Relaxed) > 0 {
+            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            topics.retain(|s| !(Arc::ptr_eq(&s.cell, cell) && s.incarnation == Some(incarnation)));
+            cell.guest_subscriptions.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that a virtual actor holds an instance, for eviction.
+    pub(crate) fn note_resident(&self, cell: &Arc<Cell>) {
+        self.lru
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(cell.clone());
+    }
+
+    /// Asks the least recently used resident virtual actor to passivate
+    /// (second chance: one used since the last scan goes to the back once).
+    pub(crate) fn make_room(&self) {
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..lru.len().saturating_mul(2) {
+            let Some(cell) = lru.pop_front() else { break };
+            if cell.state() != ActorState::Running {
+                continue;
+            }
+            if cell.touched.swap(false, Ordering::Relaxed) {
+                lru.push_back(cell);
+                continue;
+            }
+            cell.evict.store(true, Ordering::Release);
+            cell.mailbox.poke();
+            return;
+        }
+    }
+}

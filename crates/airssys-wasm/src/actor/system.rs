@@ -1,0 +1,379 @@
+//! The [`ActorSystem`]: the composition root an embedder builds in code — a
+//! supervision tree of actors, virtual actors activated on demand, and the
+//! operations the host uses on them (send, request, publish, observe, shut down).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::cell::Control;
+use super::mailbox::ReplyTo;
+use super::router::{Router, Undeliverable};
+use super::supervisor::{register_actors, spawn_supervisor, SupervisorSpec};
+use super::{
+    ActorId, ActorSpec, ActorStatus, ChildSpec, DeadLetter, DeadLetterReason, SystemEvent,
+};
+use crate::bindings::{now_millis, Message};
+use crate::error::{Error, Result};
+
+/// Counters of a running system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SystemStats {
+    /// Messages put in a mailbox.
+    pub delivered: u64,
+    /// Requests made by actors.
+    pub requests: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Replies that came after their request timed out or was cancelled, or
+    /// whose requester had been restarted: discarded.
+    pub late_replies: u64,
+    /// Messages that could not be delivered.
+    pub dead_letters: u64,
+}
+
+/// How to build an [`ActorSystem`].
+///
+/// ```no_run
+/// use airssys_wasm::{ActorId, ActorSpec, ActorSystem, Engine, EngineConfig, ExecutionContext, Message};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> airssys_wasm::Result<()> {
+/// let engine = Engine::new(EngineConfig::default())?;
+/// let echo = engine.load_file("echo.wasm")?;
+/// let system = ActorSystem::builder()
+///     .actor(ActorSpec::new(ActorId::new("echo")?, echo.clone(), ExecutionContext::new("echo")))
+///     .virtual_actors(echo, ExecutionContext::new("echo"), Default::default()) // "echo/KEY" on demand
+///     .start()
+///     .await?;
+/// let reply = system.request("echo", Message::new("host", "hi"), Duration::from_secs(1)).await?;
+/// assert_eq!(reply.as_deref(), Some(&b"hi"[..]));
+/// system.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct SystemBuilder {
+    root: SupervisorSpec,
+    virtuals: Vec<ActorSpec>,
+    max_active: usize,
+}
+
+impl Default for SystemBuilder {
+    fn default() -> Self {
+        SystemBuilder {
+            root: SupervisorSpec::new("root"),
+            virtuals: Vec::new(),
+            max_active: 512,
+        }
+    }
+}
+
+impl SystemBuilder {
+    /// Replaces the root supervisor (its strategy, intensity, backoff, children).
+    pub fn root(mut self, root: SupervisorSpec) -> Self {
+        self.root = root;
+        self
+    }
+
+    /// Adds an actor under the root supervisor.
+    pub fn actor(mut self, spec: ActorSpec) -> Self {
+        self.root.children.push(ChildSpec::Actor(spec));
+        self
+    }
+
+    /// Adds a supervisor (with its children) under the root supervisor.
+    pub fn supervisor(mut self, spec: SupervisorSpec) -> Self {
+        self.root.children.push(ChildSpec::Supervisor(spec));
+        self
+    }
+
+    /// Makes `component`'s actors addressable as `NAME/KEY` (`NAME` is the
+    /// component's name): each is activated from the `InstancePre` on its first
+    /// message and passivated when idle (`options.passivate_after`) or when the
+    /// resident set is full. In-memory state does not survive passivation.
+    pub fn virtual_actors(
+        mut self,
+        component: crate::Component,
+        context: crate::ExecutionContext,
+        options: super::ActorOptions,
+    ) -> Self {
+        let id = ActorId(Arc::from(component.name()));
+        self.virtuals.push(ActorSpec {
+            id,
+            component,
+            context,
+            options,
+        });
+        self
+    }
+
+    /// How many virtual actors may hold an instance at once (default 512); the
+    /// least recently used is passivated to make room. Leave room in the
+    /// engine's pool for the declared actors.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = n.max(1);
+        self
+    }
+
+    /// Starts the system on the current tokio runtime: registers every actor,
+    /// starts the tree, and returns once every declared actor has left
+    /// `Starting` (running, or failed and in its supervisor's hands).
+    pub async fn start(self) -> Result<ActorSystem> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Config("ActorSystem::start needs a tokio runtime".into()))?;
+        let router = Router::new(self.max_active, runtime);
+        for v in self.virtuals {
+            router.register_kind(v).map_err(Error::Config)?;
+        }
+        register_actors(&router, &self.root)?;
+        let declared: Vec<ActorId> = self.root.actors().iter().map(|a| a.id.clone()).collect();
+        let (failed_tx, failed) = watch::channel(None);
+        let (root_ctrl, rx) = mpsc::unbounded_channel();
+        spawn_supervisor(router.clone(), self.root, rx, None, Some(failed_tx));
+        let system = ActorSystem {
+            router,
+            root: root_ctrl,
+            failed,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        for id in declared {
+            while system
+                .status(id.as_str())
+                .is_some_and(|s| s.state == super::ActorState::Starting)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        Ok(system)
+    }
+}
+
+/// A running system of component actors.
+pub struct ActorSystem {
+    router: Arc<Router>,
+    root: mpsc::UnboundedSender<Control>,
+    failed: watch::Receiver<Option<String>>,
+}
+
+impl std::fmt::Debug for ActorSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorSystem")
+            .field("actors", &self.router.cells().len())
+            .finish()
+    }
+}
+
+impl ActorSystem {
+    /// A builder with a `OneForOne` root supervisor and no actors.
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    fn host_message(&self, mut msg: Message) -> Message {
+        msg.sender = "host".into();
+        msg.correlation_id = None;
+        if msg.timestamp_ms == 0 {
+            msg.timestamp_ms = now_millis();
+        }
+        if msg.metadata_value("trace-id").is_none() {
+            msg.metadata
+                .push(("trace-id".into(), self.router.new_trace()));
+        }
+        msg
+    }
+
+    fn refuse(&self, target: &str, msg: Message) -> Result<()> {
+        if self.router.is_accepting() {
+            return Ok(());
+        }
+        self.router
+            .dead_letter(target, msg, DeadLetterReason::ShuttingDown);
+        Err(Error::ShuttingDown)
+    }
+
+    /// Queues `msg` in actor `target`'s mailbox (sender `host`). A virtual
+    /// actor (`component/key`) is activated if needed.
+    pub fn send(&self, target: &str, msg: Message) -> Result<()> {
+        let msg = self.host_message(msg);
+        if !self.router.is_accepting() {
+            return self.refuse(target, msg);
+        }
+        self.router
+            .deliver(target, msg, None)
+            .map_err(|e| undeliverable(target, e))
+    }
+
+    /// Sends `msg` to `target` and waits up to `timeout` for the reply (the
+    /// target's `handle-message` result).
+    pub async fn request(
+        &self,
+        target: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>> {
+        let msg = self.host_message(msg);
+        if !self.router.is_accepting() {
+            self.refuse(target, msg)?;
+            return Err(Error::ShuttingDown);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.router
+            .deliver(target, msg, Some(ReplyTo::Host(tx)))
+            .map_err(|e| undeliverable(target, e))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::ActorStopped {
+                actor: target.to_string(),
+            }),
+            Err(_) => {
+                self.router
+                    .counters
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                self.router.dead_letter(
+                    target,
+                    Message::new("host", Vec::new()),
+                    DeadLetterReason::RequestTimeout {
+                        timeout_ms: timeout.as_millis() as u64,
+                    },
+                );
+                Err(Error::RequestTimeout {
+                    actor: target.to_string(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Delivers `msg` to every subscriber of `topic`; returns how many got it.
+    pub fn publish(&self, topic: &str, msg: Message) -> usize {
+        let msg = self.host_message(msg);
+        self.router.publish(topic, msg) as usize
+    }
+
+    /// Adds an actor under the root supervisor while the system runs.
+    pub async fn spawn(&self, spec: ActorSpec) -> Result<()> {
+        let id = spec.id.clone();
+        let (ack, done) = oneshot::channel();
+        self.root
+            .send(Control::Add {
+                spec: ChildSpec::Actor(spec),
+                ack,
+            })
+            .map_err(|_| Error::ShuttingDown)?;
+        done.await.map_err(|_| Error::ShuttingDown)??;
+        while self
+            .status(id.as_str())
+            .is_some_and(|s| s.state == super::ActorState::Starting)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Lifecycle events from now on (started, crashed, restarted, passivated,
+    /// stopped, escalated). A receiver that falls more than 1024 events behind
+    /// is told how many it missed.
+    pub fn events(&self) -> broadcast::Receiver<SystemEvent> {
+        self.router.subscribe_events()
+    }
+
+    /// One actor's status (a virtual actor's once it was first addressed).
+    pub fn status(&self, id: &str) -> Option<ActorStatus> {
+        self.router.get(id).map(|c| c.status())
+    }
+
+    /// Every actor's status, sorted by id.
+    pub fn actors(&self) -> Vec<ActorStatus> {
+        let mut all: Vec<ActorStatus> = self.router.cells().iter().map(|c| c.status()).collect();
+        all.sort_by(|a, b| a.metadata.id.cmp(&b.metadata.id));
+        all
+    }
+
+    /// The most recent dead letters (up to 1024; [`SystemStats::dead_letters`] counts all).
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.router.dead_letters()
+    }
+
+    /// The system's counters.
+    pub fn stats(&self) -> SystemStats {
+        let c = &self.router.counters;
+        SystemStats {
+            delivered: c.delivered.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            late_replies: c.late_replies.load(Ordering::Relaxed),
+            dead_letters: c.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until the root supervisor fails (its restart intensity was
+    /// reached); returns the error that stopped the system.
+    pub async fn failed(&self) -> Error {
+        let mut rx = self.failed.clone();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return Error::SystemFailed { reason };
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The root's failure, if it failed.
+    pub fn failure(&self) -> Option<Error> {
+        self.failed
+            .borrow()
+            .clone()
+            .map(|reason| Error::SystemFailed { reason })
+    }
+
+    /// Stops gracefully: accepts no new messages from the host, then stops the
+    /// tree children before parents (each actor handles what is queued, up to
+    /// its shutdown timeout, then `shutdown()` is called), then the virtual
+    /// actors. What is still queued becomes dead letters.
+    pub async fn shutdown(self) {
+        self.router.stop_accepting();
+        let (ack, done) = oneshot::channel();
+        if self.root.send(Control::Stop { drain: true, ack }).is_ok() {
+            let _ = done.await;
+        }
+        for cell in self.router.cells() {
+            if !cell.is_virtual {
+                continue;
+            }
+            let ctrl = cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(ctrl) = ctrl {
+                let (ack, done) = oneshot::channel();
+                if ctrl.send(Control::Stop { drain: true, ack }).is_ok() {
+                    let _ = done.await;
+                }
+            }
+        }
+        self.router.resident.close();
+    }
+}
+
+fn undeliverable(target: &str, e: Undeliverable) -> Error {
+    match e {
+        Undeliverable::NoSuchActor => Error::NoSuchActor {
+            actor: target.to_string(),
+        },
+        Undeliverable::MailboxFull(capacity) => Error::MailboxFull {
+            actor: target.to_string(),
+            capacity,
+        },
+        Undeliverable::Refused(rule) => Error::Refused {
+            actor: target.to_string(),
+            rule,
+        },
+        Undeliverable::Stopped => Error::ActorStopped {
+            actor: target.to_string(),
+        },
+    }
+}
