@@ -463,3 +463,54 @@ fn the_host_policy_applies_to_command_line_grants_too() {
     let o = cli.run(&["run", "--dir", &grant, s(&probe), "read", "/s/key.txt"]);
     assert_eq!(stdout(&o), "do not read");
 }
+
+#[test]
+fn a_default_network_refusal_reaches_the_audit_log() {
+    // No manifest, no grant: the connect is refused, and the refusal is audited.
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("a.jsonl");
+    let probe = common::component("wasi-probe");
+    let o = cli.run(&[
+        "run",
+        "--audit-log",
+        s(&audit),
+        s(&probe),
+        "connect",
+        "127.0.0.1:9",
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let deny: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["function"] == "wasi:sockets/tcp.start-connect")
+        .unwrap_or_else(|| panic!("no connect event in {text:?}"));
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["resource"], "127.0.0.1:9");
+    assert_eq!(
+        deny["rule"],
+        "not granted: no network.outbound pattern matches"
+    );
+}
+
+#[test]
+fn a_guest_flooding_the_log_is_held_to_its_budget() {
+    let cli = Cli::new();
+    let probe = common::component("actor_probe");
+    let o = cli.run(&["call", s(&probe), "spam 50000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines = err.lines().filter(|l| l.contains("spam line")).count();
+    assert!((200..=210).contains(&lines), "{lines} lines");
+    let summary: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("log lines over the log budget"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    assert!(
+        summary[0].contains("(100 lines/s, burst 200)"),
+        "{}",
+        summary[0]
+    );
+}

@@ -60,7 +60,7 @@ pub use runtime::engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
 pub use runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
 pub use runtime::inspect::Inspection;
 pub use runtime::instance::Instance;
-pub use runtime::limits::{ResourceLimits, ResourceUsage};
+pub use runtime::limits::{LogBudget, ResourceLimits, ResourceUsage};
 pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use security::manifest::{Access, Manifest};
 pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};

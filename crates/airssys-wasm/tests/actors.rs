@@ -853,3 +853,28 @@ async fn failed_health_checks_in_a_row_are_a_crash_but_one_is_not() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_flooding_the_log_is_held_to_its_budget_and_the_drops_are_counted() {
+    let budget = airssys_wasm::LogBudget {
+        lines_per_sec: 10,
+        burst: 20,
+        max_line_bytes: 100,
+    };
+    let spec = ActorSpec::new(
+        ActorId::new("noisy").unwrap(),
+        probe(),
+        ctx(open_caps()).with_log_budget(budget),
+    );
+    let system = ActorSystem::builder().actor(spec).start().await.unwrap();
+    assert_eq!(ask(&system, "noisy", "spam 5000").await, "ok");
+    let dropped = system.status("noisy").unwrap().log_dropped;
+    assert!((4975..=4980).contains(&dropped), "{dropped}");
+    // Across a restart the count keeps growing.
+    system.send("noisy", msg("panic")).unwrap();
+    eventually("restart", || system.status("noisy").unwrap().restarts == 1).await;
+    assert_eq!(ask(&system, "noisy", "spam 100").await, "ok");
+    let more = system.status("noisy").unwrap().log_dropped;
+    assert!(more >= dropped + 75, "{dropped} -> {more}");
+    system.shutdown().await;
+}

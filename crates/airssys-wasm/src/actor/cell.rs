@@ -76,6 +76,8 @@ struct ActorTask {
     permit: Option<OwnedSemaphorePermit>,
     /// An envelope taken while suspended, handled first by the next instance.
     carry: Option<Envelope>,
+    /// Log lines the current instance had dropped when last looked at.
+    seen_dropped: u64,
 }
 
 /// Starts the task of a declared actor under a supervisor.
@@ -93,6 +95,7 @@ pub(crate) fn spawn_static(
         generation: 0,
         permit: None,
         carry: None,
+        seen_dropped: 0,
     };
     router.runtime().spawn(task.run());
 }
@@ -109,6 +112,7 @@ pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
         generation: 0,
         permit: None,
         carry: None,
+        seen_dropped: 0,
     };
     router.runtime().spawn(task.run());
 }
@@ -290,6 +294,7 @@ impl ActorTask {
             .instantiate_linked(ctx, Some(link))
             .await
             .map_err(|e| e.to_string())?;
+        self.seen_dropped = 0;
         let init = instance.initialize().await;
         self.record_usage(&instance);
         init.map_err(|e| e.to_string())?;
@@ -463,9 +468,16 @@ impl ActorTask {
         }
     }
 
-    fn record_usage(&self, instance: &Instance) {
+    fn record_usage(&mut self, instance: &Instance) {
         if let Some(u) = instance.last_usage() {
             *self.cell.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+        }
+        let dropped = instance.log_dropped();
+        if dropped > self.seen_dropped {
+            self.cell
+                .log_dropped
+                .fetch_add(dropped - self.seen_dropped, Ordering::Relaxed);
+            self.seen_dropped = dropped;
         }
     }
 

@@ -103,6 +103,7 @@ impl HostState {
                 ctx.shared_id(),
                 ctx.shared_config(),
                 ctx.shared_capabilities(),
+                ctx.log_budget(),
             ),
             run: RunState::new(ctx, output),
         }

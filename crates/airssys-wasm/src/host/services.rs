@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::bindings::airssys::component::services::{self, LogLevel};
 use crate::bindings::GuestError;
 use crate::host::HostState;
+use crate::runtime::limits::LogBudget;
 use crate::security::capability::{
     Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
 };
@@ -43,6 +44,79 @@ pub(crate) struct ServicesCtx {
     config: Arc<[(String, String)]>,
     caps: Arc<Capabilities>,
     epoch: Instant,
+    pub(crate) log: LogMeter,
+}
+
+/// The log budget of one instance: a token bucket of lines.
+pub(crate) struct LogMeter {
+    budget: LogBudget,
+    tokens: f64,
+    refilled: Instant,
+    /// Dropped since the last summary.
+    pending_dropped: u64,
+    /// Dropped over the instance's life.
+    pub(crate) dropped: u64,
+}
+
+impl LogMeter {
+    pub(crate) fn new(budget: LogBudget) -> Self {
+        LogMeter {
+            budget,
+            tokens: budget.burst as f64,
+            refilled: Instant::now(),
+            pending_dropped: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Takes one line from the bucket; false (and counted) when it is empty.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let rate = self.budget.lines_per_sec as f64;
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(self.budget.burst.max(1) as f64);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.pending_dropped += 1;
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// One summary line for what was dropped since the last one (called after each call).
+    pub(crate) fn summarize(&mut self, component: &str) {
+        if self.pending_dropped > 0 {
+            let b = self.budget;
+            tracing::warn!(
+                target: "airssys_wasm::guest",
+                component,
+                dropped = self.pending_dropped,
+                "{component}: dropped {} log lines over the log budget ({} lines/s, burst {})",
+                self.pending_dropped,
+                b.lines_per_sec,
+                b.burst
+            );
+            self.pending_dropped = 0;
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, saying how much was cut.
+fn cap_line(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let total = s.len();
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(&format!("… ({} bytes cut)", total - cut));
+    s
 }
 
 impl ServicesCtx {
@@ -50,12 +124,14 @@ impl ServicesCtx {
         component: Arc<str>,
         config: Arc<[(String, String)]>,
         caps: Arc<Capabilities>,
+        budget: LogBudget,
     ) -> Self {
         ServicesCtx {
             component,
             config,
             caps,
             epoch: Instant::now(),
+            log: LogMeter::new(budget),
         }
     }
 
@@ -93,7 +169,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 impl services::Host for ServicesCtx {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        if self.check(Capability::Log, "services.log", "").is_err() {
+        if !self.log.admit() || self.check(Capability::Log, "services.log", "").is_err() {
             return;
         }
         let component = &*self.component;
@@ -102,6 +178,7 @@ impl services::Host for ServicesCtx {
         } else {
             format!("{message} {}", DisplayFields(&fields))
         };
+        let message = cap_line(message, self.log.budget.max_line_bytes);
         match level {
             LogLevel::Trace => {
                 tracing::trace!(target: "airssys_wasm::guest", component, "{message}")
@@ -154,5 +231,31 @@ impl std::fmt::Display for DisplayFields<'_> {
             write!(f, "{k}={v:?}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_budget_admits_a_burst_then_the_rate_and_counts_the_rest() {
+        let mut m = LogMeter::new(LogBudget {
+            lines_per_sec: 10,
+            burst: 5,
+            max_line_bytes: 8,
+        });
+        let admitted = (0..50).filter(|_| m.admit()).count();
+        assert_eq!(admitted, 5);
+        assert_eq!(m.dropped, 45);
+        std::thread::sleep(std::time::Duration::from_millis(220));
+        let admitted = (0..50).filter(|_| m.admit()).count();
+        assert!((2..=3).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        assert_eq!(cap_line("short".into(), 8), "short");
+        assert_eq!(cap_line("ééééé".into(), 5), "éé… (6 bytes cut)");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::runtime::limits::ResourceLimits;
+use crate::runtime::limits::{LogBudget, ResourceLimits};
 use crate::security::capability::Capabilities;
 
 /// An opaque handle naming one live instance, unique within the process.
@@ -66,6 +66,7 @@ pub struct ExecutionContext {
     limits: ResourceLimits,
     capabilities: Arc<Capabilities>,
     config: Arc<[(String, String)]>,
+    log_budget: LogBudget,
 }
 
 impl ExecutionContext {
@@ -76,7 +77,19 @@ impl ExecutionContext {
             limits: ResourceLimits::default(),
             capabilities: Arc::new(Capabilities::default()),
             config: Arc::from(Vec::new()),
+            log_budget: LogBudget::default(),
         }
+    }
+
+    /// Replaces the log budget of `services.log`.
+    pub fn with_log_budget(mut self, budget: LogBudget) -> Self {
+        self.log_budget = budget;
+        self
+    }
+
+    /// The log budget.
+    pub fn log_budget(&self) -> LogBudget {
+        self.log_budget
     }
 
     /// Replaces the limits.

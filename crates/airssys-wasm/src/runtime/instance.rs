@@ -125,6 +125,11 @@ impl Instance {
         self.state
     }
 
+    /// Log lines of this instance dropped by its [`LogBudget`](crate::LogBudget) so far.
+    pub fn log_dropped(&self) -> u64 {
+        self.store.data().services.log.dropped
+    }
+
     /// What the last call consumed (`None` before the first call).
     pub fn last_usage(&self) -> Option<ResourceUsage> {
         self.last_usage
@@ -246,7 +251,9 @@ impl Instance {
         } else {
             0
         };
-        let run = &mut self.store.data_mut().run;
+        let host = self.store.data_mut();
+        host.services.log.summarize(self.ctx.component_id());
+        let run = &mut host.run;
         run.deadline = None;
         self.last_usage = Some(ResourceUsage {
             fuel_consumed: start.fuel.saturating_sub(fuel_left),

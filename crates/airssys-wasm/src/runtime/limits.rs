@@ -71,6 +71,36 @@ impl ResourceLimits {
     }
 }
 
+/// How much a guest may write to the host's log through `services.log`: a
+/// token bucket of lines, and a cap on one line's length. Lines over the
+/// budget are dropped and counted; one summary line per call says how many.
+///
+/// ```
+/// use airssys_wasm::LogBudget;
+/// let b = LogBudget::default();
+/// assert_eq!((b.lines_per_sec, b.burst, b.max_line_bytes), (100, 200, 4096));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogBudget {
+    /// Lines per second, refilled continuously.
+    pub lines_per_sec: u32,
+    /// Lines that may be written at once after a quiet spell.
+    pub burst: u32,
+    /// Longer lines are cut to this many bytes (and say so).
+    pub max_line_bytes: usize,
+}
+
+impl Default for LogBudget {
+    /// 100 lines/s, bursts of 200, 4 KiB per line.
+    fn default() -> Self {
+        LogBudget {
+            lines_per_sec: 100,
+            burst: 200,
+            max_line_bytes: 4096,
+        }
+    }
+}
+
 /// What one call consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ResourceUsage {
