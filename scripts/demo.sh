@@ -21,7 +21,10 @@ show() {
   return 0
 }
 
-echo "== Inspect a lifecycle component"
+echo "== An actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
+show cargo run --release --quiet -p airssys-wasm --example actor_system
+
+echo; echo "== Inspect a lifecycle component"
 show $bin inspect $g2/echo.wasm
 
 echo; echo "== Call lifecycle components: initialize, one message, the reply"

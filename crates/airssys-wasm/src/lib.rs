@@ -5,14 +5,21 @@
 //! files, environment or network by default), bounded memory, fuel and
 //! wall-clock time per call, and reports what every call consumed.
 //!
-//! The types follow wasmtime's embedding API, one per role:
+//! The types follow wasmtime's embedding API, one per role, and the folders
+//! follow the path a message travels (`runtime/` → `security/` → `host/` → `actor/`):
 //!
 //! | type | role |
 //! |---|---|
 //! | [`Engine`] | wasmtime configured once: pooling allocator, epoch ticker, fuel, compile cache, linkers |
 //! | [`Component`] | compiled code linked into an `InstancePre`, instantiated many times |
-//! | [`ExecutionContext`] | identity, [`ResourceLimits`], [`Capabilities`] and config of an instance |
+//! | [`ExecutionContext`] | identity, [`ResourceLimits`], [`Capabilities`], config and [`LogBudget`] of an instance |
 //! | [`Instance`] | a live instance owning its `Store`; lifecycle calls; [`ResourceUsage`] per call |
+//! | [`Manifest`], [`HostPolicy`], [`SecurityPolicy`] | what a component asks for, what the host allows, decided per call |
+//! | [`AuditLog`] | every allow and deny, as JSON Lines or in memory |
+//! | [`ActorSystem`] / [`SystemBuilder`] | the composition root: a supervision tree, virtual actors, send/request/publish, events |
+//! | [`SupervisorSpec`] | a supervisor: [`Strategy`], [`Intensity`], [`Backoff`], children |
+//! | [`ActorSpec`] / [`ActorOptions`] | one actor: id, component, context; mailbox, restart policy, health, passivation |
+//! | [`ActorStatus`], [`SystemEvent`], [`DeadLetter`] | what observers see |
 //!
 //! ```no_run
 //! use airssys_wasm::{Engine, EngineConfig, ExecutionContext, Message, ResourceLimits};

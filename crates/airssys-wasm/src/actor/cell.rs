@@ -39,7 +39,7 @@ pub(crate) enum Control {
     },
     /// Add a child (supervisors only).
     Add {
-        spec: super::ChildSpec,
+        spec: Box<super::ChildSpec>,
         ack: oneshot::Sender<crate::Result<()>>,
     },
 }
@@ -570,7 +570,12 @@ impl ActorTask {
         match reply {
             None => {}
             Some(ReplyTo::Host(tx)) => {
-                let _ = tx.send(Ok(payload));
+                let late = tx.send(Ok(payload)).is_err();
+                // The embedder stopped waiting (its timeout passed).
+                self.router
+                    .counters
+                    .late_replies
+                    .fetch_add(u64::from(late), Ordering::Relaxed);
             }
             Some(ReplyTo::Actor(corr)) => {
                 let mut metadata = Vec::new();

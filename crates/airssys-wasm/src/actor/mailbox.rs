@@ -84,7 +84,9 @@ impl Mailbox {
         self.capacity
     }
 
-    /// Queues a message on the user lane; gives it back when the lane is full.
+    /// Queues a message on the user lane; gives it back when the lane is full
+    /// (not boxed: the full-mailbox path must not allocate).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, e: Envelope) -> Result<Pushed, Envelope> {
         let mut lanes = self.lock();
         if lanes.user.len() >= self.capacity {

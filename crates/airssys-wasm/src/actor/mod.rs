@@ -4,14 +4,14 @@
 //!
 //! The path of a message, one file per step:
 //!
-//! - [`mailbox`] — the bounded queue in front of each actor (a user lane with a
+//! - `mailbox` — the bounded queue in front of each actor (a user lane with a
 //!   capacity, and a lane for replies and control bounded by the pending caps);
-//! - [`router`] — ids to mailboxes: send, request → reply with correlation ids,
+//! - `router` — ids to mailboxes: send, request → reply with correlation ids,
 //!   timers, topics, dead letters, activation of virtual actors;
-//! - [`cell`] — the actor loop: instantiate from the `InstancePre`, initialize,
+//! - `cell` — the actor loop: instantiate from the `InstancePre`, initialize,
 //!   handle messages, health checks, passivation, report crashes;
-//! - [`supervisor`] — strategies, restart intensity, backoff, escalation;
-//! - [`system`] — the composition root an embedder uses.
+//! - `supervisor` — strategies, restart intensity, backoff, escalation;
+//! - `system` — the composition root an embedder uses.
 
 pub(crate) mod cell;
 pub(crate) mod mailbox;

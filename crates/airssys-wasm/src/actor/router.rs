@@ -43,6 +43,8 @@ pub(crate) struct Cell {
     pub(crate) touched: AtomicBool,
     /// Asked to passivate (to make room for another virtual actor).
     pub(crate) evict: AtomicBool,
+    /// In the eviction queue (at most once).
+    in_lru: AtomicBool,
     /// The control channel of a virtual actor's task, while it has one.
     pub(crate) ctrl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<super::cell::Control>>>,
 }
@@ -71,6 +73,7 @@ impl Cell {
             log_dropped: AtomicU64::new(0),
             touched: AtomicBool::new(false),
             evict: AtomicBool::new(false),
+            in_lru: AtomicBool::new(false),
             ctrl: Mutex::new(None),
         }
     }
@@ -712,6 +715,9 @@ impl Router {
 
     /// Notes that a virtual actor holds an instance, for eviction.
     pub(crate) fn note_resident(&self, cell: &Arc<Cell>) {
+        if cell.in_lru.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.lru
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -725,12 +731,14 @@ impl Router {
         for _ in 0..lru.len().saturating_mul(2) {
             let Some(cell) = lru.pop_front() else { break };
             if cell.state() != ActorState::Running {
+                cell.in_lru.store(false, Ordering::Release);
                 continue;
             }
             if cell.touched.swap(false, Ordering::Relaxed) {
                 lru.push_back(cell);
                 continue;
             }
+            cell.in_lru.store(false, Ordering::Release);
             cell.evict.store(true, Ordering::Release);
             cell.mailbox.poke();
             return;

@@ -307,7 +307,7 @@ async fn supervise(
                 }
                 Some(Control::Add { spec, ack }) => {
                     let parent = Parent { exits: exit_tx.clone(), index: children.len() };
-                    let r = start_child(&router, &name, spec, parent).map(|c| children.push(c));
+                    let r = start_child(&router, &name, *spec, parent).map(|c| children.push(c));
                     let _ = ack.send(r);
                 }
             },

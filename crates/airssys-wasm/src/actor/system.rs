@@ -261,7 +261,7 @@ impl ActorSystem {
         let (ack, done) = oneshot::channel();
         self.root
             .send(Control::Add {
-                spec: ChildSpec::Actor(spec),
+                spec: Box::new(ChildSpec::Actor(spec)),
                 ack,
             })
             .map_err(|_| Error::ShuttingDown)?;
