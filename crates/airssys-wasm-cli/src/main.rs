@@ -4,6 +4,7 @@
 //! `airssys-wasm` library.
 
 mod args;
+mod up;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,9 +49,19 @@ enum Command {
     Sign(SignArgs),
     /// Verify FILE.sig with a public key.
     Verify(VerifyArgs),
-    /// Print the JSON Schema of Component.toml.
+    /// Run a system of component actors from system.toml until SIGINT/SIGTERM.
+    Up(up::UpArgs),
+    /// List the actors of a running system (through its admin API).
+    Ps(up::PsArgs),
+    /// Send a message to an actor of a running system (through its admin API).
+    Send(up::SendArgs),
+    /// Print the JSON Schema of Component.toml (or, with --system, of system.toml).
     #[command(hide = true)]
-    Schema,
+    Schema {
+        /// The schema of system.toml.
+        #[arg(long)]
+        system: bool,
+    },
 }
 
 #[derive(Args)]
@@ -142,7 +153,7 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
-struct EngineArgs {
+pub(crate) struct EngineArgs {
     /// Directory of the compile cache (default: $XDG_CACHE_HOME/airssys-wasm or ~/.cache/airssys-wasm).
     #[arg(long, value_name = "DIR", global = true)]
     cache_dir: Option<PathBuf>,
@@ -152,16 +163,29 @@ struct EngineArgs {
 }
 
 impl EngineArgs {
+    fn config(&self) -> EngineConfig {
+        let config = EngineConfig::default();
+        if self.no_cache {
+            config.cache_dir(None)
+        } else if let Some(dir) = &self.cache_dir {
+            config.cache_dir(Some(dir.clone()))
+        } else {
+            config
+        }
+    }
+
     /// The CLI runs one instance per process: on-demand allocation avoids
     /// reserving a pool it would not use.
     fn engine(&self, metered: bool) -> Result<Engine> {
-        let mut config = EngineConfig::default().pooling(false).consume_fuel(metered);
-        if self.no_cache {
-            config = config.cache_dir(None);
-        } else if let Some(dir) = &self.cache_dir {
-            config = config.cache_dir(Some(dir.clone()));
-        }
-        Ok(Engine::new(config)?)
+        Ok(Engine::new(
+            self.config().pooling(false).consume_fuel(metered),
+        )?)
+    }
+
+    /// For `up`: many instances, so the pooling allocator; fuel metered so
+    /// that manifests' fuel limits hold.
+    pub(crate) fn pooled_engine(&self) -> Result<Engine> {
+        Ok(Engine::new(self.config().consume_fuel(true))?)
     }
 }
 
@@ -274,6 +298,7 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -346,11 +371,29 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema => {
-            print!("{}", Manifest::json_schema());
+        Command::Schema { system } => {
+            if system {
+                print!(
+                    "{}",
+                    airssys_wasm::system::config::SystemConfig::json_schema()
+                );
+            } else {
+                print!("{}", Manifest::json_schema());
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Up(a) => up::up(&engine, a).await,
+        Command::Ps(a) => tokio::task::spawn_blocking(move || up::ps(a)).await?,
+        Command::Send(a) => tokio::task::spawn_blocking(move || up::send(a)).await?,
     }
+}
+
+/// A payload argument: literal text, or `@FILE`.
+fn read_payload(arg: &str) -> Result<Vec<u8>> {
+    Ok(match arg.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
+        None => arg.as_bytes().to_vec(),
+    })
 }
 
 /// Who must have signed a component, and as what.
@@ -539,10 +582,7 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
 async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     let trust = a.security.trust(manifest.as_ref())?;
-    let payload = match a.payload.strip_prefix('@') {
-        Some(path) => std::fs::read(path).with_context(|| format!("payload file {path}"))?,
-        None => a.payload.clone().into_bytes(),
-    };
+    let payload = read_payload(&a.payload)?;
     let manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
     let (mut ctx, audit) = a.security.context(&manifest)?;
     let limits = a.limits.apply(*ctx.limits());

@@ -48,6 +48,7 @@ mod error;
 mod host;
 mod runtime;
 pub mod security;
+pub mod system;
 pub mod units;
 
 pub use actor::{

@@ -392,6 +392,7 @@ impl ActorTask {
                         }
                         Ok(HealthStatus::Unhealthy) => {
                             unhealthy += 1;
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(actor = %self.cell.id(), unhealthy, threshold = check.failures, "health: unhealthy");
                             if unhealthy >= check.failures.max(1) {
                                 return Outcome::Crashed(format!(
@@ -401,10 +402,12 @@ impl ActorTask {
                             }
                         }
                         Err(e) if e.is_fatal() => {
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
                             return Outcome::Crashed(format!("health check failed: {e}"));
                         }
                         Err(e) => {
                             unhealthy += 1;
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
                             if unhealthy >= check.failures.max(1) {
                                 return Outcome::Crashed(format!("health check failed {unhealthy} times in a row: {e}"));
                             }
@@ -471,6 +474,9 @@ impl ActorTask {
     fn record_usage(&mut self, instance: &Instance) {
         if let Some(u) = instance.last_usage() {
             *self.cell.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+            self.cell
+                .fuel_consumed
+                .fetch_add(u.fuel_consumed, Ordering::Relaxed);
         }
         let dropped = instance.log_dropped();
         if dropped > self.seen_dropped {
@@ -497,6 +503,7 @@ impl ActorTask {
                 }
                 let result = instance.handle_message(&msg).instrument(span).await;
                 self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.observe_call(instance);
                 self.record_usage(instance);
                 match result {
                     Ok(payload) => {
@@ -551,12 +558,22 @@ impl ActorTask {
                     .handle_callback(&correlation_id.to_string(), &result)
                     .await;
                 self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.observe_call(instance);
                 self.record_usage(instance);
                 match r {
                     Err(e) if e.is_fatal() => Err(e.to_string()),
                     _ => Ok(()),
                 }
             }
+        }
+    }
+
+    fn observe_call(&self, instance: &Instance) {
+        if let Some(u) = instance.last_usage() {
+            self.router
+                .counters
+                .call_seconds
+                .observe(u.wall_time.as_secs_f64());
         }
     }
 

@@ -373,6 +373,12 @@ pub struct ActorStatus {
     pub usage: Option<ResourceUsage>,
     /// Log lines of its guest dropped by the log budget.
     pub log_dropped: u64,
+    /// Its pending requests plus live timers.
+    pub pending: u32,
+    /// Health checks that failed (`unhealthy`, an error, or a timeout).
+    pub health_failures: u64,
+    /// Fuel its calls consumed (0 when fuel is not metered).
+    pub fuel_consumed: u64,
 }
 
 /// Something that happened in an [`ActorSystem`], for embedders that watch it

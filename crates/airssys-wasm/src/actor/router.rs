@@ -39,6 +39,8 @@ pub(crate) struct Cell {
     pub(crate) guest_subscriptions: AtomicU32,
     pub(crate) usage: Mutex<Option<ResourceUsage>>,
     pub(crate) log_dropped: AtomicU64,
+    pub(crate) health_failures: AtomicU64,
+    pub(crate) fuel_consumed: AtomicU64,
     /// Used since the eviction scan last looked (second chance).
     pub(crate) touched: AtomicBool,
     /// Asked to passivate (to make room for another virtual actor).
@@ -71,6 +73,8 @@ impl Cell {
             guest_subscriptions: AtomicU32::new(0),
             usage: Mutex::new(None),
             log_dropped: AtomicU64::new(0),
+            health_failures: AtomicU64::new(0),
+            fuel_consumed: AtomicU64::new(0),
             touched: AtomicBool::new(false),
             evict: AtomicBool::new(false),
             in_lru: AtomicBool::new(false),
@@ -108,6 +112,9 @@ impl Cell {
             handled: self.handled.load(Ordering::Relaxed),
             usage: *self.usage.lock().unwrap_or_else(|p| p.into_inner()),
             log_dropped: self.log_dropped.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed),
+            health_failures: self.health_failures.load(Ordering::Relaxed),
+            fuel_consumed: self.fuel_consumed.load(Ordering::Relaxed),
         }
     }
 }
@@ -163,13 +170,29 @@ pub(crate) struct VirtualKind {
 }
 
 /// Counters observers read.
-#[derive(Default)]
 pub(crate) struct Counters {
+    /// Wall time of each `handle-message` and `handle-callback`, in seconds.
+    pub(crate) call_seconds: prometheus_client::metrics::histogram::Histogram,
     pub(crate) delivered: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        Counters {
+            // 1 µs to ~4 s.
+            call_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
+            delivered: AtomicU64::default(),
+            requests: AtomicU64::default(),
+            timeouts: AtomicU64::default(),
+            late_replies: AtomicU64::default(),
+            dead_letters: AtomicU64::default(),
+        }
+    }
 }
 
 pub(crate) struct Router {

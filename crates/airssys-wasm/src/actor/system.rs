@@ -299,6 +299,10 @@ impl ActorSystem {
         self.router.dead_letters()
     }
 
+    pub(crate) fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
     /// The system's counters.
     pub fn stats(&self) -> SystemStats {
         let c = &self.router.counters;
@@ -337,7 +341,7 @@ impl ActorSystem {
     /// tree children before parents (each actor handles what is queued, up to
     /// its shutdown timeout, then `shutdown()` is called), then the virtual
     /// actors. What is still queued becomes dead letters.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.router.stop_accepting();
         let (ack, done) = oneshot::channel();
         if self.root.send(Control::Stop { drain: true, ack }).is_ok() {

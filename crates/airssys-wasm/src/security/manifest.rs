@@ -296,12 +296,7 @@ fn de_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Er
 pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let message = match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-                format!("line {line}, column {column}: {}", e.message().trim())
-            }
+            Some(span) => at(text, span.start, e.message().trim()),
             None => e.message().trim().to_string(),
         };
         Error::Manifest {
@@ -309,6 +304,14 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result
             message,
         }
     })
+}
+
+/// `line L, column C: message` for byte `offset` of `text`.
+pub(crate) fn at(text: &str, offset: usize, message: &str) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl Manifest {

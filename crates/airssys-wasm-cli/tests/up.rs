@@ -1,0 +1,502 @@
+//! `airssys-wasm up`, its admin API, `ps` and `send`, driven through the real
+//! binary on loopback ports. Every process is bounded in time and killed on drop.
+
+#[path = "../../airssys-wasm/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_airssys-wasm")
+}
+
+/// A running `up`; killed when dropped.
+struct Up {
+    child: Child,
+    url: String,
+    _cache: tempfile::TempDir,
+}
+
+impl Up {
+    fn start(system: &Path, extra: &[&str]) -> Up {
+        let cache = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin())
+            .arg("up")
+            .arg(system)
+            .args(["--admin", "127.0.0.1:0"])
+            .args(extra)
+            .env("XDG_CACHE_HOME", cache.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start up");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = match line.trim().strip_prefix("admin: ") {
+            Some(u) => u.to_string(),
+            None => {
+                let _ = child.kill();
+                let o = child.wait_with_output().unwrap();
+                panic!(
+                    "up did not start: {line:?} {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        };
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("up: "), "{line:?}");
+        // Keep draining stdout so that the process never blocks on it.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Up {
+            child,
+            url,
+            _cache: cache,
+        }
+    }
+
+    /// Sends `signal` and waits (at most 20 s) for the exit.
+    fn stop(mut self, signal: &str) -> Output {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "up did not stop after {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn post(url: &str, body: &str) -> (u16, String) {
+    let mut r = agent().post(url).send(body).unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn guest(name: &str) -> PathBuf {
+    common::component(name)
+}
+
+/// A system of `actor_probe` actors whose `shutdown()` writes `OUT/ID`.
+fn probe_system(dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        dir.join("probe.toml"),
+        r#"
+[component]
+name = "probe"
+version = "0.1.0"
+[limits]
+timeout = "1s"
+[capabilities]
+filesystem = [{ host = "out", guest = "/out", access = "read-write" }]
+messaging = { send = ["**"] }
+"#,
+    )
+    .unwrap();
+    let system = dir.join("system.toml");
+    std::fs::write(
+        &system,
+        format!(
+            r#"
+[system]
+name = "probes"
+shutdown-timeout = "2s"
+
+[components.probe]
+path = "{}"
+manifest = "probe.toml"
+
+[components.actor_probe]
+path = "{}"
+virtual = true
+
+[[supervisors]]
+name = "inner"
+
+[[actors]]
+id = "first"
+component = "probe"
+config = {{ shutdown-file = "/out/first" }}
+
+[[actors]]
+id = "tiny"
+component = "probe"
+supervisor = "inner"
+mailbox-capacity = 1
+config = {{ shutdown-file = "/out/tiny" }}
+"#,
+            guest("actor_probe").display(),
+            guest("actor_probe").display()
+        ),
+    )
+    .unwrap();
+    system
+}
+
+#[test]
+fn every_admin_route_answers_and_a_crash_shows_as_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&probe_system(dir.path()), &[]);
+    let u = &up.url;
+
+    let (s, body) = get(&format!("{u}/components"), None);
+    assert_eq!(s, 200);
+    let actors: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = actors.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["first", "tiny"]);
+    for key in [
+        "id",
+        "component",
+        "state",
+        "restarts",
+        "mailbox",
+        "handled",
+        "usage",
+    ] {
+        assert!(actors[0].get(key).is_some(), "{key} in {body}");
+    }
+    assert_eq!(actors[1]["supervisor"], "inner");
+
+    // fire and forget, then request-reply
+    assert_eq!(post(&format!("{u}/components/first/messages"), "hi").0, 202);
+    assert_eq!(
+        post(
+            &format!("{u}/components/first/messages?reply=true"),
+            "whoami"
+        ),
+        (200, "first".to_string())
+    );
+    // a virtual actor, its id percent-encoded
+    assert_eq!(
+        post(
+            &format!("{u}/components/actor_probe%2Fk1/messages?reply=true"),
+            "whoami"
+        ),
+        (200, "actor_probe/k1".to_string())
+    );
+    // errors: unknown actor, bad id, bad parameter, timeout, unknown route
+    let (s, body) = post(&format!("{u}/components/nobody/messages"), "x");
+    assert_eq!(
+        (s, body.as_str()),
+        (404, r#"{"error":"nobody: no such actor"}"#)
+    );
+    assert_eq!(post(&format!("{u}/components/bad.id/messages"), "x").0, 400);
+    let (s, body) = post(&format!("{u}/components/first/messages?reply=maybe"), "x");
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(
+        post(
+            &format!("{u}/components/first/messages?reply=true&timeout=1h"),
+            "x"
+        )
+        .0,
+        400
+    );
+    assert_eq!(get(&format!("{u}/nowhere"), None).0, 404);
+    // a full mailbox: tiny spins on one message (its 1 s timeout), holds one more
+    assert_eq!(
+        post(&format!("{u}/components/tiny/messages"), "spin").0,
+        202
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        post(&format!("{u}/components/tiny/messages"), "queued").0,
+        202
+    );
+    let (s, body) = post(&format!("{u}/components/tiny/messages"), "one too many");
+    assert_eq!(
+        (s, body.as_str()),
+        (503, r#"{"error":"tiny: mailbox full (capacity 1)"}"#)
+    );
+    // a request that gets no reply in time
+    let (s, _) = post(
+        &format!("{u}/components/first/messages?reply=true&timeout=300ms"),
+        "spin",
+    );
+    assert_eq!(s, 504);
+    // a crash: 502 with the trap, then a restart in /components and /metrics
+    let (s, body) = post(
+        &format!("{u}/components/first/messages?reply=true"),
+        "panic",
+    );
+    assert_eq!(s, 502, "{body}");
+    assert!(body.contains("actor-probe was asked to panic"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(&format!("{u}/components"), None);
+        let actors: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let first = actors.iter().find(|a| a["id"] == "first").unwrap();
+        if first["restarts"].as_u64() >= Some(2) && first["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (s, metrics) = get(&format!("{u}/metrics"), None);
+    assert_eq!(s, 200);
+    assert!(
+        metrics.contains(r#"airssys_actor_restarts_total{actor="first"} 2"#),
+        "{metrics}"
+    );
+    for name in [
+        "airssys_messages_sent_total",
+        "airssys_messages_handled_total",
+        "airssys_requests_total",
+        "airssys_request_timeouts_total",
+        "airssys_dead_letters_total",
+        "airssys_pending_requests",
+        "airssys_health_check_failures_total",
+        "airssys_mailbox_depth",
+        "airssys_call_duration_seconds_bucket",
+        "airssys_fuel_consumed_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    let (s, body) = get(&format!("{u}/dead-letters"), None);
+    assert_eq!(s, 200);
+    assert!(body.contains(r#""kind":"no-such-actor""#), "{body}");
+    assert!(body.contains(r#""kind":"mailbox-full""#), "{body}");
+    assert!(body.contains(r#""kind":"crashed""#), "{body}");
+    assert_eq!(
+        get(&format!("{u}/healthz"), None),
+        (200, r#"{"status":"ok"}"#.into())
+    );
+
+    // ps and send against it
+    let o = cli(&["ps", "--admin", u]);
+    assert!(o.status.success());
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("first ") && l.contains("running")),
+        "{table}"
+    );
+    let o = cli(&["ps", "--admin", u, "--json"]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .is_array());
+    let o = cli(&["send", "--admin", u, "first", "whoami", "--reply"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "first\n");
+    let o = cli(&["send", "--admin", u, "actor_probe/k2", "whoami", "--reply"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "actor_probe/k2\n");
+    let o = cli(&["send", "--admin", u, "nobody", "x"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "error: admin API answered 404: nobody: no such actor"
+    );
+
+    let o = up.stop("-INT");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn sigint_and_sigterm_stop_gracefully_calling_every_shutdown() {
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Up::start(&probe_system(dir.path()), &[]);
+        assert_eq!(
+            post(&format!("{}/components/first/messages", up.url), "hi").0,
+            202
+        );
+        let o = up.stop(signal);
+        assert!(
+            o.status.success(),
+            "{signal}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for id in ["first", "tiny"] {
+            let written = std::fs::read_to_string(dir.path().join("out").join(id))
+                .unwrap_or_else(|e| panic!("{signal}: {id} shutdown() not called: {e}"));
+            assert_eq!(written, id);
+        }
+    }
+}
+
+#[test]
+fn the_root_failing_ends_up_with_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.toml");
+    std::fs::write(
+        &system,
+        format!(
+            "[components.p]\npath = \"{}\"\nconfig = {{ fail-init = \"1\" }}\n\
+             [[supervisors]]\nname = \"root\"\nmax-restarts = 1\nbackoff = \"1ms\"\n\
+             [[actors]]\nid = \"doomed\"\ncomponent = \"p\"\n",
+            guest("actor_probe").display()
+        ),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .arg("up")
+        .arg(&system)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().any(|l| l
+            .starts_with("error: actor system failed: supervisor root: restart intensity reached")
+            && l.contains("doomed: initialize failed: invalid input: fail-init is set")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_non_loopback_admin_needs_a_token_and_then_every_request_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = probe_system(dir.path());
+    let o = Command::new(bin())
+        .args(["up", system.to_str().unwrap(), "--admin", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "error: --admin 0.0.0.0:0 is not a loopback address: give --admin-token-file"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // With a token (served on loopback here, as every test server is).
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let up = Up::start(&system, &["--admin-token-file", token.to_str().unwrap()]);
+    for route in ["/components", "/metrics", "/dead-letters", "/healthz"] {
+        assert_eq!(get(&format!("{}{route}", up.url), None).0, 401, "{route}");
+        assert_eq!(
+            get(&format!("{}{route}", up.url), Some("wrong")).0,
+            401,
+            "{route}"
+        );
+        assert_eq!(
+            get(&format!("{}{route}", up.url), Some("s3cret")).0,
+            200,
+            "{route}"
+        );
+    }
+    assert_eq!(
+        post(&format!("{}/components/first/messages", up.url), "x").0,
+        401
+    );
+    let o = cli(&["ps", "--admin", &up.url]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+    let o = cli(&[
+        "ps",
+        "--admin",
+        &up.url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(up.stop("-TERM").status.success());
+}
+
+#[test]
+fn errors_in_system_toml_name_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.toml");
+    std::fs::write(
+        &system,
+        "[components.p]\npath = \"p.wasm\"\n\n[[actors]]\nid = \"a\"\ncomponent = \"q\"\n",
+    )
+    .unwrap();
+    let o = cli(&["up", system.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {}: line 6, column 13: unknown component \"q\" (declared: p)",
+            system.display()
+        )
+    );
+    std::fs::write(&system, "[system]\nname = 3\n").unwrap();
+    let o = cli(&["up", system.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 2, column 8: invalid type: integer `3`, expected a string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_demo_system_runs() {
+    let root = common::root();
+    common::build_guests();
+    let up = Up::start(&root.join("examples/demo/system.toml"), &[]);
+    let o = cli(&["send", "--admin", &up.url, "ingest", "order 1", "--reply"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "order \"order 1\" published to 2 subscribers"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = cli(&["send", "--admin", &up.url, "store", "list", "--reply"]);
+        if String::from_utf8_lossy(&o.stdout).trim() == "ORDER 1" {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up.stop("-INT").status.success());
+}
+
+#[test]
+fn the_committed_system_schema_is_current() {
+    let o = cli(&["schema", "--system"]);
+    let committed =
+        std::fs::read_to_string(common::root().join("schemas/system.schema.json")).unwrap();
+    assert_eq!(
+        committed,
+        String::from_utf8_lossy(&o.stdout),
+        "regenerate with: cargo run -p airssys-wasm-cli -- schema --system > schemas/system.schema.json"
+    );
+}

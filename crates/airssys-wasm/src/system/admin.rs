@@ -1,0 +1,319 @@
+//! The HTTP admin API of a running [`ActorSystem`], with JSON bodies and
+//! Prometheus metrics (axum):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
+//! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
+//! | `GET /dead-letters` | the most recent dead letters as JSON |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
+//!
+//! Errors are JSON `{"error": "..."}`: an unknown actor 404, a full mailbox 503
+//! (with `Retry-After`), a refused sender 403, a malformed id or parameter 400,
+//! a payload over 1 MiB 413, an error the guest returned 422, a crash while
+//! handling 502, no reply in time 504, a missing or wrong bearer token 401.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::actor::ActorSystem;
+use crate::bindings::Message;
+use crate::error::Error;
+use crate::units::parse_duration;
+
+/// The largest request body (a message payload).
+const MAX_BODY: usize = 1 << 20;
+/// The longest `?reply=true` wait.
+const MAX_REPLY_WAIT: Duration = Duration::from_secs(60);
+/// The `?reply=true` wait when `timeout` is not given.
+const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Admin {
+    system: Arc<ActorSystem>,
+    token: Option<Arc<str>>,
+}
+
+/// The admin API as an axum `Router` over `system`. With `token`, every request
+/// must carry `Authorization: Bearer TOKEN`.
+pub fn router(system: Arc<ActorSystem>, token: Option<String>) -> Router {
+    let admin = Admin {
+        system,
+        token: token.map(Arc::from),
+    };
+    Router::new()
+        .route("/components", get(components))
+        .route("/components/{id}/messages", post(message))
+        .route("/dead-letters", get(dead_letters))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin)
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    system: Arc<ActorSystem>,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(system, token))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn authorize(State(admin): State<Admin>, req: Request, next: Next) -> Response {
+    if let Some(token) = &admin.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Compare in constant time for equal lengths.
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if !ok {
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn components(State(admin): State<Admin>) -> Response {
+    Json(admin.system.actors()).into_response()
+}
+
+async fn dead_letters(State(admin): State<Admin>) -> Response {
+    Json(admin.system.dead_letters()).into_response()
+}
+
+async fn healthz(State(admin): State<Admin>) -> Response {
+    match admin.system.failure() {
+        None => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "failed", "reason": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+/// The HTTP status of a failed send or request.
+fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::NoSuchActor { .. } => StatusCode::NOT_FOUND,
+        Error::MailboxFull { .. } | Error::ShuttingDown | Error::ActorStopped { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Error::Refused { .. } => StatusCode::FORBIDDEN,
+        Error::InvalidActorId { .. } => StatusCode::BAD_REQUEST,
+        Error::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Guest { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn failed(e: Error) -> Response {
+    let status = status_of(&e);
+    let mut r = error(status, e.to_string());
+    if matches!(e, Error::MailboxFull { .. }) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+async fn message(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = crate::ActorId::parse(&id) {
+        return failed(e);
+    }
+    let reply = match q.get("reply").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") | Some("") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("reply={other:?}: expected true or false"),
+            )
+        }
+    };
+    let wait = match q.get("timeout") {
+        None => DEFAULT_REPLY_WAIT,
+        Some(t) => match parse_duration(t) {
+            Ok(d) if !d.is_zero() && d <= MAX_REPLY_WAIT => d,
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("timeout={t}: expected more than 0 and at most 60s"),
+                )
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("timeout={t}: {e}")),
+        },
+    };
+    let msg = Message::new("host", body.to_vec());
+    if !reply {
+        return match admin.system.send(&id, msg) {
+            Ok(()) => (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "accepted": true })),
+            )
+                .into_response(),
+            Err(e) => failed(e),
+        };
+    }
+    match admin.system.request(&id, msg, wait).await {
+        Ok(Some(bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabel {
+    actor: String,
+}
+
+/// The system's metrics in the Prometheus text format.
+pub fn metrics_text(system: &ActorSystem) -> String {
+    let mut registry = Registry::with_prefix("airssys");
+    let stats = system.stats();
+    let total = |name: &str, help: &str, v: u64, r: &mut Registry| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        r.register(name, help, c);
+    };
+    total(
+        "messages_sent",
+        "Messages put in a mailbox",
+        stats.delivered,
+        &mut registry,
+    );
+    total(
+        "requests",
+        "Requests made by actors",
+        stats.requests,
+        &mut registry,
+    );
+    total(
+        "request_timeouts",
+        "Requests that got no reply in time",
+        stats.timeouts,
+        &mut registry,
+    );
+    total(
+        "late_replies",
+        "Replies discarded because their request had ended",
+        stats.late_replies,
+        &mut registry,
+    );
+    total(
+        "dead_letters",
+        "Messages that could not be delivered",
+        stats.dead_letters,
+        &mut registry,
+    );
+    let handled = Family::<ActorLabel, Counter<u64>>::default();
+    let restarts = Family::<ActorLabel, Counter<u64>>::default();
+    let health = Family::<ActorLabel, Counter<u64>>::default();
+    let fuel = Family::<ActorLabel, Counter<u64>>::default();
+    let dropped = Family::<ActorLabel, Counter<u64>>::default();
+    let mailbox = Family::<ActorLabel, Gauge<i64>>::default();
+    let pending = Family::<ActorLabel, Gauge<i64>>::default();
+    for a in system.actors() {
+        let l = ActorLabel {
+            actor: a.metadata.id.to_string(),
+        };
+        handled.get_or_create(&l).inc_by(a.handled);
+        restarts.get_or_create(&l).inc_by(a.restarts.into());
+        health.get_or_create(&l).inc_by(a.health_failures);
+        fuel.get_or_create(&l).inc_by(a.fuel_consumed);
+        dropped.get_or_create(&l).inc_by(a.log_dropped);
+        mailbox.get_or_create(&l).set(a.mailbox as i64);
+        pending.get_or_create(&l).set(a.pending.into());
+    }
+    registry.register(
+        "messages_handled",
+        "Messages and callbacks an actor handled",
+        handled,
+    );
+    registry.register("actor_restarts", "Restarts of an actor", restarts);
+    registry.register(
+        "health_check_failures",
+        "Failed health checks of an actor",
+        health,
+    );
+    registry.register("fuel_consumed", "Fuel an actor's calls consumed", fuel);
+    registry.register(
+        "log_lines_dropped",
+        "Guest log lines dropped by the log budget",
+        dropped,
+    );
+    registry.register("mailbox_depth", "Messages waiting in a mailbox", mailbox);
+    registry.register(
+        "pending_requests",
+        "Pending requests plus live timers of an actor",
+        pending,
+    );
+    let counters = &system.router().counters;
+    registry.register(
+        "call_duration_seconds",
+        "Wall time of handle-message and handle-callback calls",
+        counters.call_seconds.clone(),
+    );
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+async fn metrics(State(admin): State<Admin>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics_text(&admin.system),
+    )
+        .into_response()
+}

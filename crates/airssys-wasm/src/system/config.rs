@@ -1,0 +1,599 @@
+//! `system.toml`: the components, the actors and the supervision tree of a
+//! system that `airssys-wasm up` runs. Parsed with serde (unknown keys
+//! rejected); every error names the file, line and column. Relative paths
+//! resolve against the file's directory.
+//!
+//! ```toml
+//! [system]
+//! name = "demo"
+//! max-active = 512            # virtual actors holding an instance at once
+//! shutdown-timeout = "5s"     # per actor: drain + shutdown()
+//!
+//! [defaults]                  # every actor, unless it says otherwise
+//! mailbox-capacity = 1024
+//! restart = "permanent"       # transient, temporary
+//! health = { interval = "10s", timeout = "1s", failures = 3 }
+//! passivate-after = "10m"
+//!
+//! [components.probe]
+//! path = "probe.wasm"
+//! manifest = "probe.toml"     # limits and grants (deny by default without one)
+//! config = { greeting = "hi" }
+//!
+//! [components.counter]
+//! path = "counter.wasm"
+//! virtual = true              # actors counter/KEY, activated on demand
+//!
+//! [[supervisors]]             # "root" exists; declare it to tune it
+//! name = "root"
+//! strategy = "one-for-one"    # one-for-all, rest-for-one
+//! max-restarts = 5
+//! within = "5s"
+//! backoff = "10ms"
+//! backoff-max = "1s"
+//!
+//! [[supervisors]]
+//! name = "pipeline"
+//! parent = "root"
+//! strategy = "rest-for-one"
+//!
+//! [[actors]]
+//! id = "alice"
+//! component = "probe"
+//! supervisor = "pipeline"     # default: root
+//! subscriptions = ["events.*"]
+//! config = { role = "first" }
+//! ```
+//!
+//! A supervisor's children start in the order they are declared in the file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::actor::{
+    ActorId, ActorOptions, ActorSpec, Backoff, ChildSpec, HealthCheck, Intensity, RestartPolicy,
+    Strategy, SupervisorSpec, SystemBuilder,
+};
+use crate::error::{Error, Result};
+use crate::runtime::engine::Engine;
+use crate::runtime::execution::ExecutionContext;
+use crate::security::capability::AuditLog;
+use crate::security::manifest::{at, de_opt_duration, parse_toml, DurationValue, Manifest};
+use crate::security::policy::HostPolicy;
+
+/// A parsed `system.toml`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "airssys-wasm system (system.toml)")]
+pub struct SystemConfig {
+    /// The system as a whole.
+    #[serde(default)]
+    pub system: SystemSection,
+    /// Defaults for every actor.
+    #[serde(default)]
+    pub defaults: ActorSettings,
+    /// Components by name.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentEntry>,
+    /// Supervisors; `root` exists whether declared or not.
+    #[serde(default)]
+    pub supervisors: Vec<SupervisorEntry>,
+    /// Declared actors.
+    #[serde(default)]
+    pub actors: Vec<ActorEntry>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    path: PathBuf,
+    #[serde(skip)]
+    #[schemars(skip)]
+    text: String,
+}
+
+/// `[system]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SystemSection {
+    /// A name for logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Virtual actors holding an instance at once (default 512).
+    #[serde(default)]
+    pub max_active: Option<usize>,
+    /// How long each actor may take to drain and shut down (default 5 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// Per-actor settings, in `[defaults]` or on an actor.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ActorSettings {
+    /// Mailbox capacity in messages.
+    #[serde(default)]
+    pub mailbox_capacity: Option<usize>,
+    /// `permanent`, `transient` or `temporary`.
+    #[serde(default)]
+    pub restart: Option<RestartName>,
+    /// Health polling: a table, or `false` for none.
+    #[serde(default)]
+    pub health: Option<HealthEntry>,
+    /// Passivate after this long without a message.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub passivate_after: Option<Duration>,
+    /// The largest payload it may send, in bytes.
+    #[serde(default)]
+    pub max_message_bytes: Option<usize>,
+    /// Pending requests plus timers at once.
+    #[serde(default)]
+    pub max_pending: Option<u32>,
+}
+
+/// A restart policy by name.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartName {
+    /// Always.
+    Permanent,
+    /// After a crash.
+    Transient,
+    /// Never.
+    Temporary,
+}
+
+/// `health = { ... }` or `health = false`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HealthEntry {
+    /// `false` turns polling off (`true` keeps the defaults).
+    Enabled(bool),
+    /// Polling settings.
+    Settings(HealthSettings),
+}
+
+/// Health polling settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Time between checks (default 10 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub interval: Option<Duration>,
+    /// How long one check may take (default 1 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub timeout: Option<Duration>,
+    /// `unhealthy` answers in a row that make a crash (default 3).
+    #[serde(default)]
+    pub failures: Option<u32>,
+}
+
+/// `[components.NAME]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentEntry {
+    /// The `.wasm` file.
+    pub path: PathBuf,
+    /// Its `Component.toml` (limits, grants, config).
+    #[serde(default)]
+    pub manifest: Option<PathBuf>,
+    /// Actors `NAME/KEY` activated on demand.
+    #[serde(default, rename = "virtual")]
+    pub is_virtual: bool,
+    /// Configuration added to the manifest's.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Settings of its virtual actors.
+    #[serde(default, flatten)]
+    pub settings: ActorSettings,
+}
+
+/// `[[supervisors]]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SupervisorEntry {
+    /// Its name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Its parent (default `root`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub parent: Option<Spanned<String>>,
+    /// `one-for-one` (default), `one-for-all`, `rest-for-one`.
+    #[serde(default)]
+    pub strategy: Option<StrategyName>,
+    /// Restarts allowed within `within` (default 5).
+    #[serde(default)]
+    pub max_restarts: Option<u32>,
+    /// The intensity window (default 5 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub within: Option<Duration>,
+    /// The first restart's delay (default 10 ms), doubling.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub backoff: Option<Duration>,
+    /// The longest delay (default 1 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub backoff_max: Option<Duration>,
+}
+
+/// A strategy by name.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    /// Restart the crashed child.
+    OneForOne,
+    /// Restart every child.
+    OneForAll,
+    /// Restart the crashed child and those after it.
+    RestForOne,
+}
+
+/// `[[actors]]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ActorEntry {
+    /// Its id: letters, digits, `-`, `_`.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The component it runs (a key of `[components]`).
+    #[schemars(with = "String")]
+    pub component: Spanned<String>,
+    /// Its supervisor (default `root`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub supervisor: Option<Spanned<String>>,
+    /// Topic patterns it is subscribed to by the host.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Configuration added to the component's.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Settings over `[defaults]`.
+    #[serde(default, flatten)]
+    pub settings: ActorSettings,
+}
+
+impl SystemConfig {
+    /// Reads and checks a `system.toml`: unknown keys, components, supervisors
+    /// and duplicate ids are errors with the line and column.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `system.toml` text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self> {
+        let path = path.as_ref();
+        let mut c: SystemConfig = parse_toml(path, text)?;
+        c.path = path.to_path_buf();
+        c.text = text.to_string();
+        c.check()?;
+        Ok(c)
+    }
+
+    /// The JSON Schema of `system.toml`, for editors.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(SystemConfig);
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
+
+    fn err(&self, offset: usize, message: &str) -> Error {
+        Error::Manifest {
+            path: self.path.clone(),
+            message: at(&self.text, offset, message),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut supervisors: HashMap<&str, usize> = HashMap::new();
+        supervisors.insert("root", 0);
+        for s in &self.supervisors {
+            let name = s.name.get_ref();
+            if name != "root" && supervisors.insert(name, s.name.span().start).is_some() {
+                return Err(self.err(
+                    s.name.span().start,
+                    &format!("supervisor {name:?} is declared twice"),
+                ));
+            }
+        }
+        for s in &self.supervisors {
+            if let Some(p) = &s.parent {
+                if !supervisors.contains_key(p.get_ref().as_str()) {
+                    return Err(self.err(
+                        p.span().start,
+                        &format!("unknown supervisor {:?}", p.get_ref()),
+                    ));
+                }
+                if p.get_ref() == s.name.get_ref() {
+                    return Err(self.err(p.span().start, "a supervisor cannot be its own parent"));
+                }
+            }
+        }
+        let mut ids: HashMap<&str, ()> = HashMap::new();
+        for a in &self.actors {
+            let id = a.id.get_ref();
+            ActorId::new(id).map_err(|e| self.err(a.id.span().start, &e.to_string()))?;
+            if ids.insert(id, ()).is_some() {
+                return Err(self.err(
+                    a.id.span().start,
+                    &format!("actor id {id:?} is declared twice"),
+                ));
+            }
+            let component = a.component.get_ref();
+            match self.components.get(component) {
+                None => {
+                    let known: Vec<&str> = self.components.keys().map(String::as_str).collect();
+                    return Err(self.err(
+                        a.component.span().start,
+                        &format!(
+                            "unknown component {component:?} (declared: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                Some(c) if c.is_virtual => {
+                    return Err(self.err(
+                        a.component.span().start,
+                        &format!("component {component:?} is virtual: address its actors as {component}/KEY instead of declaring them"),
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(s) = &a.supervisor {
+                if !supervisors.contains_key(s.get_ref().as_str()) {
+                    return Err(self.err(
+                        s.span().start,
+                        &format!("unknown supervisor {:?}", s.get_ref()),
+                    ));
+                }
+            }
+        }
+        // Parents must form a tree rooted at root (no cycles).
+        for s in &self.supervisors {
+            let mut seen = vec![s.name.get_ref().as_str()];
+            let mut cur = s
+                .parent
+                .as_ref()
+                .map(|p| p.get_ref().as_str())
+                .unwrap_or("root");
+            while cur != "root" {
+                if seen.contains(&cur) {
+                    return Err(self.err(s.name.span().start, "supervisors form a cycle"));
+                }
+                seen.push(cur);
+                cur = self
+                    .supervisors
+                    .iter()
+                    .find(|x| x.name.get_ref() == cur)
+                    .and_then(|x| x.parent.as_ref().map(|p| p.get_ref().as_str()))
+                    .unwrap_or("root");
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+
+    /// The builder of this system: loads every component into `engine`, turns
+    /// each manifest into a context under `policy` (decisions audited in
+    /// `audit`), and lays out the tree.
+    pub fn builder(
+        &self,
+        engine: &Engine,
+        policy: &HostPolicy,
+        audit: &AuditLog,
+    ) -> Result<SystemBuilder> {
+        let mut contexts: HashMap<&str, (crate::Component, ExecutionContext, ActorSettings)> =
+            HashMap::new();
+        for (name, entry) in &self.components {
+            let component = engine.load_file(self.resolve(&entry.path))?;
+            let mut ctx = match &entry.manifest {
+                Some(m) => Manifest::from_file(self.resolve(m))?.context(policy, audit.clone())?,
+                None => ExecutionContext::new(name.as_str())
+                    .with_capabilities(crate::Capabilities::default().with_audit(audit.clone())),
+            };
+            for (k, v) in &entry.config {
+                ctx = ctx.with_config(k, v);
+            }
+            contexts.insert(name, (component, ctx, entry.settings.clone()));
+        }
+        let mut builder = SystemBuilder::default();
+        if let Some(n) = self.system.max_active {
+            builder = builder.max_active(n);
+        }
+        for (name, entry) in &self.components {
+            if entry.is_virtual {
+                let (component, ctx, settings) = &contexts[name.as_str()];
+                let options = self.options(settings, &[]);
+                builder = builder.virtual_actors(component.clone(), ctx.clone(), options);
+            }
+        }
+        let root = self.supervisor_spec("root", &contexts)?;
+        Ok(builder.root(root))
+    }
+
+    fn options(&self, own: &ActorSettings, subscriptions: &[String]) -> ActorOptions {
+        let d = &self.defaults;
+        let mut o = ActorOptions::default();
+        if let Some(n) = own.mailbox_capacity.or(d.mailbox_capacity) {
+            o = o.mailbox_capacity(n);
+        }
+        if let Some(r) = own.restart.or(d.restart) {
+            o.restart = match r {
+                RestartName::Permanent => RestartPolicy::Permanent,
+                RestartName::Transient => RestartPolicy::Transient,
+                RestartName::Temporary => RestartPolicy::Temporary,
+            };
+        }
+        match own.health.as_ref().or(d.health.as_ref()) {
+            Some(HealthEntry::Enabled(false)) => o.health = None,
+            Some(HealthEntry::Enabled(true)) | None => {}
+            Some(HealthEntry::Settings(h)) => {
+                let base = HealthCheck::default();
+                o.health = Some(HealthCheck {
+                    interval: h.interval.unwrap_or(base.interval),
+                    timeout: h.timeout.unwrap_or(base.timeout),
+                    failures: h.failures.unwrap_or(base.failures),
+                });
+            }
+        }
+        o.passivate_after = own.passivate_after.or(d.passivate_after);
+        if let Some(n) = own.max_message_bytes.or(d.max_message_bytes) {
+            o.max_message_bytes = n;
+        }
+        if let Some(n) = own.max_pending.or(d.max_pending) {
+            o.max_pending = n;
+        }
+        if let Some(t) = self.system.shutdown_timeout {
+            o.shutdown_timeout = t;
+        }
+        o.subscriptions = subscriptions.to_vec();
+        o
+    }
+
+    fn supervisor_spec(
+        &self,
+        name: &str,
+        contexts: &HashMap<&str, (crate::Component, ExecutionContext, ActorSettings)>,
+    ) -> Result<SupervisorSpec> {
+        let mut spec = SupervisorSpec::new(name);
+        if let Some(s) = self.supervisors.iter().find(|s| s.name.get_ref() == name) {
+            spec.strategy = match s.strategy {
+                Some(StrategyName::OneForAll) => Strategy::OneForAll,
+                Some(StrategyName::RestForOne) => Strategy::RestForOne,
+                _ => Strategy::OneForOne,
+            };
+            let i = Intensity::default();
+            spec.intensity = Intensity {
+                max_restarts: s.max_restarts.unwrap_or(i.max_restarts),
+                within: s.within.unwrap_or(i.within),
+            };
+            let b = Backoff::default();
+            spec.backoff = Backoff {
+                initial: s.backoff.unwrap_or(b.initial),
+                max: s.backoff_max.unwrap_or(b.max),
+            };
+        }
+        // Children in the order they stand in the file.
+        let mut children: Vec<(usize, ChildSpec)> = Vec::new();
+        for s in &self.supervisors {
+            let parent = s
+                .parent
+                .as_ref()
+                .map(|p| p.get_ref().as_str())
+                .unwrap_or("root");
+            if parent == name && s.name.get_ref() != "root" {
+                let child = self.supervisor_spec(s.name.get_ref(), contexts)?;
+                children.push((s.name.span().start, ChildSpec::Supervisor(child)));
+            }
+        }
+        for a in &self.actors {
+            let sup = a
+                .supervisor
+                .as_ref()
+                .map(|s| s.get_ref().as_str())
+                .unwrap_or("root");
+            if sup != name {
+                continue;
+            }
+            let (component, ctx, settings) = &contexts[a.component.get_ref().as_str()];
+            let mut merged = a.settings.clone();
+            merged.mailbox_capacity = merged.mailbox_capacity.or(settings.mailbox_capacity);
+            merged.restart = merged.restart.or(settings.restart);
+            merged.health = merged.health.or(settings.health.clone());
+            merged.passivate_after = merged.passivate_after.or(settings.passivate_after);
+            let mut ctx = ctx.clone();
+            for (k, v) in &a.config {
+                ctx = ctx.with_config(k, v);
+            }
+            let id = ActorId::new(a.id.get_ref())?;
+            let spec = ActorSpec::new(id, component.clone(), ctx)
+                .with_options(self.options(&merged, &a.subscriptions));
+            children.push((a.id.span().start, ChildSpec::Actor(spec)));
+        }
+        children.sort_by_key(|(at, _)| *at);
+        spec.children = children.into_iter().map(|(_, c)| c).collect();
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        SystemConfig::parse("system.toml", text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const OK: &str = r#"
+[components.probe]
+path = "probe.wasm"
+
+[[supervisors]]
+name = "pipeline"
+strategy = "rest-for-one"
+
+[[actors]]
+id = "a"
+component = "probe"
+supervisor = "pipeline"
+
+[[actors]]
+id = "b"
+component = "probe"
+restart = "temporary"
+health = false
+"#;
+
+    #[test]
+    fn a_good_file_parses() {
+        let c = SystemConfig::parse("system.toml", OK).unwrap();
+        assert_eq!(c.actors.len(), 2);
+        assert!(matches!(
+            c.actors[1].settings.health,
+            Some(HealthEntry::Enabled(false))
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column() {
+        assert_eq!(
+            err(
+                "[components.p]\npath = \"p.wasm\"\n[[actors]]\nid = \"a\"\ncomponent = \"nope\"\n"
+            ),
+            "system.toml: line 5, column 13: unknown component \"nope\" (declared: p)"
+        );
+        assert_eq!(
+            err("[components.p]\npath = \"p.wasm\"\n[[actors]]\nid = \"a/b\"\ncomponent = \"p\"\n"),
+            "system.toml: line 4, column 6: invalid actor id \"a/b\": a name is letters, digits, '-' and '_', starting with a letter or digit"
+        );
+        assert!(err("[system]\nbogus = 1\n")
+            .starts_with("system.toml: line 2, column 1: unknown field `bogus`"));
+        assert!(err(&format!(
+            "{OK}\n[[actors]]\nid = \"a\"\ncomponent = \"probe\"\n"
+        ))
+        .contains("line 22, column 6: actor id \"a\" is declared twice"));
+        assert!(err("[[supervisors]]\nname = \"x\"\nparent = \"y\"\n")
+            .contains("line 3, column 10: unknown supervisor \"y\""));
+        assert!(err("[[supervisors]]\nname = \"x\"\nparent = \"y\"\n[[supervisors]]\nname = \"y\"\nparent = \"x\"\n").contains("supervisors form a cycle"));
+        assert!(err("[[supervisors]]\nname = \"x\"\nstrategy = \"all\"\n")
+            .contains("line 3, column 12: unknown variant `all`"));
+    }
+}

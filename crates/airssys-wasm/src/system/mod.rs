@@ -1,0 +1,6 @@
+//! Running a system from a file and watching it: `system.toml`
+//! ([`config`]), and the HTTP admin API with Prometheus metrics ([`admin`])
+//! that `airssys-wasm up` serves.
+
+pub mod admin;
+pub mod config;
