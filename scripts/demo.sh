@@ -21,7 +21,36 @@ show() {
   return 0
 }
 
-echo "== An actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
+echo "== A running system: examples/demo/system.toml, an order pipeline of actors"
+echo "   ingest --publish orders.new--> enrich --request--> store, and audit; counter/KEY on demand"
+$bin up examples/demo/system.toml --admin 127.0.0.1:0 >"$demo_dir/up.out" 2>"$demo_dir/up.err" &
+up_pid=$!
+trap 'kill $up_pid 2>/dev/null; rm -rf "$demo_dir"' EXIT
+for _ in $(seq 1 100); do grep -q '^admin: ' "$demo_dir/up.out" && break; sleep 0.1; done
+admin=$(sed -n 's/^admin: //p' "$demo_dir/up.out")
+[ -n "$admin" ] || { cat "$demo_dir/up.err"; exit 1; }
+printf '\033[1m$ %s\033[0m\n' "$bin up examples/demo/system.toml --admin 127.0.0.1:0 &   # admin API on $admin"
+show $bin ps --admin "$admin"
+show $bin send --admin "$admin" ingest "order 1" --reply
+show $bin send --admin "$admin" ingest "order 2" --reply
+sleep 0.2
+show $bin send --admin "$admin" store list --reply
+show $bin send --admin "$admin" audit list --reply
+echo "-- ingest crashes on this order; its supervisor restarts it from the InstancePre"
+show $bin send --admin "$admin" ingest crash --reply
+sleep 0.2
+show $bin ps --admin "$admin"
+show $bin send --admin "$admin" ingest "order 3" --reply
+show $bin send --admin "$admin" counter/alice 5 --reply
+show $bin send --admin "$admin" counter/alice 2 --reply
+if command -v curl >/dev/null; then
+  show sh -c "curl -s $admin/metrics | grep -E '^airssys_(actor_restarts_total|dead_letters_total|messages_sent_total)'"
+fi
+printf '\033[1m$ %s\033[0m\n' "kill -INT $up_pid   # graceful: drain mailboxes, shutdown() every actor"
+kill -INT $up_pid; wait $up_pid; echo "(up exited with $?)"
+cat "$demo_dir/up.out"
+
+echo; echo "== The same from Rust: an actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
 show cargo run --release --quiet -p airssys-wasm --example actor_system
 
 echo; echo "== Inspect a lifecycle component"
