@@ -349,36 +349,31 @@ async fn intensity_escalates_to_the_parent_and_the_root_fails_the_system() {
     system.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Paused tokio time: the clock moves only when every task waits, so each gap
+/// is exactly the backoff the supervisor chose, however slow the machine.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn backoff_spaces_restarts_exponentially() {
     let sup = SupervisorSpec::new("s")
         .intensity(10, Duration::from_secs(60))
         .backoff(Duration::from_millis(100), Duration::from_millis(400))
-        .actor(actor("b"));
-    let system = ActorSystem::builder()
-        .supervisor(sup)
-        .start()
-        .await
-        .unwrap();
+        .actor(actor("b").with_options(ActorOptions::default().health(None)));
+    let system = ActorSystem::builder().supervisor(sup).start().await.unwrap();
     let mut events = system.events();
     let mut gaps = Vec::new();
-    for n in 1..=4u32 {
-        let t = std::time::Instant::now();
+    for n in 1..=5u32 {
+        let mut crashed_at = None;
         system.send("b", msg("panic")).unwrap();
         loop {
             match events.recv().await.unwrap() {
+                SystemEvent::Crashed { .. } => crashed_at = Some(tokio::time::Instant::now()),
                 SystemEvent::Restarted { restarts, .. } if restarts == n => break,
                 _ => {}
             }
         }
-        gaps.push(t.elapsed());
+        gaps.push(crashed_at.unwrap().elapsed());
     }
-    // 100, 200, 400, 400 (capped) ms, plus a few ms to instantiate.
-    let expect = [100u64, 200, 400, 400];
-    for (gap, want) in gaps.iter().zip(expect) {
-        let ms = gap.as_millis() as u64;
-        assert!(ms >= want && ms < want + 150, "gaps {gaps:?}");
-    }
+    let ms: Vec<u128> = gaps.iter().map(|g| g.as_millis()).collect();
+    assert_eq!(ms, vec![100, 200, 400, 400, 400], "doubling from 100 ms, capped at 400 ms");
     system.shutdown().await;
 }
 

@@ -348,9 +348,14 @@ impl ActorTask {
                         Some(Control::Stop { drain, ack }) => {
                             if drain {
                                 if let Err(reason) = self.drain(&mut instance).await {
-                                    let _ = ack.send(());
-                                    self.stopped(None);
-                                    return Outcome::Crashed(reason);
+                                    // Crashed while draining: reported, and stopped
+                                    // (the instance is unusable: no shutdown call).
+                                    tracing::warn!(actor = %self.cell.id(), "actor crashed while draining: {reason}");
+                                    self.router.emit(SystemEvent::Crashed {
+                                        id: self.cell.id().clone(),
+                                        reason,
+                                    });
+                                    return Outcome::Stopped(Some(ack));
                                 }
                             }
                             self.shutdown(&mut instance).await;

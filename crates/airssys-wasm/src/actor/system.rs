@@ -351,7 +351,8 @@ impl ActorSystem {
             if !cell.is_virtual {
                 continue;
             }
-            let ctrl = cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            // Taken, not cloned: once stopped, the closed channel ends the task.
+            let ctrl = cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(ctrl) = ctrl {
                 let (ack, done) = oneshot::channel();
                 if ctrl.send(Control::Stop { drain: true, ack }).is_ok() {
