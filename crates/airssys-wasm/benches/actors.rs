@@ -44,9 +44,11 @@ fn open() -> ExecutionContext {
     ExecutionContext::new("bench").with_capabilities(caps)
 }
 
+/// Polls gently (every 200 µs): a tight loop would contend for the very
+/// mailbox and counters it measures.
 async fn wait_handled(system: &ActorSystem, id: &str, n: u64) {
     while system.status(id).unwrap().handled < n {
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 

@@ -357,7 +357,11 @@ async fn backoff_spaces_restarts_exponentially() {
         .intensity(10, Duration::from_secs(60))
         .backoff(Duration::from_millis(100), Duration::from_millis(400))
         .actor(actor("b").with_options(ActorOptions::default().health(None)));
-    let system = ActorSystem::builder().supervisor(sup).start().await.unwrap();
+    let system = ActorSystem::builder()
+        .supervisor(sup)
+        .start()
+        .await
+        .unwrap();
     let mut events = system.events();
     let mut gaps = Vec::new();
     for n in 1..=5u32 {
@@ -373,7 +377,11 @@ async fn backoff_spaces_restarts_exponentially() {
         gaps.push(crashed_at.unwrap().elapsed());
     }
     let ms: Vec<u128> = gaps.iter().map(|g| g.as_millis()).collect();
-    assert_eq!(ms, vec![100, 200, 400, 400, 400], "doubling from 100 ms, capped at 400 ms");
+    assert_eq!(
+        ms,
+        vec![100, 200, 400, 400, 400],
+        "doubling from 100 ms, capped at 400 ms"
+    );
     system.shutdown().await;
 }
 

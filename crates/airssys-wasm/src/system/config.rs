@@ -589,7 +589,7 @@ health = false
         assert!(err(&format!(
             "{OK}\n[[actors]]\nid = \"a\"\ncomponent = \"probe\"\n"
         ))
-        .contains("line 22, column 6: actor id \"a\" is declared twice"));
+        .contains("line 21, column 6: actor id \"a\" is declared twice"));
         assert!(err("[[supervisors]]\nname = \"x\"\nparent = \"y\"\n")
             .contains("line 3, column 10: unknown supervisor \"y\""));
         assert!(err("[[supervisors]]\nname = \"x\"\nparent = \"y\"\n[[supervisors]]\nname = \"y\"\nparent = \"x\"\n").contains("supervisors form a cycle"));
