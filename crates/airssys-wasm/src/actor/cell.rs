@@ -504,9 +504,18 @@ impl ActorTask {
                     trace_id = trace.as_deref().unwrap_or(""),
                 );
                 if let Some(link) = instance.host_mut().messaging.link.as_mut() {
-                    link.trace = trace.clone();
+                    link.trace = trace;
                 }
                 let result = instance.handle_message(&msg).instrument(span).await;
+                let trace = match &reply {
+                    Some(ReplyTo::Actor(_)) => instance
+                        .host_mut()
+                        .messaging
+                        .link
+                        .as_ref()
+                        .and_then(|l| l.trace.clone()),
+                    _ => None,
+                };
                 self.cell.handled.fetch_add(1, Ordering::Relaxed);
                 self.observe_call(instance);
                 self.record_usage(instance);

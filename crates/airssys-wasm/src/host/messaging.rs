@@ -4,6 +4,7 @@
 //! audits the decision before the router acts. The sender, timestamp and trace
 //! id of every outgoing message are set here, never by the guest.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::bindings::airssys::component::messaging::{self, MessagingError};
 use crate::bindings::{now_millis, Message};
 use crate::host::HostState;
 use crate::security::capability::{
-    Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
+    Capabilities, Capability, CapabilityKind, Decision, FunctionSignature, WitInterface,
 };
 
 const SEND: &[CapabilityKind] = &[CapabilityKind::MessagingSend];
@@ -68,7 +69,13 @@ pub(crate) struct MessagingCtx {
     component: Arc<str>,
     caps: Arc<Capabilities>,
     pub(crate) link: Option<ActorLink>,
+    /// `messaging.send` grant decisions by target (the grants of an instance
+    /// do not change; the host policy is still asked at every call).
+    send_grants: HashMap<String, Decision>,
 }
+
+/// Targets whose send decision an instance remembers before the memory is reset.
+const SEND_GRANTS_KEPT: usize = 256;
 
 impl MessagingCtx {
     pub(crate) fn new(
@@ -80,6 +87,7 @@ impl MessagingCtx {
             component,
             caps,
             link,
+            send_grants: HashMap::new(),
         }
     }
 
@@ -99,6 +107,32 @@ impl MessagingCtx {
         c: Capability<'_>,
     ) -> Result<(), MessagingError> {
         let d = self.caps.authorize(&self.component, function, resource, &c);
+        self.verdict(function, resource, d)
+    }
+
+    /// [`MessagingCtx::check`] for a send target, with the grant part cached.
+    fn check_send(&mut self, function: &str, target: &str) -> Result<(), MessagingError> {
+        let granted = match self.send_grants.get(target) {
+            Some(d) => d.clone(),
+            None => {
+                let d = self.caps.check_send(target);
+                if self.send_grants.len() >= SEND_GRANTS_KEPT {
+                    self.send_grants.clear();
+                }
+                self.send_grants.insert(target.to_string(), d.clone());
+                d
+            }
+        };
+        let d = self
+            .caps
+            .with_policy_decision(&self.component, &Capability::Send(target), granted);
+        if !d.allowed || self.caps.audit.is_enabled() {
+            self.caps.record(&self.component, function, target, &d);
+        }
+        self.verdict(function, target, d)
+    }
+
+    fn verdict(&self, function: &str, resource: &str, d: Decision) -> Result<(), MessagingError> {
         if d.allowed {
             Ok(())
         } else {
@@ -162,8 +196,8 @@ impl messaging::Host for MessagingCtx {
     }
 
     fn send(&mut self, target: String, msg: Message) -> Result<(), MessagingError> {
+        self.check_send("messaging.send", &target)?;
         let link = self.link()?;
-        self.check("messaging.send", &target, Capability::Send(&target))?;
         let msg = self.outgoing(link, msg)?;
         link.router
             .deliver(&target, msg, None)
@@ -176,8 +210,8 @@ impl messaging::Host for MessagingCtx {
         msg: Message,
         timeout_ms: u32,
     ) -> Result<String, MessagingError> {
+        self.check_send("messaging.request", &target)?;
         let link = self.link()?;
-        self.check("messaging.request", &target, Capability::Send(&target))?;
         let max = link.cell.options().max_request_timeout;
         let timeout = Duration::from_millis(timeout_ms.into());
         if timeout.is_zero() || timeout > max {
@@ -207,8 +241,8 @@ impl messaging::Host for MessagingCtx {
         msg: Message,
         delay_ms: u32,
     ) -> Result<u64, MessagingError> {
+        self.check_send("messaging.send-after", &target)?;
         let link = self.link()?;
-        self.check("messaging.send-after", &target, Capability::Send(&target))?;
         self.reserve(link)?;
         let msg = self.outgoing(link, msg)?;
         Ok(link.router.send_after(

@@ -216,6 +216,17 @@ impl Capabilities {
             Capability::Publish(topic) => self.check_publish(topic),
             Capability::Subscribe(topic) => self.check_subscribe(topic),
         };
+        self.with_policy_decision(component, capability, granted)
+    }
+
+    /// The host's [`SecurityPolicy`] on top of a grant decision already made
+    /// (a caller that caches grant decisions still asks the policy every time).
+    pub fn with_policy_decision(
+        &self,
+        component: &str,
+        capability: &Capability<'_>,
+        granted: Decision,
+    ) -> Decision {
         if !granted.allowed {
             return granted;
         }
