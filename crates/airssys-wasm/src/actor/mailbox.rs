@@ -12,6 +12,7 @@
 //! under the same lock as the detach, so no message is stranded.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
@@ -45,9 +46,89 @@ pub(crate) enum Envelope {
 
 #[derive(Default)]
 struct Lanes {
-    user: VecDeque<Envelope>,
+    /// Messages, each flattened into one buffer (see [`pack`]).
+    user: VecDeque<(Vec<u8>, Option<ReplyTo>)>,
     system: VecDeque<Envelope>,
     attached: bool,
+}
+
+// A message crosses threads: the sender's strings were allocated on its
+// worker, and freeing them on the receiver's makes the two threads contend for
+// the allocator's arena locks (a futex per message under load, measured). So
+// the mailbox holds each message as one buffer: the sender's thread frees its
+// own strings, the receiver's thread allocates the ones it will free.
+
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// Flattens a message into one buffer.
+fn pack(m: &Message) -> Vec<u8> {
+    let strings: usize = m.metadata.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    let mut buf =
+        Vec::with_capacity(m.sender.len() + m.payload.len() + m.content_type.len() + strings + 40);
+    put(&mut buf, m.sender.as_bytes());
+    put(&mut buf, &m.payload);
+    put(&mut buf, m.content_type.as_bytes());
+    match &m.correlation_id {
+        Some(c) => {
+            buf.push(1);
+            put(&mut buf, c.as_bytes());
+        }
+        None => buf.push(0),
+    }
+    buf.extend_from_slice(&(m.metadata.len() as u32).to_le_bytes());
+    for (k, v) in &m.metadata {
+        put(&mut buf, k.as_bytes());
+        put(&mut buf, v.as_bytes());
+    }
+    buf.extend_from_slice(&m.timestamp_ms.to_le_bytes());
+    buf
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    fn u32(&mut self) -> usize {
+        u32::from_le_bytes(self.take(4).try_into().unwrap_or_default()) as usize
+    }
+    fn bytes(&mut self) -> &'a [u8] {
+        let n = self.u32();
+        self.take(n)
+    }
+    fn string(&mut self) -> String {
+        // Packed from Strings: always UTF-8.
+        String::from_utf8_lossy(self.bytes()).into_owned()
+    }
+}
+
+/// The message [`pack`] flattened.
+fn unpack(buf: &[u8]) -> Message {
+    let mut r = Reader(buf);
+    let sender = r.string();
+    let payload = r.bytes().to_vec();
+    let content_type = r.string();
+    let correlation_id = match r.take(1) {
+        [1] => Some(r.string()),
+        _ => None,
+    };
+    let n = r.u32();
+    let metadata = (0..n).map(|_| (r.string(), r.string())).collect();
+    let timestamp_ms = u64::from_le_bytes(r.take(8).try_into().unwrap_or_default());
+    Message {
+        sender,
+        payload,
+        content_type,
+        correlation_id,
+        metadata,
+        timestamp_ms,
+    }
 }
 
 /// The outcome of a push.
@@ -62,6 +143,8 @@ pub(crate) struct Mailbox {
     lanes: Mutex<Lanes>,
     notify: tokio::sync::Notify,
     capacity: usize,
+    /// Envelopes queued (both lanes), readable without the lock.
+    queued: AtomicUsize,
 }
 
 impl Mailbox {
@@ -73,6 +156,7 @@ impl Mailbox {
             }),
             notify: tokio::sync::Notify::new(),
             capacity,
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -84,15 +168,20 @@ impl Mailbox {
         self.capacity
     }
 
-    /// Queues a message on the user lane; gives it back when the lane is full
-    /// (not boxed: the full-mailbox path must not allocate).
+    /// Queues a message on the user lane; gives it back when the lane is full.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn push(&self, e: Envelope) -> Result<Pushed, Envelope> {
+    pub(crate) fn push(
+        &self,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<Pushed, (Message, Option<ReplyTo>)> {
+        let packed = pack(&msg);
         let mut lanes = self.lock();
         if lanes.user.len() >= self.capacity {
-            return Err(e);
+            return Err((msg, reply));
         }
-        lanes.user.push_back(e);
+        lanes.user.push_back((packed, reply));
+        self.queued.fetch_add(1, Ordering::Release);
         Ok(self.wake(lanes))
     }
 
@@ -100,6 +189,7 @@ impl Mailbox {
     pub(crate) fn push_system(&self, e: Envelope) -> Pushed {
         let mut lanes = self.lock();
         lanes.system.push_back(e);
+        self.queued.fetch_add(1, Ordering::Release);
         self.wake(lanes)
     }
 
@@ -116,8 +206,21 @@ impl Mailbox {
 
     /// The next envelope, system lane first.
     pub(crate) fn try_pop(&self) -> Option<Envelope> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut lanes = self.lock();
-        lanes.system.pop_front().or_else(|| lanes.user.pop_front())
+        if let Some(e) = lanes.system.pop_front() {
+            self.queued.fetch_sub(1, Ordering::Release);
+            return Some(e);
+        }
+        let (packed, reply) = lanes.user.pop_front()?;
+        self.queued.fetch_sub(1, Ordering::Release);
+        drop(lanes);
+        Some(Envelope::Message {
+            msg: unpack(&packed),
+            reply,
+        })
     }
 
     /// Waits for the next envelope; `None` when woken by [`Mailbox::poke`]
@@ -138,8 +241,7 @@ impl Mailbox {
 
     /// Messages waiting (both lanes).
     pub(crate) fn len(&self) -> usize {
-        let lanes = self.lock();
-        lanes.user.len() + lanes.system.len()
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Detaches the serving task if nothing is queued; returns whether it did.
@@ -160,7 +262,11 @@ impl Mailbox {
     pub(crate) fn drain(&self) -> Vec<Envelope> {
         let mut lanes = self.lock();
         let mut all: Vec<Envelope> = lanes.system.drain(..).collect();
-        all.extend(lanes.user.drain(..));
+        all.extend(lanes.user.drain(..).map(|(p, reply)| Envelope::Message {
+            msg: unpack(&p),
+            reply,
+        }));
+        self.queued.fetch_sub(all.len(), Ordering::Release);
         all
     }
 }
@@ -169,19 +275,45 @@ impl Mailbox {
 mod tests {
     use super::*;
 
-    fn msg(p: &str) -> Envelope {
-        Envelope::Message {
-            msg: Message::new("t", p.as_bytes().to_vec()),
-            reply: None,
-        }
+    fn msg(p: &str) -> Message {
+        Message::new("t", p.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_packed_message_unpacks_the_same() {
+        let m = Message::new("sender-é", vec![0, 1, 2, 255])
+            .with_content_type("text/plain")
+            .with_correlation_id("42")
+            .with_metadata("trace-id", "abc")
+            .with_metadata("", "");
+        let same = |a: &Message, b: &Message| {
+            (
+                &a.sender,
+                &a.payload,
+                &a.content_type,
+                &a.correlation_id,
+                &a.metadata,
+                a.timestamp_ms,
+            ) == (
+                &b.sender,
+                &b.payload,
+                &b.content_type,
+                &b.correlation_id,
+                &b.metadata,
+                b.timestamp_ms,
+            )
+        };
+        assert!(same(&unpack(&pack(&m)), &m));
+        let bare = Message::new("", Vec::new());
+        assert!(same(&unpack(&pack(&bare)), &bare));
     }
 
     #[test]
     fn bounded_user_lane_and_unbounded_system_lane() {
         let m = Mailbox::new(2, true);
-        assert!(m.push(msg("a")).is_ok());
-        assert!(m.push(msg("b")).is_ok());
-        assert!(m.push(msg("c")).is_err(), "third message refused");
+        assert!(m.push(msg("a"), None).is_ok());
+        assert!(m.push(msg("b"), None).is_ok());
+        assert!(m.push(msg("c"), None).is_err(), "third message refused");
         m.push_system(Envelope::Callback {
             correlation_id: 1,
             incarnation: 1,
@@ -195,11 +327,11 @@ mod tests {
     #[test]
     fn detached_mailbox_asks_for_a_task_once() {
         let m = Mailbox::new(4, false);
-        assert!(matches!(m.push(msg("a")), Ok(Pushed::NeedsTask)));
-        assert!(matches!(m.push(msg("b")), Ok(Pushed::Queued)));
+        assert!(matches!(m.push(msg("a"), None), Ok(Pushed::NeedsTask)));
+        assert!(matches!(m.push(msg("b"), None), Ok(Pushed::Queued)));
         assert!(!m.detach_if_empty(), "not empty: stays attached");
         m.drain();
         assert!(m.detach_if_empty());
-        assert!(matches!(m.push(msg("c")), Ok(Pushed::NeedsTask)));
+        assert!(matches!(m.push(msg("c"), None), Ok(Pushed::NeedsTask)));
     }
 }

@@ -365,7 +365,7 @@ impl Router {
                 return Err(self.undeliverable(target, msg, Undeliverable::Refused(rule.into())));
             }
         }
-        match cell.mailbox.push(Envelope::Message { msg, reply }) {
+        match cell.mailbox.push(msg, reply) {
             Ok(pushed) => {
                 cell.touched.store(true, Ordering::Relaxed);
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -374,14 +374,11 @@ impl Router {
                 }
                 Ok(())
             }
-            Err(Envelope::Message { msg, reply }) => {
+            Err((msg, reply)) => {
                 let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
-                if let Some(ReplyTo::Host(tx)) = reply {
-                    drop(tx);
-                }
+                drop(reply);
                 Err(self.undeliverable(target, msg, why))
             }
-            Err(Envelope::Callback { .. }) => unreachable!("push gives back what it was given"),
         }
     }
 
