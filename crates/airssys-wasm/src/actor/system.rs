@@ -153,6 +153,11 @@ impl SystemBuilder {
 }
 
 /// A running system of component actors.
+///
+/// Run it on a multi-thread tokio runtime. On a current-thread runtime the
+/// actors still share the thread fairly (a busy guest yields at every epoch
+/// tick), but tokio polls the `block_on` future itself only between batches of
+/// 61 task polls: code awaiting the system there should run in a spawned task.
 pub struct ActorSystem {
     router: Arc<Router>,
     root: mpsc::UnboundedSender<Control>,
