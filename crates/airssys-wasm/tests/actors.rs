@@ -881,3 +881,45 @@ async fn an_actor_flooding_the_log_is_held_to_its_budget_and_the_drops_are_count
     assert!(more >= dropped + 75, "{dropped} -> {more}");
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_flooding_send_without_end_is_stopped_by_its_timeout() {
+    // The target's mailbox is large enough that only the flooder's own call
+    // timeout can end the loop: it does, as a crash, and the system carries on.
+    let flooder = ActorSpec::new(
+        ActorId::new("flooder").unwrap(),
+        probe(),
+        ExecutionContext::new("probe")
+            .with_capabilities(open_caps())
+            .with_limits(ResourceLimits::default().with_timeout(Duration::from_millis(200))),
+    );
+    let sink = ActorSpec::new(ActorId::new("sink").unwrap(), probe(), ctx(open_caps()))
+        .with_options(ActorOptions {
+            shutdown_timeout: Duration::from_millis(100),
+            ..ActorOptions::default().mailbox_capacity(1 << 30)
+        });
+    let system = ActorSystem::builder()
+        .actor(flooder)
+        .actor(sink)
+        .start()
+        .await
+        .unwrap();
+    let mut events = system.events();
+    system
+        .send("flooder", msg(&format!("flood sink {}", u64::MAX)))
+        .unwrap();
+    let reason = loop {
+        if let SystemEvent::Crashed { id, reason } = events.recv().await.unwrap() {
+            assert_eq!(id.as_str(), "flooder");
+            break reason;
+        }
+    };
+    assert_eq!(reason, "flooder: timed out after 200ms");
+    eventually("flooder restarted", || {
+        system.status("flooder").unwrap().restarts == 1
+    })
+    .await;
+    assert!(system.status("sink").unwrap().mailbox > 0);
+    assert_eq!(ask(&system, "flooder", "still alive").await, "still alive");
+    system.shutdown().await;
+}
