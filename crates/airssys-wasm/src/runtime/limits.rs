@@ -108,8 +108,13 @@ pub struct ResourceUsage {
     pub fuel_consumed: u64,
     /// The largest total linear memory the instance had during the call, in bytes.
     pub peak_memory_bytes: u64,
-    /// Wall-clock time of the call.
+    /// Wall-clock time of the call (in JSON: `wall_time_us`, microseconds).
+    #[serde(rename = "wall_time_us", serialize_with = "micros")]
     pub wall_time: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
 }
 
 /// The [`ResourceLimiter`] installed in every store: caps linear memory, tables and
