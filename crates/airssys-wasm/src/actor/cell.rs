@@ -178,8 +178,12 @@ impl ActorTask {
                             });
                         }
                         // A virtual actor has no supervisor: the next message
-                        // activates a fresh instance.
+                        // activates a fresh instance (none once the system is shut down).
                         None => {
+                            if self.router.resident.is_closed() {
+                                self.discard_queued(DeadLetterReason::ShuttingDown);
+                                self.cell.set_state(ActorState::Stopped);
+                            }
                             if self.detach() {
                                 return;
                             }
