@@ -44,6 +44,15 @@ fn actor(id: &str) -> ActorSpec {
     ActorSpec::new(ActorId::new(id).unwrap(), probe(), ctx(open_caps()))
 }
 
+/// A system of `actor_probe` actors with open grants, under the root.
+async fn system_of(ids: &[&str]) -> ActorSystem {
+    ids.iter()
+        .fold(ActorSystem::builder(), |b, id| b.actor(actor(id)))
+        .start()
+        .await
+        .unwrap()
+}
+
 fn msg(text: &str) -> Message {
     Message::new("host", text.as_bytes().to_vec())
 }
@@ -74,12 +83,7 @@ async fn log_of(system: &ActorSystem, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_reply_send_and_the_sender_is_set_by_the_host() {
-    let system = ActorSystem::builder()
-        .actor(actor("a"))
-        .actor(actor("b"))
-        .start()
-        .await
-        .unwrap();
+    let system = system_of(&["a", "b"]).await;
     assert_eq!(ask(&system, "a", "hello").await, "hello");
     assert_eq!(ask(&system, "a", "whoami").await, "a");
     assert_eq!(ask(&system, "a", "sender?").await, "host");
@@ -110,12 +114,7 @@ async fn request_reply_send_and_the_sender_is_set_by_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_follows_a_message_across_actors() {
-    let system = ActorSystem::builder()
-        .actor(actor("a"))
-        .actor(actor("b"))
-        .start()
-        .await
-        .unwrap();
+    let system = system_of(&["a", "b"]).await;
     let m = msg("send b trace?").with_metadata("trace-id", "t-123");
     system
         .request("a", m, Duration::from_secs(5))
@@ -141,12 +140,7 @@ async fn trace_id_follows_a_message_across_actors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_timeout_and_cancel_reach_the_guest_correctly() {
-    let system = ActorSystem::builder()
-        .actor(actor("a"))
-        .actor(actor("slow"))
-        .start()
-        .await
-        .unwrap();
+    let system = system_of(&["a", "slow"]).await;
     // `slow` is kept busy spinning (until its 2 s timeout); a's 100 ms request times out.
     system.send("slow", msg("spin")).unwrap();
     let corr = ask(&system, "a", "request slow x 100").await;
@@ -182,11 +176,7 @@ async fn request_timeout_and_cancel_reach_the_guest_correctly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_restarts_the_actor_keeps_the_queue_and_dead_letters_the_message() {
-    let system = ActorSystem::builder()
-        .actor(actor("c"))
-        .start()
-        .await
-        .unwrap();
+    let system = system_of(&["c"]).await;
     let mut events = system.events();
     assert_eq!(ask(&system, "c", "one").await, "one");
     system.send("c", msg("panic")).unwrap();
@@ -450,12 +440,7 @@ async fn a_spinning_actor_does_not_starve_a_responsive_one() {
     // code would: tokio polls a current-thread runtime's `block_on` future only
     // between batches of 61 task polls.
     tokio::spawn(async {
-        let system = ActorSystem::builder()
-            .actor(actor("spinner"))
-            .actor(actor("quick"))
-            .start()
-            .await
-            .unwrap();
+        let system = system_of(&["spinner", "quick"]).await;
         // The spinner's task runs first (it was woken first) and yields at
         // every epoch tick, so the quick actor gets its turns.
         system.send("spinner", msg("spin")).unwrap();
