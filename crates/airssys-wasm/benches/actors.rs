@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use airssys_wasm::security::capability::NamePatterns;
 use airssys_wasm::{
-    ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, Engine, EngineConfig,
+    ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, Component, Engine, EngineConfig,
     ExecutionContext, Message,
 };
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -50,6 +50,23 @@ async fn wait_handled(system: &ActorSystem, id: &str, n: u64) {
     while system.status(id).unwrap().handled < n {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+/// Two actors with open grants, large mailboxes and no health polling: a
+/// guest that drives (`actor-probe`) and one that answers (`echo`).
+async fn pair(driver: (&str, &Component), other: (&str, &Component)) -> ActorSystem {
+    let quiet = ActorOptions::default()
+        .health(None)
+        .mailbox_capacity(1 << 22);
+    let spec = |(id, c): (&str, &Component)| {
+        ActorSpec::new(ActorId::new(id).unwrap(), c.clone(), open()).with_options(quiet.clone())
+    };
+    ActorSystem::builder()
+        .actor(spec(driver))
+        .actor(spec(other))
+        .start()
+        .await
+        .unwrap()
 }
 
 fn benches(c: &mut Criterion) {
@@ -130,23 +147,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("fire-and-forget");
     group.throughput(Throughput::Elements(N));
     group.sample_size(10);
-    let quiet = ActorOptions::default()
-        .health(None)
-        .mailbox_capacity(1 << 22);
-    let system = rt
-        .block_on(
-            ActorSystem::builder()
-                .actor(
-                    ActorSpec::new(ActorId::new("blaster").unwrap(), probe.clone(), open())
-                        .with_options(quiet.clone()),
-                )
-                .actor(
-                    ActorSpec::new(ActorId::new("sink").unwrap(), echo.clone(), open())
-                        .with_options(quiet.clone()),
-                )
-                .start(),
-        )
-        .unwrap();
+    let system = rt.block_on(pair(("blaster", &probe), ("sink", &echo)));
     group.bench_function("airssys-wasm", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -187,20 +188,7 @@ fn benches(c: &mut Criterion) {
 
     // ---- request-response between two guest actors
     let mut group = c.benchmark_group("request-response");
-    let system = rt
-        .block_on(
-            ActorSystem::builder()
-                .actor(
-                    ActorSpec::new(ActorId::new("pinger").unwrap(), probe.clone(), open())
-                        .with_options(quiet.clone()),
-                )
-                .actor(
-                    ActorSpec::new(ActorId::new("ponger").unwrap(), echo.clone(), open())
-                        .with_options(quiet.clone()),
-                )
-                .start(),
-        )
-        .unwrap();
+    let system = rt.block_on(pair(("pinger", &probe), ("ponger", &echo)));
     group.bench_function("airssys-wasm", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

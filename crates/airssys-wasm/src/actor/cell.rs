@@ -462,11 +462,7 @@ impl ActorTask {
         for env in self.cell.mailbox.drain() {
             match env {
                 Envelope::Message { msg, reply } => {
-                    self.fail_reply(
-                        reply,
-                        &msg,
-                        RequestError::Stopped(self.cell.id().to_string()),
-                    );
+                    self.fail_reply(reply, RequestError::Stopped(self.cell.id().to_string()));
                     self.router
                         .dead_letter(self.cell.id().as_str(), msg, reason.clone());
                 }
@@ -533,9 +529,7 @@ impl ActorTask {
                             Some(ReplyTo::Host(tx)) => {
                                 let _ = tx.send(Err(e));
                             }
-                            other => {
-                                self.fail_reply(other, &msg, RequestError::Failed(e.to_string()))
-                            }
+                            other => self.fail_reply(other, RequestError::Failed(e.to_string())),
                         }
                         Ok(())
                     }
@@ -545,9 +539,7 @@ impl ActorTask {
                             Some(ReplyTo::Host(tx)) => {
                                 let _ = tx.send(Err(e));
                             }
-                            other => {
-                                self.fail_reply(other, &msg, RequestError::Failed(reason.clone()))
-                            }
+                            other => self.fail_reply(other, RequestError::Failed(reason.clone())),
                         }
                         self.router.dead_letter(
                             self.cell.id().as_str(),
@@ -630,7 +622,7 @@ impl ActorTask {
         }
     }
 
-    fn fail_reply(&self, reply: Option<ReplyTo>, _request: &Message, why: RequestError) {
+    fn fail_reply(&self, reply: Option<ReplyTo>, why: RequestError) {
         match reply {
             None => {}
             Some(ReplyTo::Host(tx)) => {

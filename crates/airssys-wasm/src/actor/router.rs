@@ -146,7 +146,6 @@ struct Pending {
     incarnation: u64,
     target: Arc<str>,
     timeout: Duration,
-    payload_bytes: usize,
     timer: Option<AbortHandle>,
 }
 
@@ -426,7 +425,6 @@ impl Router {
     ) -> Result<u64, Undeliverable> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
         msg.correlation_id = Some(corr.to_string());
-        let payload_bytes = msg.payload.len();
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -437,7 +435,6 @@ impl Router {
                     incarnation,
                     target: Arc::from(target),
                     timeout,
-                    payload_bytes,
                     timer: None,
                 },
             );
@@ -514,7 +511,6 @@ impl Router {
         p.requester.pending.fetch_sub(1, Ordering::Relaxed);
         let mut msg = Message::new(p.requester.id().as_str(), Vec::new());
         msg.correlation_id = Some(corr.to_string());
-        let _ = p.payload_bytes;
         self.dead_letter(
             &p.target,
             msg,

@@ -242,10 +242,6 @@ fn start_child(
 /// Registers every actor of a tree with the router (before any starts, so that
 /// messages sent during `initialize` find their targets).
 pub(crate) fn register_actors(router: &Router, spec: &SupervisorSpec) -> Result<()> {
-    register_under(router, spec)
-}
-
-fn register_under(router: &Router, spec: &SupervisorSpec) -> Result<()> {
     for c in &spec.children {
         match c {
             ChildSpec::Actor(a) => {
@@ -254,7 +250,7 @@ fn register_under(router: &Router, spec: &SupervisorSpec) -> Result<()> {
                     router.register(cell).map_err(Error::Config)?;
                 }
             }
-            ChildSpec::Supervisor(s) => register_under(router, s)?,
+            ChildSpec::Supervisor(s) => register_actors(router, s)?,
         }
     }
     Ok(())

@@ -135,6 +135,20 @@ pub struct ActorSettings {
     pub max_pending: Option<u32>,
 }
 
+impl ActorSettings {
+    /// These settings, with `fallback`'s where these say nothing.
+    fn or(&self, fallback: &ActorSettings) -> ActorSettings {
+        ActorSettings {
+            mailbox_capacity: self.mailbox_capacity.or(fallback.mailbox_capacity),
+            restart: self.restart.or(fallback.restart),
+            health: self.health.clone().or_else(|| fallback.health.clone()),
+            passivate_after: self.passivate_after.or(fallback.passivate_after),
+            max_message_bytes: self.max_message_bytes.or(fallback.max_message_bytes),
+            max_pending: self.max_pending.or(fallback.max_pending),
+        }
+    }
+}
+
 /// A restart policy by name.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -428,19 +442,19 @@ impl SystemConfig {
     }
 
     fn options(&self, own: &ActorSettings, subscriptions: &[String]) -> ActorOptions {
-        let d = &self.defaults;
+        let own = own.or(&self.defaults);
         let mut o = ActorOptions::default();
-        if let Some(n) = own.mailbox_capacity.or(d.mailbox_capacity) {
+        if let Some(n) = own.mailbox_capacity {
             o = o.mailbox_capacity(n);
         }
-        if let Some(r) = own.restart.or(d.restart) {
+        if let Some(r) = own.restart {
             o.restart = match r {
                 RestartName::Permanent => RestartPolicy::Permanent,
                 RestartName::Transient => RestartPolicy::Transient,
                 RestartName::Temporary => RestartPolicy::Temporary,
             };
         }
-        match own.health.as_ref().or(d.health.as_ref()) {
+        match own.health.as_ref() {
             Some(HealthEntry::Enabled(false)) => o.health = None,
             Some(HealthEntry::Enabled(true)) | None => {}
             Some(HealthEntry::Settings(h)) => {
@@ -452,11 +466,11 @@ impl SystemConfig {
                 });
             }
         }
-        o.passivate_after = own.passivate_after.or(d.passivate_after);
-        if let Some(n) = own.max_message_bytes.or(d.max_message_bytes) {
+        o.passivate_after = own.passivate_after;
+        if let Some(n) = own.max_message_bytes {
             o.max_message_bytes = n;
         }
-        if let Some(n) = own.max_pending.or(d.max_pending) {
+        if let Some(n) = own.max_pending {
             o.max_pending = n;
         }
         if let Some(t) = self.system.shutdown_timeout {
@@ -512,11 +526,7 @@ impl SystemConfig {
                 continue;
             }
             let (component, ctx, settings) = &contexts[a.component.get_ref().as_str()];
-            let mut merged = a.settings.clone();
-            merged.mailbox_capacity = merged.mailbox_capacity.or(settings.mailbox_capacity);
-            merged.restart = merged.restart.or(settings.restart);
-            merged.health = merged.health.or(settings.health.clone());
-            merged.passivate_after = merged.passivate_after.or(settings.passivate_after);
+            let merged = a.settings.or(settings);
             let mut ctx = ctx.clone();
             for (k, v) in &a.config {
                 ctx = ctx.with_config(k, v);
@@ -570,6 +580,23 @@ health = false
             c.actors[1].settings.health,
             Some(HealthEntry::Enabled(false))
         ));
+    }
+
+    #[test]
+    fn an_actor_takes_its_own_then_its_components_then_the_default_settings() {
+        let c = SystemConfig::parse(
+            "system.toml",
+            "[defaults]\nmailbox-capacity = 7\nmax-pending = 3\n\
+             [components.p]\npath = \"p.wasm\"\nmax-pending = 5\nmax-message-bytes = 9\n\
+             [[actors]]\nid = \"a\"\ncomponent = \"p\"\nmax-message-bytes = 11\nhealth = false\n",
+        )
+        .unwrap();
+        let a = &c.actors[0];
+        let o = c.options(&a.settings.or(&c.components["p"].settings), &[]);
+        assert_eq!(o.mailbox_capacity, 7, "from [defaults]");
+        assert_eq!(o.max_pending, 5, "from the component");
+        assert_eq!(o.max_message_bytes, 11, "the actor's own");
+        assert!(o.health.is_none());
     }
 
     #[test]
