@@ -7,6 +7,20 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "component",
     exports: { default: async },
+    // Storage writes wait for their commit without blocking the thread.
+    imports: {
+        "airssys:component/storage.set": async,
+        "airssys:component/storage.delete": async,
+        "airssys:component/storage.batch": async,
+        "airssys:component/storage.increment": async,
+        "airssys:component/storage.compare-and-swap": async,
+        "wasi:keyvalue/store.[method]bucket.set": async,
+        "wasi:keyvalue/store.[method]bucket.delete": async,
+        "wasi:keyvalue/atomics.increment": async,
+        "wasi:keyvalue/batch.set-many": async,
+        "wasi:keyvalue/batch.delete-many": async,
+    },
+    with: { "wasi:keyvalue/store.bucket": crate::host::storage::Bucket },
 });
 
 pub use airssys::component::messaging::MessagingError;

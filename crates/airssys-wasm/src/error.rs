@@ -188,6 +188,22 @@ pub enum Error {
         /// The runtime's message.
         message: String,
     },
+    /// A data directory is held by another process.
+    #[error("{}: data directory in use by {holder}", dir.display())]
+    StorageInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Who holds it (process id and command line), as it recorded itself.
+        holder: String,
+    },
+    /// The storage in a data directory failed or refused an operation.
+    #[error("{}: storage: {message}", dir.display())]
+    Storage {
+        /// The data directory.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl Error {
@@ -200,6 +216,8 @@ impl Error {
             | Error::Signature { .. }
             | Error::InvalidActorId { .. }
             | Error::ShuttingDown
+            | Error::StorageInUse { .. }
+            | Error::Storage { .. }
             | Error::SystemFailed { .. } => None,
             Error::InvalidWasm { name, .. } => Some(name),
             Error::Link { component, .. }

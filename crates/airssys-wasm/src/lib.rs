@@ -19,6 +19,7 @@
 //! | [`ActorSystem`] / [`SystemBuilder`] | the composition root: a supervision tree, virtual actors, send/request/publish, events |
 //! | [`SupervisorSpec`] | a supervisor: [`Strategy`], [`Intensity`], [`Backoff`], children |
 //! | [`ActorSpec`] / [`ActorOptions`] | one actor: id, component, context; mailbox, restart policy, health, passivation |
+//! | [`Storage`](storage::Storage) | durable per-actor key-value namespaces on redb: quotas, group commit, export/import |
 //! | [`ActorStatus`], [`SystemEvent`], [`DeadLetter`] | what observers see |
 //!
 //! ```no_run
@@ -48,6 +49,7 @@ mod error;
 mod host;
 mod runtime;
 pub mod security;
+pub mod storage;
 pub mod system;
 pub mod units;
 

@@ -2,11 +2,13 @@
 //! and one module per host interface that adds itself to the linker.
 //!
 //! - [`services`] — `airssys:component/services` (log, clocks, config)
+//! - [`storage`] — `airssys:component/storage` and `wasi:keyvalue` on [`crate::storage::Storage`]
 //! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
 pub(crate) mod messaging;
 pub(crate) mod services;
 pub(crate) mod sockets;
+pub(crate) mod storage;
 
 pub(crate) mod wasi;
 
@@ -31,7 +33,7 @@ use wasi::TailBuffer;
 pub fn host_interfaces() -> &'static [WitInterface] {
     static ALL: std::sync::OnceLock<Vec<WitInterface>> = std::sync::OnceLock::new();
     ALL.get_or_init(|| {
-        let mut all = vec![services::INTERFACE, messaging::INTERFACE];
+        let mut all = vec![services::INTERFACE, messaging::INTERFACE, storage::INTERFACE];
         all.extend_from_slice(wasi::INTERFACES);
         all
     })
@@ -46,6 +48,7 @@ pub(crate) struct HostState {
     pub(crate) caps: Arc<Capabilities>,
     pub(crate) services: ServicesCtx,
     pub(crate) messaging: messaging::MessagingCtx,
+    pub(crate) storage: storage::StorageCtx,
     pub(crate) lookup: sockets::LookupState,
     pub(crate) run: RunState,
 }
@@ -98,6 +101,12 @@ impl HostState {
                 ctx.shared_id(),
                 ctx.shared_capabilities(),
                 link,
+            ),
+            storage: storage::StorageCtx::new(
+                ctx.shared_id(),
+                ctx.shared_capabilities(),
+                ctx.storage().cloned(),
+                ctx.limits().storage,
             ),
             services: ServicesCtx::new(
                 ctx.shared_id(),
@@ -168,6 +177,7 @@ pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Li
     sockets::add_to_linker(&mut linker)?;
     services::add_to_linker(&mut linker)?;
     messaging::add_to_linker(&mut linker)?;
+    storage::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -90,6 +90,7 @@ fn finish<T: HasRunState>(
         fuel_consumed: fuel.saturating_sub(fuel_left),
         peak_memory_bytes: run.limiter.peak(),
         wall_time: start.elapsed(),
+        storage_bytes: 0,
     };
     match result {
         Ok(code) => Ok(ExitStatus { code, usage }),

@@ -67,6 +67,7 @@ pub struct ExecutionContext {
     capabilities: Arc<Capabilities>,
     config: Arc<[(String, String)]>,
     log_budget: LogBudget,
+    storage: Option<crate::storage::Storage>,
 }
 
 impl ExecutionContext {
@@ -78,6 +79,7 @@ impl ExecutionContext {
             capabilities: Arc::new(Capabilities::default()),
             config: Arc::from(Vec::new()),
             log_budget: LogBudget::default(),
+            storage: None,
         }
     }
 
@@ -85,6 +87,19 @@ impl ExecutionContext {
     pub fn with_log_budget(mut self, budget: LogBudget) -> Self {
         self.log_budget = budget;
         self
+    }
+
+    /// Gives the instance durable storage: its own namespace in `storage`,
+    /// keyed by its component id (an actor's id), under the storage quota of
+    /// its [`ResourceLimits`]. Without it, storage calls return `unavailable`.
+    pub fn with_storage(mut self, storage: crate::storage::Storage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The storage the instance uses, if any.
+    pub fn storage(&self) -> Option<&crate::storage::Storage> {
+        self.storage.as_ref()
     }
 
     /// The log budget.

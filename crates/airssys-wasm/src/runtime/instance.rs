@@ -253,12 +253,14 @@ impl Instance {
         };
         let host = self.store.data_mut();
         host.services.log.summarize(self.ctx.component_id());
+        let storage_bytes = host.storage.end_call();
         let run = &mut host.run;
         run.deadline = None;
         self.last_usage = Some(ResourceUsage {
             fuel_consumed: start.fuel.saturating_sub(fuel_left),
             peak_memory_bytes: run.limiter.peak(),
             wall_time,
+            storage_bytes,
         });
         match result {
             Ok(Ok(value)) => {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 use wasmtime::ResourceLimiter;
 
+use crate::storage::Quota;
+
 /// The limits one component instance runs under.
 ///
 /// `fuel` and `timeout` apply to each call (fuel is refilled before every call);
@@ -29,15 +31,19 @@ pub struct ResourceLimits {
     pub fuel: Option<u64>,
     /// Wall-clock time per call (`None`: no deadline).
     pub timeout: Option<Duration>,
+    /// What the instance's storage namespace may hold (bytes and keys).
+    pub storage: Quota,
 }
 
 impl Default for ResourceLimits {
-    /// 64 MiB of memory, a 30 s timeout per call, no fuel metering.
+    /// 64 MiB of memory, a 30 s timeout per call, no fuel metering, and the
+    /// default storage [`Quota`] (64 MiB, 1,000,000 keys).
     fn default() -> Self {
         ResourceLimits {
             memory_bytes: Some(64 << 20),
             fuel: None,
             timeout: Some(Duration::from_secs(30)),
+            storage: Quota::default(),
         }
     }
 }
@@ -49,6 +55,7 @@ impl ResourceLimits {
             memory_bytes: None,
             fuel: None,
             timeout: None,
+            storage: Quota::unlimited(),
         }
     }
 
@@ -61,6 +68,12 @@ impl ResourceLimits {
     /// Sets the fuel given to each call.
     pub fn with_fuel(mut self, fuel: u64) -> Self {
         self.fuel = Some(fuel);
+        self
+    }
+
+    /// Sets the storage quota.
+    pub fn with_storage_quota(mut self, quota: Quota) -> Self {
+        self.storage = quota;
         self
     }
 
@@ -111,6 +124,8 @@ pub struct ResourceUsage {
     /// Wall-clock time of the call (in JSON: `wall_time_us`, microseconds).
     #[serde(rename = "wall_time_us", serialize_with = "micros")]
     pub wall_time: Duration,
+    /// Bytes (keys plus values) the call wrote durably to storage.
+    pub storage_bytes: u64,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

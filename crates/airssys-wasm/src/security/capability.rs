@@ -141,8 +141,10 @@ pub struct Capabilities {
     pub outbound: Vec<HostPattern>,
     /// Ports the host policy forbids whatever the grants say.
     pub forbidden_ports: Vec<u16>,
-    /// Shared storage namespaces (its own namespace is always granted).
+    /// Shared storage namespaces it may read and write (its own namespace is always granted).
     pub storage_shared: NamePatterns,
+    /// Shared storage namespaces it may only read.
+    pub storage_shared_read: NamePatterns,
     /// Components it may send and request to.
     pub send: NamePatterns,
     /// Topics it may publish to.
@@ -168,6 +170,7 @@ impl Default for Capabilities {
             outbound: Vec::new(),
             forbidden_ports: Vec::new(),
             storage_shared: NamePatterns::default(),
+            storage_shared_read: NamePatterns::default(),
             send: NamePatterns::default(),
             publish: NamePatterns::default(),
             subscribe: NamePatterns::default(),
@@ -215,6 +218,7 @@ impl Capabilities {
             Capability::Send(target) => self.check_send(target),
             Capability::Publish(topic) => self.check_publish(topic),
             Capability::Subscribe(topic) => self.check_subscribe(topic),
+            Capability::Storage { namespace, write } => self.check_storage(namespace, write),
         };
         self.with_policy_decision(component, capability, granted)
     }
@@ -357,9 +361,23 @@ impl Capabilities {
         named(&self.subscribe, topic, "messaging.subscribe")
     }
 
-    /// Whether it may use the shared storage namespace `namespace`.
-    pub fn check_storage(&self, namespace: &str) -> Decision {
-        named(&self.storage_shared, namespace, "storage.shared")
+    /// Whether it may use the shared storage namespace `namespace`
+    /// (`write`: for writing too; `storage.shared-read-only` grants reads only).
+    pub fn check_storage(&self, namespace: &str, write: bool) -> Decision {
+        let rw = named(&self.storage_shared, namespace, "storage.shared");
+        if rw.allowed {
+            return rw;
+        }
+        let ro = named(
+            &self.storage_shared_read,
+            namespace,
+            "storage.shared-read-only",
+        );
+        match (ro.allowed, write) {
+            (true, false) => ro,
+            (true, true) => Decision::deny(format!("{} grants reads only", ro.rule)),
+            (false, _) => rw,
+        }
     }
 
     /// Records a decision in the audit log.
@@ -483,7 +501,7 @@ mod tests {
         assert!(!caps.check_send("admin").allowed);
         assert!(caps.check_publish("events.created").allowed);
         assert!(!caps.check_subscribe("events.created").allowed);
-        assert!(caps.check_storage("cache.a.b").allowed);
+        assert!(caps.check_storage("cache.a.b", true).allowed);
     }
 
     #[test]

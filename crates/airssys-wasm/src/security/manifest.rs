@@ -13,14 +13,15 @@
 //! memory = "32MiB"        # or a number of bytes
 //! fuel = 50000000         # per call
 //! timeout = "1s"          # per call
-//! storage-quota = "10MiB"
+//! storage-quota = "10MiB"     # bytes of keys + values in its storage namespace
+//! storage-keys = 100000       # keys in its storage namespace
 //! mailbox-capacity = 1024
 //!
 //! [capabilities]
 //! filesystem = [{ host = "data", guest = "/data", access = "read" }]  # or "read-write"
 //! environment = ["LANG", "GREETING=hello"]   # NAME copies the host's value
 //! network = { outbound = ["127.0.0.1:8080", "*.example.com:443", "[::1]:*"] }
-//! storage = { shared = ["cache.*"] }
+//! storage = { shared = ["cache.*"], shared-read-only = ["catalog"] }
 //! messaging = { send = ["worker-*"], publish = ["events.*"], subscribe = ["events.**"], accept = ["host", "api-*"] }
 //! services = { log = true, clocks = true, config = true }   # the default
 //!
@@ -101,6 +102,9 @@ pub struct LimitsRequest {
     #[serde(default, deserialize_with = "de_opt_size")]
     #[schemars(with = "Option<SizeValue>")]
     pub storage_quota: Option<u64>,
+    /// Storage key-count quota.
+    #[serde(default)]
+    pub storage_keys: Option<u64>,
     /// Mailbox capacity in messages.
     #[serde(default)]
     pub mailbox_capacity: Option<u32>,
@@ -162,14 +166,18 @@ pub struct NetworkRequest {
     pub outbound: Vec<HostPattern>,
 }
 
-/// `storage`.
+/// `storage`: shared namespaces (its own namespace is always granted).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StorageRequest {
-    /// Shared namespace name patterns.
+    /// Shared namespaces it may read and write (name patterns).
     #[serde(default, deserialize_with = "de_name_patterns")]
     #[schemars(with = "Vec<String>")]
     pub shared: NamePatterns,
+    /// Shared namespaces it may only read (name patterns).
+    #[serde(default, deserialize_with = "de_name_patterns")]
+    #[schemars(with = "Vec<String>")]
+    pub shared_read_only: NamePatterns,
 }
 
 /// `messaging`.
@@ -444,6 +452,7 @@ impl Manifest {
             }
         }
         caps.storage_shared = self.capabilities.storage.shared.clone();
+        caps.storage_shared_read = self.capabilities.storage.shared_read_only.clone();
         caps.send = self.capabilities.messaging.send.clone();
         caps.publish = self.capabilities.messaging.publish.clone();
         caps.subscribe = self.capabilities.messaging.subscribe.clone();
@@ -470,6 +479,20 @@ impl Manifest {
             timeout: match (self.limits.timeout.or(defaults.timeout), policy.max_timeout) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
+            },
+            storage: crate::storage::Quota {
+                bytes: self
+                    .limits
+                    .storage_quota
+                    .or(policy.default_storage_quota)
+                    .unwrap_or(defaults.storage.bytes)
+                    .min(policy.max_storage_quota.unwrap_or(u64::MAX)),
+                keys: self
+                    .limits
+                    .storage_keys
+                    .or(policy.default_storage_keys)
+                    .unwrap_or(defaults.storage.keys)
+                    .min(policy.max_storage_keys.unwrap_or(u64::MAX)),
             },
         };
         let mut ctx = ExecutionContext::new(name)

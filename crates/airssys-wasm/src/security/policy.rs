@@ -36,6 +36,13 @@ pub enum Capability<'a> {
     Publish(&'a str),
     /// `messaging.subscribe` to a topic pattern.
     Subscribe(&'a str),
+    /// Opening a shared storage namespace (`write`: for writing too).
+    Storage {
+        /// The shared namespace.
+        namespace: &'a str,
+        /// Whether writes are asked for.
+        write: bool,
+    },
 }
 
 impl std::fmt::Display for Capability<'_> {
@@ -49,6 +56,11 @@ impl std::fmt::Display for Capability<'_> {
             Capability::Send(t) => write!(f, "messaging.send {t}"),
             Capability::Publish(t) => write!(f, "messaging.publish {t}"),
             Capability::Subscribe(t) => write!(f, "messaging.subscribe {t}"),
+            Capability::Storage { namespace, write } => write!(
+                f,
+                "storage.shared {namespace} ({})",
+                if *write { "read-write" } else { "read" }
+            ),
         }
     }
 }
@@ -124,6 +136,10 @@ impl SecurityPolicy for HostPolicy {
 /// max-fuel = 1000000000
 /// max-timeout = "30s"
 /// allow-network = true
+/// default-storage-quota = "16MiB"
+/// max-storage-quota = "1GiB"
+/// default-storage-keys = 100000
+/// max-storage-keys = 10000000
 /// ```
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -151,6 +167,21 @@ pub struct HostPolicy {
     /// Whether any outbound network access may be granted.
     #[serde(default = "yes")]
     pub allow_network: bool,
+    /// The storage quota (bytes) of a component whose manifest names none
+    /// (unset: 64 MiB).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    #[schemars(with = "Option<SizeValue>")]
+    pub default_storage_quota: Option<u64>,
+    /// The largest storage quota (bytes) any component may have.
+    #[serde(default, deserialize_with = "de_opt_size")]
+    #[schemars(with = "Option<SizeValue>")]
+    pub max_storage_quota: Option<u64>,
+    /// The key-count quota of a component whose manifest names none (unset: 1,000,000).
+    #[serde(default)]
+    pub default_storage_keys: Option<u64>,
+    /// The largest key-count quota any component may have.
+    #[serde(default)]
+    pub max_storage_keys: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -167,6 +198,10 @@ impl Default for HostPolicy {
             max_fuel: None,
             max_timeout: None,
             allow_network: true,
+            default_storage_quota: None,
+            max_storage_quota: None,
+            default_storage_keys: None,
+            max_storage_keys: None,
         }
     }
 }

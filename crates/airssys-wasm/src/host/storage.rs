@@ -1,0 +1,407 @@
+//! `airssys:component/storage` and `wasi:keyvalue@0.2.0-draft` (`store`,
+//! `atomics`, `batch`) over one backend, [`Storage`].
+//!
+//! An instance's own namespace (its actor id) is always granted and needs no
+//! check. A shared namespace is reached only with `wasi:keyvalue/store.open(NAME)`
+//! under the manifest's `storage.shared` (read-write) or
+//! `storage.shared-read-only` grants, then the host's `SecurityPolicy`; the
+//! open is audited, allow and deny. Writes wait (without blocking a thread)
+//! until the committer has made them durable.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+
+use crate::bindings::airssys::component::storage::{
+    self as airssys_storage, BatchOp as WitBatchOp, KeyPage, StorageError as WitError,
+    StorageUsage as WitUsage,
+};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::host::HostState;
+use crate::security::capability::{
+    Capabilities, Capability, FunctionSignature, WitInterface,
+};
+use crate::storage::commit::{WriteOp, WriteOutcome};
+use crate::storage::{BatchOp, Namespace, Quota, Reader, Storage, StorageError};
+
+/// What each function of `wasi:keyvalue/store` requires (`open` of a shared
+/// namespace needs a `storage.shared` grant; the own namespace is always granted).
+pub(crate) const INTERFACE: WitInterface = WitInterface {
+    name: "wasi:keyvalue/store",
+    functions: &[FunctionSignature {
+        name: "open",
+        required_capabilities: &[],
+    }],
+};
+
+/// A `wasi:keyvalue` bucket: a namespace, opened for reading or writing.
+pub struct Bucket {
+    ns: Namespace,
+    writable: bool,
+}
+
+/// Per-instance state of the storage interfaces.
+pub(crate) struct StorageCtx {
+    component: Arc<str>,
+    caps: Arc<Capabilities>,
+    backend: Option<Backend>,
+    table: ResourceTable,
+    /// Bytes written durably during the call in progress.
+    pub(crate) written: u64,
+}
+
+struct Backend {
+    reader: Reader,
+    own: Namespace,
+    quota: Quota,
+}
+
+impl StorageCtx {
+    pub(crate) fn new(
+        component: Arc<str>,
+        caps: Arc<Capabilities>,
+        storage: Option<Storage>,
+        quota: Quota,
+    ) -> Self {
+        StorageCtx {
+            backend: storage.map(|s| Backend {
+                reader: Reader::new(s),
+                own: Namespace::actor(component.clone()),
+                quota,
+            }),
+            component,
+            caps,
+            table: ResourceTable::new(),
+            written: 0,
+        }
+    }
+
+    /// Ends a call: lets go of the read snapshot and returns the bytes written.
+    pub(crate) fn end_call(&mut self) -> u64 {
+        if let Some(b) = &mut self.backend {
+            b.reader.release();
+        }
+        std::mem::take(&mut self.written)
+    }
+
+    fn backend(&mut self) -> Result<&mut Backend, StorageError> {
+        let component = &self.component;
+        self.backend.as_mut().ok_or_else(|| {
+            StorageError::Backend(format!(
+                "{component}: no storage is configured (give the host a data directory, e.g. --data DIR)"
+            ))
+        })
+    }
+
+    async fn write(&mut self, ns: Option<Namespace>, op: WriteOp) -> Result<WriteOutcome, StorageError> {
+        let b = self.backend()?;
+        let ns = ns.unwrap_or_else(|| b.own.clone());
+        // A shared namespace has no owner: it takes the host's default quota.
+        let quota = if ns == b.own { b.quota } else { Quota::default() };
+        let outcome = b.reader.storage().write_async(&ns, op, quota).await?;
+        if let WriteOutcome::Written { bytes, .. } = outcome {
+            self.written += bytes;
+        }
+        Ok(outcome)
+    }
+
+    fn bucket(&self, b: &Resource<Bucket>) -> Result<(Namespace, bool), store::Error> {
+        let b = self
+            .table
+            .get(b)
+            .map_err(|e| store::Error::Other(e.to_string()))?;
+        Ok((b.ns.clone(), b.writable))
+    }
+
+    fn writable(&self, b: &Resource<Bucket>) -> Result<Namespace, store::Error> {
+        let (ns, writable) = self.bucket(b)?;
+        if writable {
+            Ok(ns)
+        } else {
+            Err(store::Error::AccessDenied)
+        }
+    }
+}
+
+/// Adds both interfaces to the linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    airssys_storage::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
+    store::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
+    atomics::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
+    batch::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)
+}
+
+impl From<StorageError> for WitError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidKey { .. } => WitError::InvalidKey(e.to_string()),
+            StorageError::ValueTooLarge { limit, .. } => WitError::ValueTooLarge(limit),
+            StorageError::BatchTooLarge { limit, .. } => {
+                WitError::BatchTooLarge(limit.min(u32::MAX as u64) as u32)
+            }
+            StorageError::QuotaExceeded { .. } => WitError::QuotaExceeded(e.to_string()),
+            StorageError::NotACounter { .. } => WitError::NotACounter(e.to_string()),
+            StorageError::Backend(m) if m.contains("no storage is configured") => {
+                WitError::Unavailable(m)
+            }
+            StorageError::Backend(m) => WitError::Backend(m),
+        }
+    }
+}
+
+impl From<StorageError> for store::Error {
+    fn from(e: StorageError) -> Self {
+        store::Error::Other(e.to_string())
+    }
+}
+
+impl airssys_storage::Host for StorageCtx {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitError> {
+        let b = self.backend()?;
+        Ok(b.reader.get(&b.own.clone(), &key)?)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), WitError> {
+        self.write(None, WriteOp::Batch(vec![BatchOp::Set(key, value)]))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, WitError> {
+        match self
+            .write(None, WriteOp::Batch(vec![BatchOp::Delete(key)]))
+            .await?
+        {
+            WriteOutcome::Written { existed, .. } => Ok(existed),
+            _ => Ok(false),
+        }
+    }
+
+    fn exists(&mut self, key: String) -> Result<bool, WitError> {
+        let b = self.backend()?;
+        Ok(b.reader.exists(&b.own.clone(), &key)?)
+    }
+
+    fn list_keys(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<KeyPage, WitError> {
+        let b = self.backend()?;
+        let page = b
+            .reader
+            .storage()
+            .list_keys(&b.own, &prefix, cursor.as_deref(), limit as usize)?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    fn usage(&mut self) -> Result<WitUsage, WitError> {
+        let b = self.backend()?;
+        let u = b.reader.storage().usage(&b.own)?;
+        Ok(WitUsage {
+            bytes: u.bytes,
+            keys: u.keys,
+            quota_bytes: b.quota.bytes,
+            quota_keys: b.quota.keys,
+        })
+    }
+
+    async fn batch(&mut self, ops: Vec<WitBatchOp>) -> Result<(), WitError> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                WitBatchOp::Set((k, v)) => BatchOp::Set(k, v),
+                WitBatchOp::Delete(k) => BatchOp::Delete(k),
+            })
+            .collect();
+        self.write(None, WriteOp::Batch(ops)).await?;
+        Ok(())
+    }
+
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, WitError> {
+        let op = WriteOp::Increment {
+            key,
+            delta: delta as i128,
+            unsigned: false,
+        };
+        match self.write(None, op).await? {
+            WriteOutcome::Counter(v) => Ok(v as i64),
+            other => Err(WitError::Backend(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, WitError> {
+        match self
+            .write(None, WriteOp::CompareAndSwap { key, expected, new })
+            .await?
+        {
+            WriteOutcome::Swapped(s) => Ok(s),
+            other => Err(WitError::Backend(format!("unexpected outcome {other:?}"))),
+        }
+    }
+}
+
+impl store::Host for StorageCtx {
+    /// `""` or `"default"` opens the instance's own namespace; any other
+    /// identifier is a shared namespace, opened under the grants.
+    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, store::Error> {
+        let own = self
+            .backend()
+            .map_err(|e| store::Error::Other(e.to_string()))?
+            .own
+            .clone();
+        let bucket = if identifier.is_empty() || identifier == "default" {
+            Bucket {
+                ns: own,
+                writable: true,
+            }
+        } else {
+            // Read-write where granted so, else read-only where granted so.
+            let writable = self.caps.check_storage(&identifier, true).allowed;
+            let d = self.caps.authorize(
+                &self.component,
+                "wasi:keyvalue/store.open",
+                &identifier,
+                &Capability::Storage {
+                    namespace: &identifier,
+                    write: writable,
+                },
+            );
+            if !d.allowed {
+                return Err(store::Error::AccessDenied);
+            }
+            Bucket {
+                ns: Namespace::shared(identifier),
+                writable,
+            }
+        };
+        self.table
+            .push(bucket)
+            .map_err(|e| store::Error::Other(e.to_string()))
+    }
+}
+
+impl store::HostBucket for StorageCtx {
+    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
+        let (ns, _) = self.bucket(&bucket)?;
+        let b = self.backend()?;
+        Ok(b.reader.get(&ns, &key)?)
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), store::Error> {
+        let ns = self.writable(&bucket)?;
+        self.write(Some(ns), WriteOp::Batch(vec![BatchOp::Set(key, value)]))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), store::Error> {
+        let ns = self.writable(&bucket)?;
+        self.write(Some(ns), WriteOp::Batch(vec![BatchOp::Delete(key)]))
+            .await?;
+        Ok(())
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, store::Error> {
+        let (ns, _) = self.bucket(&bucket)?;
+        let b = self.backend()?;
+        Ok(b.reader.exists(&ns, &key)?)
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, store::Error> {
+        let (ns, _) = self.bucket(&bucket)?;
+        let b = self.backend()?;
+        let (keys, cursor) = b.reader.storage().list_from_offset(&ns, cursor.unwrap_or(0))?;
+        Ok(store::KeyResponse { keys, cursor })
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for StorageCtx {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, store::Error> {
+        let ns = self.writable(&bucket)?;
+        let op = WriteOp::Increment {
+            key,
+            delta: delta as i128,
+            unsigned: true,
+        };
+        match self.write(Some(ns), op).await? {
+            WriteOutcome::Counter(v) => Ok(v as u64),
+            other => Err(store::Error::Other(format!("unexpected outcome {other:?}"))),
+        }
+    }
+}
+
+impl batch::Host for StorageCtx {
+    fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, store::Error> {
+        let (ns, _) = self.bucket(&bucket)?;
+        let b = self.backend()?;
+        let max = b.reader.storage().limits().max_batch_ops;
+        if keys.len() > max {
+            return Err(StorageError::BatchTooLarge {
+                ops: keys.len() as u64,
+                limit: max as u64,
+            }
+            .into());
+        }
+        keys.into_iter()
+            .map(|k| Ok(b.reader.get(&ns, &k)?.map(|v| (k, v))))
+            .collect()
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), store::Error> {
+        let ns = self.writable(&bucket)?;
+        let ops = key_values
+            .into_iter()
+            .map(|(k, v)| BatchOp::Set(k, v))
+            .collect();
+        self.write(Some(ns), WriteOp::Batch(ops)).await?;
+        Ok(())
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), store::Error> {
+        let ns = self.writable(&bucket)?;
+        let ops = keys.into_iter().map(BatchOp::Delete).collect();
+        self.write(Some(ns), WriteOp::Batch(ops)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,414 @@
+//! Group commit: one thread owns every write transaction. It takes the first
+//! write waiting, then every other write already queued (up to
+//! [`StorageLimits::max_group`]), applies them one after another in a single
+//! transaction and commits it with fsync (`Durability::Immediate`). Only then
+//! does each writer hear back. So N concurrent writers pay one fsync, not N,
+//! and no write is acknowledged before it is durable.
+//!
+//! Each request is checked in full against the transaction's current state
+//! (limits, quota, compare-and-swap expectation) before any of it is written,
+//! so a refused request writes nothing even when it shares a transaction with
+//! others. If the commit itself fails, every request of the group gets the
+//! error and none of them is acknowledged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use redb::{ReadableTable, Table};
+use tokio::sync::oneshot;
+
+use super::{check_key, BatchOp, Namespace, Quota, QuotaKind, StorageError, StorageLimits, DATA, USAGE};
+
+/// A write request.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    /// Sets and deletes, all or nothing (a single `set` or `delete` is a batch of one).
+    Batch(Vec<BatchOp>),
+    /// Adds `delta` to the decimal integer at `key` (absent: 0). `unsigned`
+    /// keeps the value within `u64` (`wasi:keyvalue`), else within `i64`.
+    Increment {
+        key: String,
+        delta: i128,
+        unsigned: bool,
+    },
+    /// Sets (or deletes, `new: None`) `key` if its value is `expected` (`None`: absent).
+    CompareAndSwap {
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    },
+    /// Deletes the whole namespace.
+    DeleteNamespace,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WriteOutcome {
+    /// Applied; bytes written (keys + values set).
+    Written { bytes: u64, existed: bool },
+    /// The counter's new value.
+    Counter(i128),
+    /// Whether the compare-and-swap matched (and so wrote).
+    Swapped(bool),
+    /// Keys deleted.
+    Deleted(u64),
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
+
+struct Request {
+    ns: Namespace,
+    op: WriteOp,
+    quota: Quota,
+    reply: Reply,
+}
+
+pub(crate) struct Committer {
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Committer {
+    pub(crate) fn start(
+        db: Arc<redb::Database>,
+        limits: StorageLimits,
+        generation: Arc<AtomicU64>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let thread = std::thread::Builder::new()
+            .name("airssys-storage-commit".into())
+            .spawn(move || run(&db, &limits, &generation, rx))
+            .expect("spawn the storage committer thread");
+        Committer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    pub(crate) fn submit(
+        &self,
+        ns: Namespace,
+        op: WriteOp,
+        quota: Quota,
+    ) -> oneshot::Receiver<Result<WriteOutcome, StorageError>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(Request {
+                ns,
+                op,
+                quota,
+                reply,
+            }),
+            None => Err(mpsc::SendError(Request {
+                ns,
+                op,
+                quota,
+                reply,
+            })),
+        };
+        if let Err(mpsc::SendError(r)) = sent {
+            let _ = r
+                .reply
+                .send(Err(StorageError::Backend("the storage is closed".into())));
+        }
+        rx
+    }
+
+    /// Finishes the writes queued, then stops the thread.
+    pub(crate) fn stop(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    db: &redb::Database,
+    limits: &StorageLimits,
+    generation: &AtomicU64,
+    rx: mpsc::Receiver<Request>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < limits.max_group.max(1) {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(db, limits, &group);
+        generation.fetch_add(1, Ordering::Release);
+        match results {
+            Ok(results) => {
+                for (r, result) in group.into_iter().zip(results) {
+                    let _ = r.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!("storage commit failed: {e}");
+                for r in group {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+type Outcomes = Vec<Result<WriteOutcome, StorageError>>;
+
+fn commit_group(
+    db: &redb::Database,
+    limits: &StorageLimits,
+    group: &[Request],
+) -> Result<Outcomes, StorageError> {
+    let tx = db.begin_write().map_err(StorageError::backend)?;
+    let mut out = Vec::with_capacity(group.len());
+    {
+        let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
+        let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
+        for r in group {
+            out.push(apply(&mut data, &mut usage, limits, r)?);
+        }
+    }
+    tx.commit().map_err(StorageError::backend)?;
+    Ok(out)
+}
+
+/// Imports `entries` in one transaction: all of them or none.
+pub(crate) fn import_all(
+    db: &redb::Database,
+    limits: &StorageLimits,
+    generation: &AtomicU64,
+    entries: Vec<(Namespace, Vec<(String, Vec<u8>)>)>,
+) -> Result<u64, StorageError> {
+    let tx = db.begin_write().map_err(StorageError::backend)?;
+    let mut count = 0u64;
+    {
+        let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
+        let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
+        for (ns, entries) in entries {
+            count += entries.len() as u64;
+            let ops: Vec<BatchOp> = entries
+                .into_iter()
+                .map(|(k, v)| BatchOp::Set(k, v))
+                .collect();
+            apply_ops(&mut data, &mut usage, limits, &ns, Quota::unlimited(), &ops, true)??;
+        }
+    }
+    tx.commit().map_err(StorageError::backend)?;
+    generation.fetch_add(1, Ordering::Release);
+    Ok(count)
+}
+
+type DataTable<'t> = Table<'t, (u8, &'static str, &'static str), &'static [u8]>;
+type UsageTable<'t> = Table<'t, (u8, &'static str), (u64, u64)>;
+
+/// Applies one request: `Ok(Err(_))` is a refusal (nothing written), the outer
+/// `Err` a backend failure that aborts the whole group.
+fn apply(
+    data: &mut DataTable<'_>,
+    usage: &mut UsageTable<'_>,
+    limits: &StorageLimits,
+    r: &Request,
+) -> Result<Result<WriteOutcome, StorageError>, StorageError> {
+    let ns = &r.ns;
+    let (k, n) = ns.key();
+    let batch: Vec<BatchOp>;
+    let ops: &[BatchOp] = match &r.op {
+        WriteOp::Batch(ops) => ops,
+        WriteOp::Increment {
+            key,
+            delta,
+            unsigned,
+        } => {
+            if let Err(e) = check_key(limits, key) {
+                return Ok(Err(e));
+            }
+            let current = match data.get((k, n, key.as_str())).map_err(StorageError::backend)? {
+                None => 0i128,
+                Some(v) => match std::str::from_utf8(v.value())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i128>().ok())
+                {
+                    Some(c) => c,
+                    None => {
+                        return Ok(Err(StorageError::NotACounter {
+                            key: key.clone(),
+                            reason: "the value is not a decimal integer".into(),
+                        }))
+                    }
+                },
+            };
+            let next = current + delta;
+            let in_range = if *unsigned {
+                (0..=u64::MAX as i128).contains(&next)
+            } else {
+                (i64::MIN as i128..=i64::MAX as i128).contains(&next)
+            };
+            if !in_range {
+                return Ok(Err(StorageError::NotACounter {
+                    key: key.clone(),
+                    reason: format!("overflow: {current} + {delta}"),
+                }));
+            }
+            batch = vec![BatchOp::Set(key.clone(), next.to_string().into_bytes())];
+            return Ok(
+                match apply_ops(data, usage, limits, ns, r.quota, &batch, false)? {
+                    Ok(_) => Ok(WriteOutcome::Counter(next)),
+                    Err(e) => Err(e),
+                },
+            );
+        }
+        WriteOp::CompareAndSwap { key, expected, new } => {
+            if let Err(e) = check_key(limits, key) {
+                return Ok(Err(e));
+            }
+            let current = data
+                .get((k, n, key.as_str()))
+                .map_err(StorageError::backend)?
+                .map(|v| v.value().to_vec());
+            if current != *expected {
+                return Ok(Ok(WriteOutcome::Swapped(false)));
+            }
+            batch = vec![match new {
+                Some(v) => BatchOp::Set(key.clone(), v.clone()),
+                None => BatchOp::Delete(key.clone()),
+            }];
+            return Ok(
+                match apply_ops(data, usage, limits, ns, r.quota, &batch, false)? {
+                    Ok(_) => Ok(WriteOutcome::Swapped(true)),
+                    Err(e) => Err(e),
+                },
+            );
+        }
+        WriteOp::DeleteNamespace => {
+            let keys: Vec<String> = {
+                let mut keys = Vec::new();
+                for e in data.range((k, n, "")..).map_err(StorageError::backend)? {
+                    let (key, _) = e.map_err(StorageError::backend)?;
+                    let (kk, nn, key) = key.value();
+                    if kk != k || nn != n {
+                        break;
+                    }
+                    keys.push(key.to_string());
+                }
+                keys
+            };
+            for key in &keys {
+                data.remove((k, n, key.as_str()))
+                    .map_err(StorageError::backend)?;
+            }
+            usage.remove((k, n)).map_err(StorageError::backend)?;
+            return Ok(Ok(WriteOutcome::Deleted(keys.len() as u64)));
+        }
+    };
+    apply_ops(data, usage, limits, ns, r.quota, ops, false)
+}
+
+/// Checks a batch in full, then writes it.
+fn apply_ops(
+    data: &mut DataTable<'_>,
+    usage: &mut UsageTable<'_>,
+    limits: &StorageLimits,
+    ns: &Namespace,
+    quota: Quota,
+    ops: &[BatchOp],
+    import: bool,
+) -> Result<Result<WriteOutcome, StorageError>, StorageError> {
+    let (k, n) = ns.key();
+    if !import && ops.len() > limits.max_batch_ops {
+        return Ok(Err(StorageError::BatchTooLarge {
+            ops: ops.len() as u64,
+            limit: limits.max_batch_ops as u64,
+        }));
+    }
+    // The size of each key's value after the ops before it (None: absent).
+    let mut after: HashMap<&str, Option<usize>> = HashMap::new();
+    let before = super::usage_in(usage, ns)?;
+    let (mut bytes, mut keys) = (before.bytes as i128, before.keys as i128);
+    let mut written = 0u64;
+    let mut existed = false;
+    for op in ops {
+        let key = match op {
+            BatchOp::Set(key, _) | BatchOp::Delete(key) => key.as_str(),
+        };
+        if let Err(e) = check_key(limits, key) {
+            return Ok(Err(e));
+        }
+        if let BatchOp::Set(_, v) = op {
+            if v.len() > limits.max_value_bytes {
+                return Ok(Err(StorageError::ValueTooLarge {
+                    size: v.len() as u64,
+                    limit: limits.max_value_bytes as u64,
+                }));
+            }
+        }
+        let old = match after.get(key) {
+            Some(old) => *old,
+            None => data
+                .get((k, n, key))
+                .map_err(StorageError::backend)?
+                .map(|v| v.value().len()),
+        };
+        if let Some(old) = old {
+            bytes -= (key.len() + old) as i128;
+            keys -= 1;
+            existed = true;
+        }
+        let new = match op {
+            BatchOp::Set(_, v) => {
+                bytes += (key.len() + v.len()) as i128;
+                keys += 1;
+                written += (key.len() + v.len()) as u64;
+                Some(v.len())
+            }
+            BatchOp::Delete(_) => None,
+        };
+        after.insert(key, new);
+    }
+    let grows = |now: i128, was: u64| now > was as i128;
+    if !import {
+        if grows(bytes, before.bytes) && bytes > quota.bytes as i128 {
+            return Ok(Err(StorageError::QuotaExceeded {
+                namespace: ns.to_string(),
+                quota: QuotaKind::Bytes,
+                limit: quota.bytes,
+                needed: bytes as u64,
+            }));
+        }
+        if grows(keys, before.keys) && keys > quota.keys as i128 {
+            return Ok(Err(StorageError::QuotaExceeded {
+                namespace: ns.to_string(),
+                quota: QuotaKind::Keys,
+                limit: quota.keys,
+                needed: keys as u64,
+            }));
+        }
+    }
+    for op in ops {
+        match op {
+            BatchOp::Set(key, v) => {
+                data.insert((k, n, key.as_str()), v.as_slice())
+                    .map_err(StorageError::backend)?;
+            }
+            BatchOp::Delete(key) => {
+                data.remove((k, n, key.as_str()))
+                    .map_err(StorageError::backend)?;
+            }
+        }
+    }
+    if keys == 0 {
+        usage.remove((k, n)).map_err(StorageError::backend)?;
+    } else {
+        usage
+            .insert((k, n), (bytes.max(0) as u64, keys as u64))
+            .map_err(StorageError::backend)?;
+    }
+    Ok(Ok(WriteOutcome::Written {
+        bytes: written,
+        existed,
+    }))
+}
