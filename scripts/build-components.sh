@@ -12,3 +12,4 @@ manifest="$root/examples/components/Cargo.toml"
 target_dir="$root/target/guests"
 cargo build --quiet --release --target wasm32-wasip2 --manifest-path "$manifest" --target-dir "$target_dir"
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" --target-dir "$target_dir" -p wasi-probe
+cp "$target_dir/wasm32-wasip2/release/kv_counter.wasm" "$target_dir/wasm32-wasip2/release/kv-counter.wasm"

@@ -4,6 +4,7 @@
 //! `airssys-wasm` library.
 
 mod args;
+mod store;
 mod up;
 
 use std::io::Write;
@@ -55,6 +56,9 @@ enum Command {
     Ps(up::PsArgs),
     /// Send a message to an actor of a running system (through its admin API).
     Send(up::SendArgs),
+    /// Inspect and manage the durable storage in a data directory.
+    #[command(subcommand)]
+    Storage(store::StorageCommand),
     /// Print the JSON Schema of Component.toml (or, with --system, of system.toml).
     #[command(hide = true)]
     Schema {
@@ -235,6 +239,8 @@ struct RunArgs {
     /// Accept a file precompiled by `airssys-wasm compile` (it is trusted machine code).
     #[arg(long)]
     allow_precompiled: bool,
+    #[command(flatten)]
+    data: store::DataArg,
     /// The `.wasm` component or module to run.
     file: PathBuf,
     /// Arguments passed to the guest.
@@ -284,6 +290,8 @@ struct CallArgs {
     limits: LimitArgs,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    data: store::DataArg,
     /// The lifecycle component.
     file: PathBuf,
     /// The payload: literal text, or `@FILE` to read it from a file.
@@ -385,6 +393,7 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Up(a) => up::up(&engine, a).await,
         Command::Ps(a) => tokio::task::spawn_blocking(move || up::ps(a)).await?,
         Command::Send(a) => tokio::task::spawn_blocking(move || up::send(a)).await?,
+        Command::Storage(c) => tokio::task::spawn_blocking(move || store::run(c)).await?,
     }
 }
 
@@ -490,7 +499,7 @@ async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
         ResourceLimits::unlimited()
     };
     let limits = a.limits.apply(base);
-    let ctx = ctx.with_limits(limits);
+    let ctx = a.data.apply(ctx.with_limits(limits))?;
     // Fuel is metered only when a fuel limit is asked for: metering costs time.
     let engine = engine_args.engine(limits.fuel.is_some())?;
     let component = load(&engine, &a.file, a.allow_precompiled, &trust)?;
@@ -590,6 +599,7 @@ async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     for (k, v) in &a.config {
         ctx = ctx.with_config(k, v);
     }
+    let ctx = a.data.apply(ctx)?;
     let engine = engine_args.engine(ctx.limits().fuel.is_some())?;
     let component = load(&engine, &a.file, false, &trust)?;
     let result = call_once(&component, &ctx, &a, payload).await;
@@ -630,10 +640,11 @@ async fn call_once(
 
 fn print_stats(u: &ResourceUsage) {
     eprintln!(
-        "stats: fuel consumed {}, peak memory {} ({} bytes), wall time {:?}",
+        "stats: fuel consumed {}, peak memory {} ({} bytes), wall time {:?}, storage written {} bytes",
         u.fuel_consumed,
         DisplayBytes(u.peak_memory_bytes),
         u.peak_memory_bytes,
-        u.wall_time
+        u.wall_time,
+        u.storage_bytes
     );
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airssys_wasm::storage::{Storage, StorageLimits};
 use airssys_wasm::system::{admin, config::SystemConfig};
 use airssys_wasm::units::parse_duration;
 use airssys_wasm::{AuditLog, HostPolicy};
@@ -29,6 +30,10 @@ pub struct UpArgs {
     /// Append every capability decision to PATH as JSON Lines.
     #[arg(long, value_name = "PATH")]
     audit_log: Option<PathBuf>,
+    /// The data directory of the actors' durable storage (default: `[system] data`
+    /// in the system file; neither: no storage).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
     /// The system file.
     file: PathBuf,
 }
@@ -97,7 +102,16 @@ pub async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
         None => AuditLog::default(),
     };
     let engine = engine.pooled_engine()?;
-    let system = Arc::new(config.builder(&engine, &policy, &audit)?.start().await?);
+    let storage = match a.data.clone().or_else(|| config.data_dir()) {
+        Some(dir) => Some(Storage::open(&dir, StorageLimits::default())?),
+        None => None,
+    };
+    let system = Arc::new(
+        config
+            .builder(&engine, &policy, &audit, storage.as_ref())?
+            .start()
+            .await?,
+    );
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match a.admin {
         Some(addr) => {
@@ -118,7 +132,14 @@ pub async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
         .name
         .clone()
         .unwrap_or_else(|| "system".into());
-    println!("up: {name}: {} actors", system.actors().len());
+    match &storage {
+        Some(s) => println!(
+            "up: {name}: {} actors, storage in {}",
+            system.actors().len(),
+            s.dir().display()
+        ),
+        None => println!("up: {name}: {} actors", system.actors().len()),
+    }
     let _ = std::io::Write::flush(&mut std::io::stdout());
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -29,11 +29,18 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "airssys_wasm_sdk::bindings",
+        generate_all,
     });
 }
 
 pub use bindings::airssys::component::messaging::{self, MessagingError};
 pub use bindings::airssys::component::services::{self, LogLevel};
+pub use bindings::airssys::component::storage::{self, BatchOp, StorageError, StorageUsage};
+/// The standard `wasi:keyvalue@0.2.0-draft` interfaces (`store`, `atomics`,
+/// `batch`), served by the host over the same storage: `store::open("")` is
+/// this actor's own namespace, `store::open("NAME")` a shared one (granted
+/// by the manifest's `storage.shared`).
+pub use bindings::wasi::keyvalue;
 pub use bindings::airssys::component::types::{
     ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload, RequestError,
 };
@@ -120,6 +127,40 @@ pub fn request(
 /// Publishes `payload` on `topic`; returns how many subscribers got it.
 pub fn publish(topic: &str, payload: impl Into<Vec<u8>>) -> Result<u32, MessagingError> {
     messaging::publish(topic, &message(payload))
+}
+
+/// The value of `key` in this actor's durable storage.
+pub fn get(key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    storage::get(key)
+}
+
+/// Sets `key` in this actor's durable storage; returns once it is on disk.
+pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), StorageError> {
+    storage::set(key, value.as_ref())
+}
+
+/// Adds `delta` to the counter at `key` (absent: 0), atomically and durably;
+/// returns the new value.
+pub fn increment(key: &str, delta: i64) -> Result<i64, StorageError> {
+    storage::increment(key, delta)
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidKey(m) => Error::InvalidInput(m),
+            StorageError::ValueTooLarge(n) => {
+                Error::InvalidInput(format!("value over the storage limit of {n} bytes"))
+            }
+            StorageError::BatchTooLarge(n) => {
+                Error::InvalidInput(format!("batch over the storage limit of {n} operations"))
+            }
+            StorageError::QuotaExceeded(m) => Error::Unavailable(m),
+            StorageError::NotACounter(m) => Error::InvalidInput(m),
+            StorageError::Unavailable(m) => Error::Unavailable(m),
+            StorageError::Backend(m) => Error::Internal(m),
+        }
+    }
 }
 
 /// Exports a type implementing [`Component`] as this component's lifecycle.

@@ -108,6 +108,10 @@ pub struct SystemSection {
     #[serde(default, deserialize_with = "de_opt_duration")]
     #[schemars(with = "Option<DurationValue>")]
     pub shutdown_timeout: Option<Duration>,
+    /// The data directory of the actors' durable storage, relative to this
+    /// file (`up --data DIR` overrides it; neither: no storage).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
 }
 
 /// Per-actor settings, in `[defaults]` or on an actor.
@@ -399,18 +403,25 @@ impl SystemConfig {
         Ok(())
     }
 
+    /// The data directory `[system] data` names, resolved against this file.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.system.data.as_ref().map(|d| self.resolve(d))
+    }
+
     fn resolve(&self, p: &Path) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
     /// The builder of this system: loads every component into `engine`, turns
     /// each manifest into a context under `policy` (decisions audited in
-    /// `audit`), and lays out the tree.
+    /// `audit`), gives every actor its namespace in `storage` when there is
+    /// one, and lays out the tree.
     pub fn builder(
         &self,
         engine: &Engine,
         policy: &HostPolicy,
         audit: &AuditLog,
+        storage: Option<&crate::storage::Storage>,
     ) -> Result<SystemBuilder> {
         let mut contexts: HashMap<&str, (crate::Component, ExecutionContext, ActorSettings)> =
             HashMap::new();
@@ -423,6 +434,9 @@ impl SystemConfig {
             };
             for (k, v) in &entry.config {
                 ctx = ctx.with_config(k, v);
+            }
+            if let Some(storage) = storage {
+                ctx = ctx.with_storage(storage.clone());
             }
             contexts.insert(name, (component, ctx, entry.settings.clone()));
         }
