@@ -379,6 +379,8 @@ pub struct ActorStatus {
     pub health_failures: u64,
     /// Fuel its calls consumed (0 when fuel is not metered).
     pub fuel_consumed: u64,
+    /// What its durable storage namespace holds (zero without storage).
+    pub storage: crate::storage::Usage,
 }
 
 /// Something that happened in an [`ActorSystem`], for embedders that watch it

@@ -114,6 +114,15 @@ impl Cell {
             log_dropped: self.log_dropped.load(Ordering::Relaxed),
             pending: self.pending.load(Ordering::Relaxed),
             health_failures: self.health_failures.load(Ordering::Relaxed),
+            storage: self
+                .spec
+                .context
+                .storage()
+                .and_then(|s| {
+                    s.usage(&crate::storage::Namespace::actor(self.spec.id.as_str()))
+                        .ok()
+                })
+                .unwrap_or_default(),
             fuel_consumed: self.fuel_consumed.load(Ordering::Relaxed),
         }
     }

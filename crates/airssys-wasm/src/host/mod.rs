@@ -33,7 +33,11 @@ use wasi::TailBuffer;
 pub fn host_interfaces() -> &'static [WitInterface] {
     static ALL: std::sync::OnceLock<Vec<WitInterface>> = std::sync::OnceLock::new();
     ALL.get_or_init(|| {
-        let mut all = vec![services::INTERFACE, messaging::INTERFACE, storage::INTERFACE];
+        let mut all = vec![
+            services::INTERFACE,
+            messaging::INTERFACE,
+            storage::INTERFACE,
+        ];
         all.extend_from_slice(wasi::INTERFACES);
         all
     })

@@ -18,9 +18,7 @@ use crate::bindings::airssys::component::storage::{
 };
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::host::HostState;
-use crate::security::capability::{
-    Capabilities, Capability, FunctionSignature, WitInterface,
-};
+use crate::security::capability::{Capabilities, Capability, FunctionSignature, WitInterface};
 use crate::storage::commit::{WriteOp, WriteOutcome};
 use crate::storage::{BatchOp, Namespace, Quota, Reader, Storage, StorageError};
 
@@ -87,17 +85,25 @@ impl StorageCtx {
     fn backend(&mut self) -> Result<&mut Backend, StorageError> {
         let component = &self.component;
         self.backend.as_mut().ok_or_else(|| {
-            StorageError::Backend(format!(
+            StorageError::Unavailable(format!(
                 "{component}: no storage is configured (give the host a data directory, e.g. --data DIR)"
             ))
         })
     }
 
-    async fn write(&mut self, ns: Option<Namespace>, op: WriteOp) -> Result<WriteOutcome, StorageError> {
+    async fn write(
+        &mut self,
+        ns: Option<Namespace>,
+        op: WriteOp,
+    ) -> Result<WriteOutcome, StorageError> {
         let b = self.backend()?;
         let ns = ns.unwrap_or_else(|| b.own.clone());
         // A shared namespace has no owner: it takes the host's default quota.
-        let quota = if ns == b.own { b.quota } else { Quota::default() };
+        let quota = if ns == b.own {
+            b.quota
+        } else {
+            Quota::default()
+        };
         let outcome = b.reader.storage().write_async(&ns, op, quota).await?;
         if let WriteOutcome::Written { bytes, .. } = outcome {
             self.written += bytes;
@@ -141,9 +147,7 @@ impl From<StorageError> for WitError {
             }
             StorageError::QuotaExceeded { .. } => WitError::QuotaExceeded(e.to_string()),
             StorageError::NotACounter { .. } => WitError::NotACounter(e.to_string()),
-            StorageError::Backend(m) if m.contains("no storage is configured") => {
-                WitError::Unavailable(m)
-            }
+            StorageError::Unavailable(m) => WitError::Unavailable(m),
             StorageError::Backend(m) => WitError::Backend(m),
         }
     }
@@ -189,10 +193,10 @@ impl airssys_storage::Host for StorageCtx {
         limit: u32,
     ) -> Result<KeyPage, WitError> {
         let b = self.backend()?;
-        let page = b
-            .reader
-            .storage()
-            .list_keys(&b.own, &prefix, cursor.as_deref(), limit as usize)?;
+        let page =
+            b.reader
+                .storage()
+                .list_keys(&b.own, &prefix, cursor.as_deref(), limit as usize)?;
         Ok(KeyPage {
             keys: page.keys,
             cursor: page.cursor,
@@ -291,7 +295,11 @@ impl store::Host for StorageCtx {
 }
 
 impl store::HostBucket for StorageCtx {
-    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
+    fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, store::Error> {
         let (ns, _) = self.bucket(&bucket)?;
         let b = self.backend()?;
         Ok(b.reader.get(&ns, &key)?)
@@ -329,7 +337,10 @@ impl store::HostBucket for StorageCtx {
     ) -> Result<store::KeyResponse, store::Error> {
         let (ns, _) = self.bucket(&bucket)?;
         let b = self.backend()?;
-        let (keys, cursor) = b.reader.storage().list_from_offset(&ns, cursor.unwrap_or(0))?;
+        let (keys, cursor) = b
+            .reader
+            .storage()
+            .list_from_offset(&ns, cursor.unwrap_or(0))?;
         Ok(store::KeyResponse { keys, cursor })
     }
 

@@ -84,8 +84,8 @@ impl Storage {
                 Some(NamespaceKind::Shared) => Namespace::shared(name),
                 _ => Namespace::actor(name),
             };
-            let line = serde_json::to_string(&Record::new(&ns, key, v.value()))
-                .map_err(|e| fail(&e))?;
+            let line =
+                serde_json::to_string(&Record::new(&ns, key, v.value())).map_err(|e| fail(&e))?;
             writeln!(out, "{line}").map_err(|e| fail(&e))?;
             n += 1;
         }

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use redb::{ReadableTable, Table};
 use tokio::sync::oneshot;
 
-use super::{check_key, BatchOp, Namespace, Quota, QuotaKind, StorageError, StorageLimits, DATA, USAGE};
+use super::{
+    check_key, BatchOp, Namespace, Quota, QuotaKind, StorageError, StorageLimits, DATA, USAGE,
+};
 
 /// A write request.
 #[derive(Debug, Clone)]
@@ -65,6 +67,13 @@ struct Request {
     reply: Reply,
 }
 
+/// Commits and the writes they carried, since the storage was opened.
+#[derive(Debug, Default)]
+pub(crate) struct CommitStats {
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+}
+
 pub(crate) struct Committer {
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -75,11 +84,12 @@ impl Committer {
         db: Arc<redb::Database>,
         limits: StorageLimits,
         generation: Arc<AtomicU64>,
+        stats: Arc<CommitStats>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name("airssys-storage-commit".into())
-            .spawn(move || run(&db, &limits, &generation, rx))
+            .spawn(move || run(&db, &limits, &generation, &stats, rx))
             .expect("spawn the storage committer thread");
         Committer {
             tx: Mutex::new(Some(tx)),
@@ -129,6 +139,7 @@ fn run(
     db: &redb::Database,
     limits: &StorageLimits,
     generation: &AtomicU64,
+    stats: &CommitStats,
     rx: mpsc::Receiver<Request>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -141,6 +152,10 @@ fn run(
         }
         let results = commit_group(db, limits, &group);
         generation.fetch_add(1, Ordering::Release);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         match results {
             Ok(results) => {
                 for (r, result) in group.into_iter().zip(results) {
@@ -195,7 +210,15 @@ pub(crate) fn import_all(
                 .into_iter()
                 .map(|(k, v)| BatchOp::Set(k, v))
                 .collect();
-            apply_ops(&mut data, &mut usage, limits, &ns, Quota::unlimited(), &ops, true)??;
+            apply_ops(
+                &mut data,
+                &mut usage,
+                limits,
+                &ns,
+                Quota::unlimited(),
+                &ops,
+                true,
+            )??;
         }
     }
     tx.commit().map_err(StorageError::backend)?;
@@ -227,7 +250,10 @@ fn apply(
             if let Err(e) = check_key(limits, key) {
                 return Ok(Err(e));
             }
-            let current = match data.get((k, n, key.as_str())).map_err(StorageError::backend)? {
+            let current = match data
+                .get((k, n, key.as_str()))
+                .map_err(StorageError::backend)?
+            {
                 None => 0i128,
                 Some(v) => match std::str::from_utf8(v.value())
                     .ok()

@@ -262,6 +262,9 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// No storage is configured for the instance (no data directory).
+    #[error("{0}")]
+    Unavailable(String),
     /// The database failed (I/O, corruption) or is closed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -308,6 +311,15 @@ pub struct NamespaceUsage {
     pub usage: Usage,
 }
 
+/// See [`Storage::commit_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CommitCounts {
+    /// Transactions committed (each one fsync).
+    pub commits: u64,
+    /// Writes they carried.
+    pub writes: u64,
+}
+
 /// What [`Storage::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct VerifyReport {
@@ -336,6 +348,7 @@ pub(crate) struct Inner {
     committer: Committer,
     /// Bumped after each commit; readers refresh their snapshot when it moves.
     pub(crate) generation: Arc<AtomicU64>,
+    stats: Arc<commit::CommitStats>,
 }
 
 impl Drop for Inner {
@@ -392,7 +405,8 @@ impl Storage {
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_line());
         let db = Arc::new(db);
         let generation = Arc::new(AtomicU64::new(0));
-        let committer = Committer::start(db.clone(), limits, generation.clone());
+        let stats = Arc::new(commit::CommitStats::default());
+        let committer = Committer::start(db.clone(), limits, generation.clone(), stats.clone());
         Ok(Storage {
             inner: Arc::new(Inner {
                 db,
@@ -400,6 +414,7 @@ impl Storage {
                 limits,
                 committer,
                 generation,
+                stats,
             }),
         })
     }
@@ -414,6 +429,15 @@ impl Storage {
         &self.inner.limits
     }
 
+    /// Commits made and writes acknowledged since the storage was opened; with
+    /// concurrent writers there are fewer commits than writes (group commit).
+    pub fn commit_stats(&self) -> CommitCounts {
+        CommitCounts {
+            commits: self.inner.stats.commits.load(Ordering::Relaxed),
+            writes: self.inner.stats.writes.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -424,7 +448,11 @@ impl Storage {
     }
 
     /// The value of `key` in `ns`.
-    pub fn get(&self, ns: &Namespace, key: &str) -> std::result::Result<Option<Vec<u8>>, StorageError> {
+    pub fn get(
+        &self,
+        ns: &Namespace,
+        key: &str,
+    ) -> std::result::Result<Option<Vec<u8>>, StorageError> {
         self.check_key(key)?;
         let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
         let table = tx.open_table(DATA).map_err(StorageError::backend)?;
@@ -453,7 +481,13 @@ impl Storage {
     ) -> std::result::Result<KeyPage, StorageError> {
         let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
         let table = tx.open_table(DATA).map_err(StorageError::backend)?;
-        list_in(&table, ns, prefix, cursor, limit.clamp(1, self.inner.limits.max_page))
+        list_in(
+            &table,
+            ns,
+            prefix,
+            cursor,
+            limit.clamp(1, self.inner.limits.max_page),
+        )
     }
 
     /// Keys `offset..offset + limit` of `ns` (the `wasi:keyvalue` cursor).
@@ -659,7 +693,10 @@ impl Storage {
     }
 }
 
-pub(crate) fn check_key(limits: &StorageLimits, key: &str) -> std::result::Result<(), StorageError> {
+pub(crate) fn check_key(
+    limits: &StorageLimits,
+    key: &str,
+) -> std::result::Result<(), StorageError> {
     let reason = if key.is_empty() {
         "keys must not be empty".to_string()
     } else if key.len() > limits.max_key_bytes {
@@ -733,7 +770,10 @@ pub(crate) fn list_in(
 /// key costs one atomic load and a B-tree lookup, no transaction setup.
 pub(crate) struct Reader {
     storage: Storage,
-    snapshot: Option<(u64, redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>)>,
+    snapshot: Option<(
+        u64,
+        redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>,
+    )>,
 }
 
 impl Reader {
@@ -750,8 +790,10 @@ impl Reader {
 
     fn table(
         &mut self,
-    ) -> std::result::Result<&redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>, StorageError>
-    {
+    ) -> std::result::Result<
+        &redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>,
+        StorageError,
+    > {
         let generation = self.storage.inner.generation.load(Ordering::Acquire);
         if !matches!(&self.snapshot, Some((g, _)) if *g == generation) {
             self.snapshot = None;
@@ -781,7 +823,11 @@ impl Reader {
         Ok(v.map(|v| v.value().to_vec()))
     }
 
-    pub(crate) fn exists(&mut self, ns: &Namespace, key: &str) -> std::result::Result<bool, StorageError> {
+    pub(crate) fn exists(
+        &mut self,
+        ns: &Namespace,
+        key: &str,
+    ) -> std::result::Result<bool, StorageError> {
         check_key(&self.storage.inner.limits, key)?;
         let (k, n) = ns.key();
         Ok(self
