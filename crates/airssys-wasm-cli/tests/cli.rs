@@ -524,3 +524,111 @@ fn a_guest_flooding_the_log_is_held_to_its_budget() {
         summary[0]
     );
 }
+
+#[test]
+fn call_with_data_keeps_the_count_across_processes_and_a_crash() {
+    let cli = Cli::new();
+    let kv = common::component("kv-counter");
+    let data = tempfile::tempdir().unwrap();
+    let d = s(data.path());
+    let o = cli.run(&["call", "--data", d, s(&kv), "incr"]);
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    let o = cli.run(&["call", "--data", d, s(&kv), "incr"]);
+    assert_eq!(stdout(&o), "2\n", "{}", stderr(&o));
+    let o = cli.run(&["call", "--data", d, s(&kv), "crash"]);
+    assert_error_line(&o, "kv-counter: trapped");
+    let o = cli.run(&["call", "--data", d, "--stats", s(&kv), "get"]);
+    assert_eq!(stdout(&o), "2\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("storage written 0 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    // Without --data there is no storage, and the guest hears why.
+    let o = cli.run(&["call", s(&kv), "get"]);
+    assert_error_line(&o, "no storage is configured");
+    // A guest built only against wasi:keyvalue, under `run`, in its own namespace.
+    let wasi_only = common::component("kv-wasi");
+    let o = cli.run(&["run", "--data", d, s(&wasi_only), "incr", "visits"]);
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    let o = cli.run(&["storage", "ls", "--data", d]);
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{:<32} {:>10} {:>12}\n{:<32} {:>10} {:>12}\n{:<32} {:>10} {:>12}\n",
+            "ACTOR", "KEYS", "BYTES", "kv-counter", 1, 6, "kv-wasi", 1, 7
+        )
+    );
+    let o = cli.run(&["storage", "ls", "--data", d, "kv-counter"]);
+    assert_eq!(stdout(&o), "\"count\"\t1 bytes\n");
+}
+
+#[test]
+fn storage_export_import_delete_and_verify() {
+    let cli = Cli::new();
+    let kv = common::component("kv-counter");
+    let data = tempfile::tempdir().unwrap();
+    let d = s(data.path());
+    for payload in ["set greeting hello", "incr", "set-raw key with spaces"] {
+        let o = cli.run(&["call", "--data", d, s(&kv), payload]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = cli.run(&["storage", "export", "--data", d]);
+    let exported = stdout(&o);
+    assert_eq!(
+        exported,
+        concat!(
+            "{\"actor\":\"kv-counter\",\"key\":\"count\",\"value\":\"1\"}\n",
+            "{\"actor\":\"kv-counter\",\"key\":\"greeting\",\"value\":\"hello\"}\n",
+            "{\"actor\":\"kv-counter\",\"key\":\"key with spaces\",\"value\":\"raw\"}\n",
+        )
+    );
+    let file = data.path().join("backup.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let d2 = s(other.path());
+    for _ in 0..2 {
+        let o = cli.run(&["storage", "import", "--data", d2, s(&file)]);
+        assert!(stderr(&o).contains("imported 3 entries"), "{}", stderr(&o));
+    }
+    let o = cli.run(&["storage", "export", "--data", d2, "kv-counter"]);
+    assert_eq!(stdout(&o), exported);
+    // A malformed line: nothing imported, the line named.
+    std::fs::write(&file, format!("{exported}{{\"actor\":\"x\"}}\n")).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let o = cli.run(&["storage", "import", "--data", s(fresh.path()), s(&file)]);
+    assert_error_line(&o, "import line 4: missing field `key`");
+    let o = cli.run(&["storage", "ls", "--data", s(fresh.path())]);
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    // Verify, then delete (refused without confirmation), then verify again.
+    let o = cli.run(&["storage", "verify", "--data", d2]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).ends_with("1 namespaces, 3 keys, 37 bytes: ok\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cli.run(&["storage", "delete", "--data", d2, "kv-counter"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("delete 3 keys (37 bytes) of kv-counter"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli.run(&["storage", "delete", "--data", d2, "--yes", "kv-counter"]);
+    assert!(
+        stderr(&o).contains("deleted 3 keys of kv-counter"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli.run(&["storage", "verify", "--data", d2]);
+    assert!(
+        stdout(&o).ends_with("0 namespaces, 0 keys, 0 bytes: ok\n"),
+        "{}",
+        stdout(&o)
+    );
+    // No storage in a directory: said so.
+    let empty = tempfile::tempdir().unwrap();
+    let o = cli.run(&["storage", "ls", "--data", s(empty.path())]);
+    assert_error_line(&o, "no storage here");
+}

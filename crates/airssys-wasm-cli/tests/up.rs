@@ -471,7 +471,12 @@ fn errors_in_system_toml_name_the_line_and_column() {
 fn the_demo_system_runs() {
     let root = common::root();
     common::build_guests();
-    let up = Up::start(&root.join("examples/demo/system.toml"), &[]);
+    let data = tempfile::tempdir().unwrap();
+    let data_arg = data.path().to_str().unwrap();
+    let up = Up::start(
+        &root.join("examples/demo/system.toml"),
+        &["--data", data_arg],
+    );
     let o = cli(&["send", "--admin", &up.url, "ingest", "order 1", "--reply"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -486,7 +491,24 @@ fn the_demo_system_runs() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The durable counter survives its crash and supervised restart.
+    let tally = |text: &str| {
+        let o = cli(&["send", "--admin", &up.url, "tally", text, "--reply"]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(tally("incr"), "1");
+    assert_eq!(tally("incr"), "2");
+    tally("crash");
+    assert_eq!(tally("get"), "2");
     assert!(up.stop("-INT").status.success());
+    // ... and the process: the next one reads it from the data directory.
+    let o = cli(&["storage", "ls", "--data", data_arg]);
+    let ls = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tally", "1", "6"]),
+        "{ls}"
+    );
 }
 
 #[test]

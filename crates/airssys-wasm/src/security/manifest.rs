@@ -574,6 +574,43 @@ k = "v"
     }
 
     #[test]
+    fn storage_quotas_default_from_the_policy_and_are_capped_by_it() {
+        let text = "[component]\nname = \"a\"\nversion = \"1\"\n[limits]\nstorage-quota = \"2MiB\"\nstorage-keys = 50\n[capabilities]\nstorage = { shared = [\"cache.*\"], shared-read-only = [\"catalog\"] }\n";
+        let m = Manifest::parse("Component.toml", text).unwrap();
+        let audit = AuditLog::default();
+        let ctx = m.context(&HostPolicy::default(), audit.clone()).unwrap();
+        assert_eq!(ctx.limits().storage.bytes, 2 << 20);
+        assert_eq!(ctx.limits().storage.keys, 50);
+        let capped = HostPolicy {
+            max_storage_quota: Some(1 << 20),
+            max_storage_keys: Some(10),
+            ..HostPolicy::default()
+        };
+        let ctx = m.context(&capped, audit.clone()).unwrap();
+        assert_eq!(ctx.limits().storage.bytes, 1 << 20);
+        assert_eq!(ctx.limits().storage.keys, 10);
+        let caps = ctx.capabilities();
+        assert!(caps.check_storage("cache.x", true).allowed);
+        assert!(caps.check_storage("catalog", false).allowed);
+        let d = caps.check_storage("catalog", true);
+        assert!(!d.allowed);
+        assert_eq!(
+            &*d.rule,
+            "storage.shared-read-only catalog grants reads only"
+        );
+        assert!(!caps.check_storage("other", false).allowed);
+        let bare = Manifest::new("b", "1");
+        let defaults = HostPolicy {
+            default_storage_quota: Some(4096),
+            default_storage_keys: Some(7),
+            ..HostPolicy::default()
+        };
+        let ctx = bare.context(&defaults, audit).unwrap();
+        assert_eq!(ctx.limits().storage.bytes, 4096);
+        assert_eq!(ctx.limits().storage.keys, 7);
+    }
+
+    #[test]
     fn errors_name_the_file_line_column_and_expected_form() {
         let cases = [
             ("[component]\nname = \"a\"\nversion = \"1\"\nbogus = 1\n", "Component.toml: line 4, column 1: unknown field `bogus`"),

@@ -859,3 +859,33 @@ fn owner_line() -> String {
         format!("process {} ({cmd})", std::process::id())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_against_the_limits() {
+        let l = StorageLimits::default();
+        assert!(check_key(&l, "a/../b\0c").is_ok());
+        assert!(check_key(&l, &"k".repeat(256)).is_ok());
+        let e = check_key(&l, &"é".repeat(200)).unwrap_err().to_string();
+        assert!(
+            e.contains("400 bytes is over the key limit of 256 bytes"),
+            "{e}"
+        );
+        assert_eq!(
+            check_key(&l, "").unwrap_err().to_string(),
+            "invalid key \"\": keys must not be empty"
+        );
+    }
+
+    #[test]
+    fn namespaces_print_and_parse_by_kind() {
+        assert_eq!(Namespace::actor("counter/7").to_string(), "counter/7");
+        assert_eq!(Namespace::shared("cache").to_string(), "shared:cache");
+        assert_eq!(Namespace::parse("shared:cache"), Namespace::shared("cache"));
+        assert_eq!(Namespace::parse("a"), Namespace::actor("a"));
+        assert_ne!(Namespace::actor("x").key(), Namespace::shared("x").key());
+    }
+}
