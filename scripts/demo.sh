@@ -23,13 +23,13 @@ show() {
 
 echo "== A running system: examples/demo/system.toml, an order pipeline of actors"
 echo "   ingest --publish orders.new--> enrich --request--> store, and audit; counter/KEY on demand"
-$bin up examples/demo/system.toml --admin 127.0.0.1:0 >"$demo_dir/up.out" 2>"$demo_dir/up.err" &
+$bin up examples/demo/system.toml --admin 127.0.0.1:0 --data "$demo_dir/data" >"$demo_dir/up.out" 2>"$demo_dir/up.err" &
 up_pid=$!
 trap 'kill $up_pid 2>/dev/null; rm -rf "$demo_dir"' EXIT
 for _ in $(seq 1 100); do grep -q '^admin: ' "$demo_dir/up.out" && break; sleep 0.1; done
 admin=$(sed -n 's/^admin: //p' "$demo_dir/up.out")
 [ -n "$admin" ] || { cat "$demo_dir/up.err"; exit 1; }
-printf '\033[1m$ %s\033[0m\n' "$bin up examples/demo/system.toml --admin 127.0.0.1:0 &   # admin API on $admin"
+printf '\033[1m$ %s\033[0m\n' "$bin up examples/demo/system.toml --admin 127.0.0.1:0 --data \$DIR &   # admin API on $admin"
 show $bin ps --admin "$admin"
 show $bin send --admin "$admin" ingest "order 1" --reply
 show $bin send --admin "$admin" ingest "order 2" --reply
@@ -43,12 +43,25 @@ show $bin ps --admin "$admin"
 show $bin send --admin "$admin" ingest "order 3" --reply
 show $bin send --admin "$admin" counter/alice 5 --reply
 show $bin send --admin "$admin" counter/alice 2 --reply
+echo "-- tally keeps its count in durable storage: a crash, a restart and a passivation lose nothing"
+show $bin send --admin "$admin" tally incr --reply
+show $bin send --admin "$admin" tally incr --reply
+show $bin send --admin "$admin" tally crash --reply
+sleep 0.2
+show $bin send --admin "$admin" tally get --reply
+sleep 1.5
+show sh -c "$bin ps --admin $admin | grep -E '^(ID|tally)'"
+show $bin send --admin "$admin" tally incr --reply
 if command -v curl >/dev/null; then
   show sh -c "curl -s $admin/metrics | grep -E '^airssys_(actor_restarts_total|dead_letters_total|messages_sent_total)'"
 fi
 printf '\033[1m$ %s\033[0m\n' "kill -INT $up_pid   # graceful: drain mailboxes, shutdown() every actor"
 kill -INT $up_pid; wait $up_pid; echo "(up exited with $?)"
 cat "$demo_dir/up.out"
+echo "-- what the actors left in the data directory"
+show $bin storage ls --data "$demo_dir/data"
+show $bin storage export --data "$demo_dir/data" tally
+show $bin storage verify --data "$demo_dir/data"
 
 echo; echo "== The same from Rust: an actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
 show cargo run --release --quiet -p airssys-wasm --example actor_system
@@ -59,6 +72,13 @@ show $bin inspect $g2/echo.wasm
 echo; echo "== Call lifecycle components: initialize, one message, the reply"
 show $bin call $g2/echo.wasm "hello, airssys"
 show $bin call --stats --config start=41 $g2/counter.wasm 1
+echo "-- with --data, the count is durable: each call is a new process"
+show $bin call --data "$demo_dir/kv" $g2/kv-counter.wasm incr
+show $bin call --data "$demo_dir/kv" $g2/kv-counter.wasm incr
+show $bin call --data "$demo_dir/kv" $g2/kv-counter.wasm crash
+show $bin call --data "$demo_dir/kv" $g2/kv-counter.wasm get
+echo "-- a guest written only against wasi:keyvalue (no airssys SDK) runs unchanged"
+show $bin run --data "$demo_dir/kv" $g2/kv-wasi.wasm incr visits
 
 echo; echo "== Run WASI commands (p2 component and p1 module), deny by default"
 show $bin run $g2/wasi-probe.wasm args one two

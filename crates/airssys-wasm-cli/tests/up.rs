@@ -500,6 +500,11 @@ fn the_demo_system_runs() {
     assert_eq!(tally("incr"), "2");
     tally("crash");
     assert_eq!(tally("get"), "2");
+    let (_, metrics) = get(&format!("{}/metrics", up.url), None);
+    assert!(
+        metrics.contains("airssys_storage_bytes{actor=\"tally\"} 6"),
+        "{metrics}"
+    );
     assert!(up.stop("-INT").status.success());
     // ... and the process: the next one reads it from the data directory.
     let o = cli(&["storage", "ls", "--data", data_arg]);

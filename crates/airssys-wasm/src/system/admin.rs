@@ -259,6 +259,8 @@ pub fn metrics_text(system: &ActorSystem) -> String {
     let dropped = Family::<ActorLabel, Counter<u64>>::default();
     let mailbox = Family::<ActorLabel, Gauge<i64>>::default();
     let pending = Family::<ActorLabel, Gauge<i64>>::default();
+    let stored = Family::<ActorLabel, Gauge<i64>>::default();
+    let stored_keys = Family::<ActorLabel, Gauge<i64>>::default();
     for a in system.actors() {
         let l = ActorLabel {
             actor: a.metadata.id.to_string(),
@@ -270,6 +272,10 @@ pub fn metrics_text(system: &ActorSystem) -> String {
         dropped.get_or_create(&l).inc_by(a.log_dropped);
         mailbox.get_or_create(&l).set(a.mailbox as i64);
         pending.get_or_create(&l).set(a.pending.into());
+        if a.storage.keys > 0 {
+            stored.get_or_create(&l).set(a.storage.bytes as i64);
+            stored_keys.get_or_create(&l).set(a.storage.keys as i64);
+        }
     }
     registry.register(
         "messages_handled",
@@ -293,6 +299,16 @@ pub fn metrics_text(system: &ActorSystem) -> String {
         "pending_requests",
         "Pending requests plus live timers of an actor",
         pending,
+    );
+    registry.register(
+        "storage_bytes",
+        "Bytes (keys plus values) in an actor's durable storage namespace",
+        stored,
+    );
+    registry.register(
+        "storage_keys",
+        "Keys in an actor's durable storage namespace",
+        stored_keys,
     );
     let counters = &system.router().counters;
     registry.register(

@@ -8,6 +8,7 @@
 //! - `set KEY VALUE` / `read KEY` / `fill N SIZE` / `list PREFIX` / `delete KEY` /
 //!   `swap KEY OLD NEW` / `batch K1=V1 K2=V2 -K3` exercise the rest of the
 //!   interface (replies are text; errors come back as the guest error);
+//! - `get-loop N KEY` gets one key N times in one call (for benchmarks);
 //! - `wasi-incr KEY` / `wasi-get NS KEY` / `wasi-set NS KEY VALUE` go through
 //!   `wasi:keyvalue` (`NS` is `-` for the own namespace or a shared name).
 use airssys_wasm_sdk::keyvalue::{atomics, store};
@@ -150,6 +151,16 @@ impl Component for KvCounter {
                 let (k, v) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
                 b.set(k, v.as_bytes()).map_err(kv_err)?;
                 text("ok")
+            }
+            "get-loop" => {
+                // `get-loop N KEY`: N gets of one key in one call (for benchmarks).
+                let n: u32 = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                let key = words.next().unwrap_or(KEY);
+                let mut found = 0u32;
+                for _ in 0..n {
+                    found += storage::get(key).map_err(describe)?.is_some() as u32;
+                }
+                text(found)
             }
             other => Err(Error::InvalidInput(format!("unknown command {other:?}"))),
         }
