@@ -106,7 +106,9 @@ fn benches(c: &mut Criterion) {
                 for t in tasks {
                     all.push(t.await.unwrap());
                 }
-                start.elapsed().mul_f64(iters as f64 / (per * WRITERS) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * WRITERS) as f64)
             })
         })
     });
@@ -130,7 +132,9 @@ fn benches(c: &mut Criterion) {
                     });
                 }
             });
-            start.elapsed().mul_f64(iters as f64 / (per * WRITERS) as f64)
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (per * WRITERS) as f64)
         })
     });
     group.bench_function("redb-direct-1-thread (fsync cost)", |b| {
@@ -165,7 +169,12 @@ fn benches(c: &mut Criterion) {
     rt.block_on(reader.handle_message(&msg("set hot value-of-the-hot-key".into())))
         .unwrap();
     storage
-        .set_blocking(&Namespace::actor("x"), "warm", b"1".to_vec(), Quota::default())
+        .set_blocking(
+            &Namespace::actor("x"),
+            "warm",
+            b"1".to_vec(),
+            Quota::default(),
+        )
         .unwrap();
     {
         let tx = bare.begin_write().unwrap();

@@ -192,12 +192,15 @@ fn commit_group(
     Ok(out)
 }
 
+/// The entries of one namespace: key and value.
+pub(crate) type Entries = Vec<(String, Vec<u8>)>;
+
 /// Imports `entries` in one transaction: all of them or none.
 pub(crate) fn import_all(
     db: &redb::Database,
     limits: &StorageLimits,
     generation: &AtomicU64,
-    entries: Vec<(Namespace, Vec<(String, Vec<u8>)>)>,
+    entries: Vec<(Namespace, Entries)>,
 ) -> Result<u64, StorageError> {
     let tx = db.begin_write().map_err(StorageError::backend)?;
     let mut count = 0u64;

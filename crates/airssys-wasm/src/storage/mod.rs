@@ -766,14 +766,14 @@ pub(crate) fn list_in(
     Ok(page)
 }
 
+/// The data table as a reader holds it.
+type DataSnapshot = redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>;
+
 /// A snapshot reader that stays valid until the next commit: `get` of a hot
 /// key costs one atomic load and a B-tree lookup, no transaction setup.
 pub(crate) struct Reader {
     storage: Storage,
-    snapshot: Option<(
-        u64,
-        redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>,
-    )>,
+    snapshot: Option<(u64, DataSnapshot)>,
 }
 
 impl Reader {
@@ -788,12 +788,7 @@ impl Reader {
         &self.storage
     }
 
-    fn table(
-        &mut self,
-    ) -> std::result::Result<
-        &redb::ReadOnlyTable<(u8, &'static str, &'static str), &'static [u8]>,
-        StorageError,
-    > {
+    fn table(&mut self) -> std::result::Result<&DataSnapshot, StorageError> {
         let generation = self.storage.inner.generation.load(Ordering::Acquire);
         if !matches!(&self.snapshot, Some((g, _)) if *g == generation) {
             self.snapshot = None;
