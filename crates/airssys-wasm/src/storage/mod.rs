@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! use airssys_wasm::storage::{Namespace, Quota, Storage, StorageLimits};
-//! # fn demo() -> airssys_wasm::Result<()> {
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let storage = Storage::open("data", StorageLimits::default())?;
 //! let ns = Namespace::actor("counter");
 //! storage.set_blocking(&ns, "hits", b"1".to_vec(), Quota::default())?;
