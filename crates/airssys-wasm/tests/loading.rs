@@ -113,6 +113,30 @@ fn the_second_load_is_served_by_the_compile_cache() {
 }
 
 #[test]
+fn a_cached_component_that_fails_to_link_is_not_compiled_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || {
+        EngineConfig::default()
+            .pool_instances(2)
+            .cache_dir(Some(cache.path().to_path_buf()))
+    };
+    let first = Engine::new(config()).unwrap();
+    let e = first
+        .load_file(common::component("missing_import"))
+        .unwrap_err();
+    assert!(matches!(e, airssys_wasm::Error::Link { .. }), "{e}");
+    assert_eq!(first.cache_stats().compiles, 1);
+    // The next process: a cache hit, and the same link error at once.
+    let second = Engine::new(config()).unwrap();
+    let again = second
+        .load_file(common::component("missing_import"))
+        .unwrap_err();
+    assert_eq!(again.to_string(), e.to_string());
+    assert_eq!(second.cache_stats().hits, 1);
+    assert_eq!(second.cache_stats().compiles, 0, "compiled again after a hit");
+}
+
+#[test]
 fn a_different_engine_configuration_does_not_reuse_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let unmetered = Engine::new(

@@ -265,8 +265,10 @@ impl Engine {
             .as_ref()
             .map(|d| d.join(format!("{hash}-{}.cwasm", self.inner.compat)));
         if let Some(file) = &cache_file {
+            // A hit that then fails to link is reported as it is: compiling
+            // again would only fail the same way, slowly.
             if let Some(c) = self.load_cached(name, file, kind, &hash, bytes.len()) {
-                return Ok(c);
+                return c;
             }
         }
         let invalid = |e: wasmtime::Error| Error::InvalidWasm {
@@ -296,7 +298,7 @@ impl Engine {
         kind: WasmKind,
         hash: &str,
         size: usize,
-    ) -> Option<Component> {
+    ) -> Option<Result<Component>> {
         let bytes = std::fs::read(file).ok()?;
         // SAFETY: the file is named by the SHA-256 of the source and the engine's
         // compatibility hash and was written by `store_cached` from wasmtime's own
@@ -315,11 +317,15 @@ impl Engine {
         };
         match compiled {
             Ok(compiled) => {
-                let c =
-                    Component::new(self.clone(), name, hash.to_string(), size, compiled).ok()?;
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(component = name, cache = %file.display(), "compile cache hit");
-                Some(c)
+                Some(Component::new(
+                    self.clone(),
+                    name,
+                    hash.to_string(),
+                    size,
+                    compiled,
+                ))
             }
             Err(e) => {
                 tracing::warn!(cache = %file.display(), "ignoring unusable compile cache entry: {e}");
