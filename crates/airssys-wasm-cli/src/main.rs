@@ -30,6 +30,10 @@ use args::{parse_dir, parse_env, parse_key_value};
 struct Cli {
     #[command(flatten)]
     engine: EngineArgs,
+    /// How log lines (the guests' and the host's) are written to stderr: `text`
+    /// (colours only on a terminal, and never with NO_COLOR set) or `json` (one object a line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -298,17 +302,40 @@ struct CallArgs {
     payload: String,
 }
 
+/// The format of log lines on stderr.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+/// Logs go to stderr: guests' lines (`airssys_wasm::guest`) at info and
+/// above, the host's warnings, and — on a terminal only — the progress of long
+/// compiles. `RUST_LOG` overrides the filter.
+fn init_logging(format: LogFormat) {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let default = if terminal {
+        "warn,airssys_wasm::guest=info,airssys_wasm::compile=info"
+    } else {
+        "warn,airssys_wasm::guest=info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Text => builder.with_ansi(terminal && !no_color).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,airssys_wasm::guest=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -632,3 +632,89 @@ fn storage_export_import_delete_and_verify() {
     let o = cli.run(&["storage", "ls", "--data", s(empty.path())]);
     assert_error_line(&o, "no storage here");
 }
+
+/// `bytes` with a custom section of `n` bytes appended (still a valid component).
+fn padded(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = b"padding";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend(std::iter::repeat_n(0u8, n));
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend(payload);
+    out
+}
+
+#[test]
+fn logs_are_plain_off_a_terminal_json_on_request_and_long_compiles_show_progress_on_a_terminal() {
+    let cli = Cli::new();
+    let counter = common::component("counter");
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        manifest.path(),
+        "[component]\nname = \"tally-ho\"\nversion = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let m = s(manifest.path());
+    // Off a terminal: no colour codes; the guest's line names the manifest's name.
+    let o = cli.run(&["call", "--manifest", m, s(&counter), "1"]);
+    let err = stderr(&o);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(
+        err.contains("counter starts at 0 component=\"tally-ho\""),
+        "{err}"
+    );
+    // JSON for machines.
+    let o = cli.run(&[
+        "--log-format",
+        "json",
+        "call",
+        "--manifest",
+        m,
+        s(&counter),
+        "1",
+    ]);
+    let line = stderr(&o).lines().next().unwrap_or_default().to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["fields"]["component"], "tally-ho");
+    assert_eq!(v["fields"]["message"], "counter starts at 0");
+    assert_eq!(v["target"], "airssys_wasm::guest");
+    // A long compile (a component over 1 MiB) shows what, its size and the
+    // time on a terminal, and nothing when stderr is not one.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    std::fs::write(&big, padded(&std::fs::read(&counter).unwrap(), 2 << 20)).unwrap();
+    let o = cli.run(&["call", s(&big), "1"]);
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    assert!(!stderr(&o).contains("compiling"), "{}", stderr(&o));
+    if Command::new("script").arg("--version").output().is_ok() {
+        let other_cache = tempfile::tempdir().unwrap();
+        let o = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} call {} 1", env!("CARGO_BIN_EXE_airssys-wasm"), s(&big)),
+                "/dev/null",
+            ])
+            .env("XDG_CACHE_HOME", other_cache.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert!(out.contains(&format!("compiling {} (2.", s(&big))), "{out}");
+        assert!(out.contains("MiB)…"), "{out}");
+        assert!(out.contains(&format!("compiled {} in ", s(&big))), "{out}");
+        assert!(!out.contains('\u{1b}'), "NO_COLOR: {out:?}");
+    }
+}

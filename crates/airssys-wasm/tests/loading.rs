@@ -133,7 +133,11 @@ fn a_cached_component_that_fails_to_link_is_not_compiled_again() {
         .unwrap_err();
     assert_eq!(again.to_string(), e.to_string());
     assert_eq!(second.cache_stats().hits, 1);
-    assert_eq!(second.cache_stats().compiles, 0, "compiled again after a hit");
+    assert_eq!(
+        second.cache_stats().compiles,
+        0,
+        "compiled again after a hit"
+    );
 }
 
 #[test]

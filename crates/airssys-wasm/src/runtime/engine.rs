@@ -107,6 +107,10 @@ impl EngineConfig {
     }
 }
 
+/// Compiles of inputs at least this large are announced (target
+/// `airssys_wasm::compile`, level info): what, its size, then how long it took.
+pub const LONG_COMPILE_BYTES: usize = 1 << 20;
+
 /// The default compile cache: `$XDG_CACHE_HOME/airssys-wasm` or `~/.cache/airssys-wasm`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
@@ -276,6 +280,19 @@ impl Engine {
             reason: crate::runtime::trap::error_chain(&e),
         };
         let engine = &self.inner.wasmtime;
+        let started = std::time::Instant::now();
+        let long = bytes.len() >= LONG_COMPILE_BYTES;
+        let file_name = display;
+        if long {
+            tracing::info!(
+                target: "airssys_wasm::compile",
+                component = name,
+                bytes = bytes.len(),
+                "compiling {} ({:.1} MiB)…",
+                file_name,
+                bytes.len() as f64 / (1u64 << 20) as f64
+            );
+        }
         let compiled = match kind {
             WasmKind::Component => Kind::Component(
                 wasmtime::component::Component::new(engine, bytes).map_err(invalid)?,
@@ -285,6 +302,17 @@ impl Engine {
             }
         };
         self.inner.compiles.fetch_add(1, Ordering::Relaxed);
+        if long {
+            tracing::info!(
+                target: "airssys_wasm::compile",
+                component = name,
+                ms = started.elapsed().as_millis() as u64,
+                "compiled {} in {:.1?}{}",
+                file_name,
+                started.elapsed(),
+                if cache_file.is_some() { " (cached for next time)" } else { "" }
+            );
+        }
         if let Some(file) = &cache_file {
             store_cached(file, &compiled);
         }
