@@ -296,10 +296,16 @@ struct CallArgs {
     security: SecurityArgs,
     #[command(flatten)]
     data: store::DataArg,
-    /// The lifecycle component.
+    /// Call any exported function instead of delivering a message, with
+    /// arguments in WAVE syntax: `--invoke 'add(1, 2)'`, `--invoke 'iface#greet("hi")'`.
+    /// The component need not implement the lifecycle; core modules work too.
+    #[arg(long, value_name = "CALL", conflicts_with_all = ["payload", "sender", "content_type"])]
+    invoke: Option<String>,
+    /// The lifecycle component (or, with --invoke, any component or module).
     file: PathBuf,
     /// The payload: literal text, or `@FILE` to read it from a file.
-    payload: String,
+    #[arg(required_unless_present = "invoke")]
+    payload: Option<String>,
 }
 
 /// The format of log lines on stderr.
@@ -541,6 +547,10 @@ async fn run(engine_args: &EngineArgs, a: RunArgs) -> Result<ExitCode> {
 
 fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     let info = engine.inspect_file(&a.file)?;
+    let functions = engine
+        .load_file(&a.file)
+        .map(|c| c.exported_functions())
+        .ok();
     let never = match &a.manifest {
         Some(m) => {
             let ctx =
@@ -557,6 +567,9 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
         let mut v = serde_json::to_value(&info)?;
         if let Some(never) = &never {
             v["never_callable"] = serde_json::to_value(never)?;
+        }
+        if let Some(functions) = &functions {
+            v["functions"] = serde_json::to_value(functions)?;
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -580,6 +593,12 @@ fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     info.imports.iter().for_each(|i| println!("  {i}"));
     println!("exports:");
     info.exports.iter().for_each(|e| println!("  {e}"));
+    if let Some(functions) = &functions {
+        println!("functions (call with --invoke 'NAME(ARGS)'):");
+        functions
+            .iter()
+            .for_each(|f| println!("  {}: {}", f.name, f.signature));
+    }
     let wit = if a.wit { &info.wit } else { &info.world };
     if let Some(wit) = wit {
         println!("wit:");
@@ -618,7 +637,6 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
 async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     let trust = a.security.trust(manifest.as_ref())?;
-    let payload = read_payload(&a.payload)?;
     let manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
     let (mut ctx, audit) = a.security.context(&manifest)?;
     let limits = a.limits.apply(*ctx.limits());
@@ -629,9 +647,37 @@ async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let ctx = a.data.apply(ctx)?;
     let engine = engine_args.engine(ctx.limits().fuel.is_some())?;
     let component = load(&engine, &a.file, false, &trust)?;
-    let result = call_once(&component, &ctx, &a, payload).await;
+    let result = match &a.invoke {
+        Some(call) => invoke(&component, &ctx, &a, call).await,
+        None => {
+            let payload = read_payload(a.payload.as_deref().unwrap_or_default())?;
+            call_once(&component, &ctx, &a, payload).await
+        }
+    };
     audit.flush();
     result
+}
+
+/// `call --invoke`: one call of any export; each result printed in WAVE.
+async fn invoke(
+    component: &Component,
+    ctx: &ExecutionContext,
+    a: &CallArgs,
+    call: &str,
+) -> Result<ExitCode> {
+    let mut invoker = component.instantiate_invoker(ctx).await?;
+    let result = invoker.invoke_wave(call).await;
+    if a.stats {
+        if let Some(usage) = invoker.last_usage() {
+            print_stats(&usage);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for value in result? {
+        writeln!(out, "{value}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn call_once(

@@ -188,6 +188,18 @@ pub enum Error {
         /// The runtime's message.
         message: String,
     },
+    /// A dynamic call named no such function, or passed the wrong arguments.
+    #[error("{component}: {function}: {reason}{}", signature.as_ref().map(|s| format!(" (signature: {s})")).unwrap_or_default())]
+    Invoke {
+        /// The component.
+        component: String,
+        /// The function as named by the caller.
+        function: String,
+        /// What is wrong.
+        reason: String,
+        /// The function's signature, when it exists.
+        signature: Option<String>,
+    },
     /// A data directory is held by another process.
     #[error("{}: data directory in use by {holder}", dir.display())]
     StorageInUse {
@@ -229,6 +241,7 @@ impl Error {
             | Error::Trap { component, .. }
             | Error::Guest { component, .. }
             | Error::Poisoned { component }
+            | Error::Invoke { component, .. }
             | Error::Runtime { component, .. } => Some(component),
             Error::NoSuchActor { actor }
             | Error::MailboxFull { actor, .. }

@@ -13,6 +13,7 @@
 //! | [`Engine`] | wasmtime configured once: pooling allocator, epoch ticker, fuel, compile cache, linkers |
 //! | [`Component`] | compiled code linked into an `InstancePre`, instantiated many times |
 //! | [`ExecutionContext`] | identity, [`ResourceLimits`], [`Capabilities`], config and [`LogBudget`] of an instance |
+//! | [`Invoker`] | an instance of any component or module: call any export by name with dynamic values (WAVE) |
 //! | [`Instance`] | a live instance owning its `Store`; lifecycle calls; [`ResourceUsage`] per call |
 //! | [`Manifest`], [`HostPolicy`], [`SecurityPolicy`] | what a component asks for, what the host allows, decided per call |
 //! | [`AuditLog`] | every allow and deny, as JSON Lines or in memory |
@@ -70,7 +71,10 @@ pub use runtime::engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
 pub use runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
 pub use runtime::inspect::Inspection;
 pub use runtime::instance::Instance;
-pub use runtime::limits::{LogBudget, ResourceLimits, ResourceUsage};
+pub use runtime::invoke::{ExportedFunction, Invoker};
+pub use runtime::limits::{HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
 pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use security::manifest::{Access, Manifest};
 pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};
+/// A component-model value, as [`Invoker::invoke`] takes and returns them.
+pub use wasmtime::component::Val;

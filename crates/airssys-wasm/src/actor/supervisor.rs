@@ -81,7 +81,7 @@ impl Backoff {
 #[derive(Debug, Clone)]
 pub enum ChildSpec {
     /// An actor.
-    Actor(ActorSpec),
+    Actor(Box<ActorSpec>),
     /// A supervisor and its own children.
     Supervisor(SupervisorSpec),
 }
@@ -158,7 +158,7 @@ impl SupervisorSpec {
 
     /// Adds an actor child.
     pub fn actor(mut self, spec: ActorSpec) -> Self {
-        self.children.push(ChildSpec::Actor(spec));
+        self.children.push(ChildSpec::Actor(Box::new(spec)));
         self
     }
 
@@ -173,7 +173,7 @@ impl SupervisorSpec {
         let mut out = Vec::new();
         for c in &self.children {
             match c {
-                ChildSpec::Actor(a) => out.push(a),
+                ChildSpec::Actor(a) => out.push(&**a),
                 ChildSpec::Supervisor(s) => out.extend(s.actors()),
             }
         }
@@ -224,7 +224,7 @@ fn start_child(
             let cell = match router.get(a.id.as_str()) {
                 Some(c) => c,
                 None => {
-                    let cell = Arc::new(Cell::new(a, supervisor, false));
+                    let cell = Arc::new(Cell::new(*a, supervisor, false));
                     router.register(cell.clone()).map_err(Error::Config)?;
                     cell
                 }
@@ -246,7 +246,7 @@ pub(crate) fn register_actors(router: &Router, spec: &SupervisorSpec) -> Result<
         match c {
             ChildSpec::Actor(a) => {
                 if router.get(a.id.as_str()).is_none() {
-                    let cell = Arc::new(Cell::new(a.clone(), &spec.name, false));
+                    let cell = Arc::new(Cell::new((**a).clone(), &spec.name, false));
                     router.register(cell).map_err(Error::Config)?;
                 }
             }

@@ -80,7 +80,7 @@ impl SystemBuilder {
 
     /// Adds an actor under the root supervisor.
     pub fn actor(mut self, spec: ActorSpec) -> Self {
-        self.root.children.push(ChildSpec::Actor(spec));
+        self.root.children.push(ChildSpec::Actor(Box::new(spec)));
         self
     }
 
@@ -266,7 +266,7 @@ impl ActorSystem {
         let (ack, done) = oneshot::channel();
         self.root
             .send(Control::Add {
-                spec: Box::new(ChildSpec::Actor(spec)),
+                spec: Box::new(ChildSpec::Actor(Box::new(spec))),
                 ack,
             })
             .map_err(|_| Error::ShuttingDown)?;

@@ -3,8 +3,10 @@
 //!
 //! - [`services`] — `airssys:component/services` (log, clocks, config)
 //! - [`storage`] — `airssys:component/storage` and `wasi:keyvalue` on [`crate::storage::Storage`]
+//! - [`http`] — `wasi:http` outgoing requests under the network grants
 //! - [`wasi`] — WASI p2 (components) and p1 (core modules), deny by default
 
+pub(crate) mod http;
 pub(crate) mod messaging;
 pub(crate) mod services;
 pub(crate) mod sockets;
@@ -37,6 +39,7 @@ pub fn host_interfaces() -> &'static [WitInterface] {
             services::INTERFACE,
             messaging::INTERFACE,
             storage::INTERFACE,
+            http::INTERFACE,
         ];
         all.extend_from_slice(wasi::INTERFACES);
         all
@@ -47,6 +50,8 @@ pub fn host_interfaces() -> &'static [WitInterface] {
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: http::HttpHooks,
     /// Who this instance is, and what it may reach.
     pub(crate) component: Arc<str>,
     pub(crate) caps: Arc<Capabilities>,
@@ -95,6 +100,12 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::HttpHooks::new(
+                ctx.shared_id(),
+                ctx.shared_capabilities(),
+                ctx.limits().http,
+            ),
             component: ctx.shared_id(),
             caps: ctx.shared_capabilities(),
             lookup: sockets::LookupState {
@@ -182,6 +193,7 @@ pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Li
     services::add_to_linker(&mut linker)?;
     messaging::add_to_linker(&mut linker)?;
     storage::add_to_linker(&mut linker)?;
+    http::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

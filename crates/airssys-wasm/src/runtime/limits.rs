@@ -33,6 +33,38 @@ pub struct ResourceLimits {
     pub timeout: Option<Duration>,
     /// What the instance's storage namespace may hold (bytes and keys).
     pub storage: Quota,
+    /// What outbound HTTP the instance may make the host do.
+    pub http: HttpLimits,
+}
+
+/// Bounds on the outbound HTTP (`wasi:http`) a guest can make the host do.
+/// Timeouts never outlast the call in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HttpLimits {
+    /// The longest a connection may take to open (default 10 s).
+    #[serde(serialize_with = "micros")]
+    pub connect_timeout: Duration,
+    /// The longest the first byte of the response may take (default 30 s).
+    #[serde(serialize_with = "micros")]
+    pub first_byte_timeout: Duration,
+    /// The most response body bytes the host buffers for one request (default 16 MiB).
+    pub max_response_bytes: u64,
+    /// Requests in flight at once per instance (default 16).
+    pub max_concurrent: u32,
+    /// Requests per second per instance (`None`: unlimited; bursts of one second's worth).
+    pub requests_per_sec: Option<u32>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+            max_response_bytes: 16 << 20,
+            max_concurrent: 16,
+            requests_per_sec: None,
+        }
+    }
 }
 
 impl Default for ResourceLimits {
@@ -44,6 +76,7 @@ impl Default for ResourceLimits {
             fuel: None,
             timeout: Some(Duration::from_secs(30)),
             storage: Quota::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -56,6 +89,7 @@ impl ResourceLimits {
             fuel: None,
             timeout: None,
             storage: Quota::unlimited(),
+            http: HttpLimits::default(),
         }
     }
 

@@ -10,5 +10,6 @@ pub(crate) mod engine;
 pub(crate) mod execution;
 pub(crate) mod inspect;
 pub(crate) mod instance;
+pub(crate) mod invoke;
 pub(crate) mod limits;
 pub(crate) mod trap;

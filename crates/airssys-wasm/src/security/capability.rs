@@ -219,6 +219,7 @@ impl Capabilities {
             Capability::Publish(topic) => self.check_publish(topic),
             Capability::Subscribe(topic) => self.check_subscribe(topic),
             Capability::Storage { namespace, write } => self.check_storage(namespace, write),
+            Capability::Http { host, port } => self.check_http(host, port),
         };
         self.with_policy_decision(component, capability, granted)
     }
@@ -328,6 +329,27 @@ impl Capabilities {
         match self.outbound.iter().find(|p| p.matches_name(name)) {
             Some(p) => Decision::allow(format!("network.outbound {}", p.as_str())),
             None => Decision::deny("not granted: no network.outbound pattern names this host"),
+        }
+    }
+
+    /// Whether an outbound HTTP request may go to `host:port` (an IP literal
+    /// or a DNS name, as the request's authority names it).
+    pub fn check_http(&self, host: &str, port: u16) -> Decision {
+        if self.forbidden_ports.contains(&port) {
+            return Decision::deny(format!("host policy forbids port {port}"));
+        }
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        let found = self.outbound.iter().find(|p| match ip {
+            Some(ip) => p.matches_addr(ip, port),
+            None => p.matches_name(host) && p.matches_port(port),
+        });
+        match found {
+            Some(p) => Decision::allow(format!("network.outbound {}", p.as_str())),
+            None => Decision::deny("not granted: no network.outbound pattern matches"),
         }
     }
 

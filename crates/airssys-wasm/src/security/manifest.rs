@@ -15,6 +15,7 @@
 //! timeout = "1s"          # per call
 //! storage-quota = "10MiB"     # bytes of keys + values in its storage namespace
 //! storage-keys = 100000       # keys in its storage namespace
+//! http-requests-per-sec = 10  # outbound wasi:http requests
 //! mailbox-capacity = 1024
 //!
 //! [capabilities]
@@ -105,6 +106,9 @@ pub struct LimitsRequest {
     /// Storage key-count quota.
     #[serde(default)]
     pub storage_keys: Option<u64>,
+    /// Outbound HTTP requests per second (per instance).
+    #[serde(default)]
+    pub http_requests_per_sec: Option<u32>,
     /// Mailbox capacity in messages.
     #[serde(default)]
     pub mailbox_capacity: Option<u32>,
@@ -493,6 +497,16 @@ impl Manifest {
                     .or(policy.default_storage_keys)
                     .unwrap_or(defaults.storage.keys)
                     .min(policy.max_storage_keys.unwrap_or(u64::MAX)),
+            },
+            http: crate::runtime::limits::HttpLimits {
+                requests_per_sec: match (
+                    self.limits.http_requests_per_sec,
+                    policy.max_http_requests_per_sec,
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                ..defaults.http
             },
         };
         let mut ctx = ExecutionContext::new(name)

@@ -36,6 +36,13 @@ pub enum Capability<'a> {
     Publish(&'a str),
     /// `messaging.subscribe` to a topic pattern.
     Subscribe(&'a str),
+    /// An outbound HTTP request (`wasi:http`) to `host:port`.
+    Http {
+        /// The request's host (a name or an IP address).
+        host: &'a str,
+        /// Its port (from the scheme when the URL names none).
+        port: u16,
+    },
     /// Opening a shared storage namespace (`write`: for writing too).
     Storage {
         /// The shared namespace.
@@ -56,6 +63,7 @@ impl std::fmt::Display for Capability<'_> {
             Capability::Send(t) => write!(f, "messaging.send {t}"),
             Capability::Publish(t) => write!(f, "messaging.publish {t}"),
             Capability::Subscribe(t) => write!(f, "messaging.subscribe {t}"),
+            Capability::Http { host, port } => write!(f, "network.outbound http {host}:{port}"),
             Capability::Storage { namespace, write } => write!(
                 f,
                 "storage.shared {namespace} ({})",
@@ -113,7 +121,14 @@ impl SecurityPolicy for HostPolicy {
                     reason: format!("host policy forbids port {}", addr.port()),
                 }
             }
-            Capability::Connect(_) | Capability::Lookup(_) if !self.allow_network => {
+            Capability::Http { port, .. } if self.forbidden_ports.contains(port) => {
+                PolicyDecision::Denied {
+                    reason: format!("host policy forbids port {port}"),
+                }
+            }
+            Capability::Connect(_) | Capability::Lookup(_) | Capability::Http { .. }
+                if !self.allow_network =>
+            {
                 PolicyDecision::Denied {
                     reason: "host policy allow-network = false".into(),
                 }
@@ -182,6 +197,9 @@ pub struct HostPolicy {
     /// The largest key-count quota any component may have.
     #[serde(default)]
     pub max_storage_keys: Option<u64>,
+    /// The most outbound HTTP requests per second any instance may make.
+    #[serde(default)]
+    pub max_http_requests_per_sec: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -202,6 +220,7 @@ impl Default for HostPolicy {
             max_storage_quota: None,
             default_storage_keys: None,
             max_storage_keys: None,
+            max_http_requests_per_sec: None,
         }
     }
 }

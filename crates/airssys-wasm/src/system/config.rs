@@ -548,7 +548,7 @@ impl SystemConfig {
             let id = ActorId::new(a.id.get_ref())?;
             let spec = ActorSpec::new(id, component.clone(), ctx)
                 .with_options(self.options(&merged, &a.subscriptions));
-            children.push((a.id.span().start, ChildSpec::Actor(spec)));
+            children.push((a.id.span().start, ChildSpec::Actor(Box::new(spec))));
         }
         children.sort_by_key(|(at, _)| *at);
         spec.children = children.into_iter().map(|(_, c)| c).collect();

@@ -49,9 +49,10 @@ fn get(url: &str) -> Result<Result<(u16, Vec<u8>), ErrorCode>, Error> {
             Err(wasip2::io::streams::StreamError::Closed) => break,
             Err(wasip2::io::streams::StreamError::LastOperationFailed(e)) => {
                 let code = wasip2::http::types::http_error_code(&e);
-                return Ok(Err(code.unwrap_or(ErrorCode::InternalError(Some(
-                    e.to_debug_string(),
-                )))));
+                // The first line: the cause, without a host backtrace.
+                let text = e.to_debug_string();
+                let first = text.lines().next().unwrap_or_default().to_string();
+                return Ok(Err(code.unwrap_or(ErrorCode::InternalError(Some(first)))));
             }
         }
     }
