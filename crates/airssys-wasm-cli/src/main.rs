@@ -233,7 +233,8 @@ struct RunArgs {
     /// Grant an environment variable: `NAME=VALUE`, or `NAME` to copy the host's value (repeatable).
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     envs: Vec<(String, Option<String>)>,
-    /// Grant outbound connections to `HOST:PORT` (`127.0.0.1:8080`, `*.example.com:443`, `[::1]:*`; repeatable).
+    /// Grant outbound connections and HTTP requests (`wasi:sockets` and
+    /// `wasi:http`) to `HOST:PORT` (`127.0.0.1:8080`, `*.example.com:443`, `[::1]:*`; repeatable).
     #[arg(long = "allow-outbound", value_name = "HOST:PORT")]
     outbound: Vec<String>,
     #[command(flatten)]
@@ -278,6 +279,10 @@ struct CompileArgs {
 
 #[derive(Args)]
 struct CallArgs {
+    /// Grant outbound connections and HTTP requests (`wasi:sockets` and
+    /// `wasi:http`) to `HOST:PORT` (repeatable), on top of the manifest's grants.
+    #[arg(long = "allow-outbound", value_name = "HOST:PORT")]
+    outbound: Vec<String>,
     /// A configuration entry given to `initialize` and `get-config` (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
@@ -637,7 +642,11 @@ fn compile(engine: Engine, a: CompileArgs) -> Result<ExitCode> {
 async fn call(engine_args: &EngineArgs, a: CallArgs) -> Result<ExitCode> {
     let manifest = a.security.manifest()?;
     let trust = a.security.trust(manifest.as_ref())?;
-    let manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
+    let mut manifest = manifest.unwrap_or_else(|| Manifest::new(file_stem(&a.file), "0.0.0"));
+    for pattern in &a.outbound {
+        let p = HostPattern::parse(pattern).map_err(anyhow::Error::msg)?;
+        manifest.capabilities.network.outbound.push(p);
+    }
     let (mut ctx, audit) = a.security.context(&manifest)?;
     let limits = a.limits.apply(*ctx.limits());
     ctx = ctx.with_limits(limits);

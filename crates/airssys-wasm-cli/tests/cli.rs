@@ -718,3 +718,63 @@ fn logs_are_plain_off_a_terminal_json_on_request_and_long_compiles_show_progress
         assert!(!out.contains('\u{1b}'), "NO_COLOR: {out:?}");
     }
 }
+
+#[test]
+fn call_invoke_calls_any_export_in_wave_and_inspect_lists_signatures() {
+    let cli = Cli::new();
+    let probe = common::component("invoke_probe");
+    let p = s(&probe);
+    let o = cli.run(&["call", "--invoke", "add(40, 2)", p]);
+    assert_eq!(stdout(&o), "42\n", "{}", stderr(&o));
+    let o = cli.run(&["call", "--invoke", "flip({x: 1, y: -2})", p]);
+    assert_eq!(stdout(&o), "{x: -2, y: 1}\n", "{}", stderr(&o));
+    let o = cli.run(&["call", "--invoke", "example:invoke-probe/math#divide(1, 0)", p]);
+    assert_eq!(stdout(&o), "err(\"division by zero\")\n", "{}", stderr(&o));
+    let o = cli.run(&["call", "--invoke", "add(1)", p]);
+    assert_error_line(&o, "(signature: add: func(a: u32, b: u32) -> u32)");
+    let o = cli.run(&["call", "--invoke", "subtract(1, 2)", p]);
+    assert_error_line(&o, "invoke_probe: subtract: no such exported function; it exports: add, greet, flip");
+    let o = cli.run(&["call", "--timeout", "200ms", "--invoke", "spin()", p]);
+    assert_error_line(&o, "invoke_probe: timed out after 200ms");
+    // A lifecycle component's exports too.
+    let o = cli.run(&["call", "--invoke", "metadata()", s(&common::component("echo"))]);
+    assert!(stdout(&o).starts_with("{name: \"echo\", version: \"0.1.0\""), "{}", stdout(&o));
+    // inspect shows every function with its WIT signature, in text and JSON.
+    let o = cli.run(&["inspect", p]);
+    let text = stdout(&o);
+    assert!(text.contains("  add: func(a: u32, b: u32) -> u32\n"), "{text}");
+    assert!(
+        text.contains("  example:invoke-probe/math#divide: func(a: f64, b: f64) -> result<f64, string>\n"),
+        "{text}"
+    );
+    let o = cli.run(&["inspect", "--json", p]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "greet" && f["signature"] == "func(name: string) -> string"));
+}
+
+#[test]
+fn allow_outbound_on_call_covers_wasi_http() {
+    let cli = Cli::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    let probe = common::component("http_probe");
+    let url = format!("get http://127.0.0.1:{port}/");
+    let o = cli.run(&["call", s(&probe), &url]);
+    assert_eq!(stdout(&o), "error: ErrorCode::HttpRequestDenied\n", "{}", stderr(&o));
+    let grant = format!("127.0.0.1:{port}");
+    let o = cli.run(&["call", "--allow-outbound", &grant, s(&probe), &url]);
+    assert_eq!(stdout(&o), "200 ok\n", "{}", stderr(&o));
+}
