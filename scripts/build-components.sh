@@ -13,3 +13,18 @@ target_dir="$root/target/guests"
 cargo build --quiet --release --target wasm32-wasip2 --manifest-path "$manifest" --target-dir "$target_dir"
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" --target-dir "$target_dir" -p wasi-probe
 cp "$target_dir/wasm32-wasip2/release/kv_counter.wasm" "$target_dir/wasm32-wasip2/release/kv-counter.wasm"
+
+# The Python example (examples/python/py-echo), built with componentize-py
+# (pinned) from a virtualenv under target/, against the same wit/.
+py_out="$target_dir/python/py-echo.wasm"
+py_src="$root/examples/python/py-echo"
+if [ ! -f "$py_out" ] || [ -n "$(find "$py_src" "$root/wit" -newer "$py_out" -type f | head -1)" ]; then
+  command -v python3 >/dev/null || { echo "build-components: python3 is needed for examples/python" >&2; exit 1; }
+  venv="$root/target/pyenv"
+  if [ ! -x "$venv/bin/componentize-py" ] || ! "$venv/bin/componentize-py" --version | grep -q '0.25.1'; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+  fi
+  mkdir -p "$target_dir/python"
+  (cd "$py_src" && "$venv/bin/componentize-py" -d "$root/wit" -w component componentize app -o "$py_out" >/dev/null)
+fi

@@ -728,23 +728,45 @@ fn call_invoke_calls_any_export_in_wave_and_inspect_lists_signatures() {
     assert_eq!(stdout(&o), "42\n", "{}", stderr(&o));
     let o = cli.run(&["call", "--invoke", "flip({x: 1, y: -2})", p]);
     assert_eq!(stdout(&o), "{x: -2, y: 1}\n", "{}", stderr(&o));
-    let o = cli.run(&["call", "--invoke", "example:invoke-probe/math#divide(1, 0)", p]);
+    let o = cli.run(&[
+        "call",
+        "--invoke",
+        "example:invoke-probe/math#divide(1, 0)",
+        p,
+    ]);
     assert_eq!(stdout(&o), "err(\"division by zero\")\n", "{}", stderr(&o));
     let o = cli.run(&["call", "--invoke", "add(1)", p]);
     assert_error_line(&o, "(signature: add: func(a: u32, b: u32) -> u32)");
     let o = cli.run(&["call", "--invoke", "subtract(1, 2)", p]);
-    assert_error_line(&o, "invoke_probe: subtract: no such exported function; it exports: add, greet, flip");
+    assert_error_line(
+        &o,
+        "invoke_probe: subtract: no such exported function; it exports: add, greet, flip",
+    );
     let o = cli.run(&["call", "--timeout", "200ms", "--invoke", "spin()", p]);
     assert_error_line(&o, "invoke_probe: timed out after 200ms");
     // A lifecycle component's exports too.
-    let o = cli.run(&["call", "--invoke", "metadata()", s(&common::component("echo"))]);
-    assert!(stdout(&o).starts_with("{name: \"echo\", version: \"0.1.0\""), "{}", stdout(&o));
+    let o = cli.run(&[
+        "call",
+        "--invoke",
+        "metadata()",
+        s(&common::component("echo")),
+    ]);
+    assert!(
+        stdout(&o).starts_with("{name: \"echo\", version: \"0.1.0\""),
+        "{}",
+        stdout(&o)
+    );
     // inspect shows every function with its WIT signature, in text and JSON.
     let o = cli.run(&["inspect", p]);
     let text = stdout(&o);
-    assert!(text.contains("  add: func(a: u32, b: u32) -> u32\n"), "{text}");
     assert!(
-        text.contains("  example:invoke-probe/math#divide: func(a: f64, b: f64) -> result<f64, string>\n"),
+        text.contains("  add: func(a: u32, b: u32) -> u32\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  example:invoke-probe/math#divide: func(a: f64, b: f64) -> result<f64, string>\n"
+        ),
         "{text}"
     );
     let o = cli.run(&["inspect", "--json", p]);
@@ -767,14 +789,48 @@ fn allow_outbound_on_call_covers_wasi_http() {
             let Ok(mut s) = stream else { break };
             let mut buf = [0u8; 2048];
             let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     let probe = common::component("http_probe");
     let url = format!("get http://127.0.0.1:{port}/");
     let o = cli.run(&["call", s(&probe), &url]);
-    assert_eq!(stdout(&o), "error: ErrorCode::HttpRequestDenied\n", "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "error: ErrorCode::HttpRequestDenied\n",
+        "{}",
+        stderr(&o)
+    );
     let grant = format!("127.0.0.1:{port}");
     let o = cli.run(&["call", "--allow-outbound", &grant, s(&probe), &url]);
     assert_eq!(stdout(&o), "200 ok\n", "{}", stderr(&o));
+}
+
+#[test]
+fn a_python_guest_runs_under_call_and_its_loop_and_hunger_are_stopped() {
+    let cli = Cli::new();
+    let py = common::python_guest();
+    let cache = common::python_cache();
+    let call = |extra: &[&str]| {
+        let mut args = vec!["--cache-dir", s(&cache), "call"];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+    let o = call(&[s(&py), "upper hi from python"]);
+    assert_eq!(stdout(&o), "HI FROM PYTHON\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("python guest ready component=\"py-echo\""),
+        "{}",
+        stderr(&o)
+    );
+    let data = tempfile::tempdir().unwrap();
+    for n in ["1", "2"] {
+        let o = call(&["--data", s(data.path()), s(&py), "count"]);
+        assert_eq!(stdout(&o), format!("{n}\n"), "{}", stderr(&o));
+    }
+    let o = call(&["--timeout", "1s", s(&py), "spin"]);
+    assert_error_line(&o, "py-echo: timed out after 1s");
+    let o = call(&["--max-memory", "96MiB", s(&py), "hog"]);
+    assert_error_line(&o, "py-echo: memory limit of 96 MiB reached");
 }

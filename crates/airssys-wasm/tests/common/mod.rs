@@ -53,3 +53,16 @@ pub fn engine() -> airssys_wasm::Engine {
     )
     .expect("engine")
 }
+
+/// The Python example (`examples/python/py-echo`), built with componentize-py.
+pub fn python_guest() -> PathBuf {
+    let p = build_guests().join("python/py-echo.wasm");
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// A compile cache shared by the tests that load the 18 MB Python guest, so
+/// that it is compiled once (per engine configuration), not once per test.
+pub fn python_cache() -> PathBuf {
+    root().join("target/test-compile-cache")
+}
