@@ -4,6 +4,7 @@
 //! `airssys-wasm` library.
 
 mod args;
+mod new;
 mod store;
 mod up;
 
@@ -60,6 +61,8 @@ enum Command {
     Ps(up::PsArgs),
     /// Send a message to an actor of a running system (through its admin API).
     Send(up::SendArgs),
+    /// Create a guest project (Rust, or Python with --lang python) that builds to a component.
+    New(new::NewArgs),
     /// Inspect and manage the durable storage in a data directory.
     #[command(subcommand)]
     Storage(store::StorageCommand),
@@ -431,6 +434,7 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Up(a) => up::up(&engine, a).await,
         Command::Ps(a) => tokio::task::spawn_blocking(move || up::ps(a)).await?,
         Command::Send(a) => tokio::task::spawn_blocking(move || up::send(a)).await?,
+        Command::New(a) => new::new(a),
         Command::Storage(c) => tokio::task::spawn_blocking(move || store::run(c)).await?,
     }
 }

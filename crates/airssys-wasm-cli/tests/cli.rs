@@ -834,3 +834,64 @@ fn a_python_guest_runs_under_call_and_its_loop_and_hunger_are_stopped() {
     let o = call(&["--max-memory", "96MiB", s(&py), "hog"]);
     assert_error_line(&o, "py-echo: memory limit of 96 MiB reached");
 }
+
+#[test]
+fn new_scaffolds_guests_that_build_with_one_command_and_answer_call() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Rust: `cargo build --release` (the target is set in .cargo/config.toml).
+    let rust = dir.path().join("hello-guest");
+    let o = cli.run(&["new", "--dir", s(&rust), "hello-guest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("cargo build --release"),
+        "{}",
+        stdout(&o)
+    );
+    let target = common::root().join("target/guests");
+    let built = Command::new("cargo")
+        .args(["build", "--quiet", "--release"])
+        .current_dir(&rust)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let wasm = target.join("wasm32-wasip2/release/hello_guest.wasm");
+    let manifest = rust.join("Component.toml");
+    let o = cli.run(&["call", "--manifest", s(&manifest), s(&wasm), "hello"]);
+    assert_eq!(stdout(&o), "hello-guest got: hello\n", "{}", stderr(&o));
+    // Python: one componentize-py command.
+    let py = dir.path().join("py-guest");
+    let o = cli.run(&["new", "--lang", "python", "--dir", s(&py), "py-guest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let componentize = common::root().join("target/pyenv/bin/componentize-py");
+    let built = Command::new(&componentize)
+        .args([
+            "-d",
+            "wit",
+            "-w",
+            "component",
+            "componentize",
+            "app",
+            "-o",
+            "py-guest.wasm",
+        ])
+        .current_dir(&py)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let o = cli.run(&[
+        "--cache-dir",
+        s(&common::python_cache()),
+        "call",
+        s(&py.join("py-guest.wasm")),
+        "hello",
+    ]);
+    assert_eq!(stdout(&o), "py-guest got: hello\n", "{}", stderr(&o));
+    // A bad name, an existing directory: clear errors.
+    let o = cli.run(&["new", "--dir", s(&rust), "hello-guest"]);
+    assert_error_line(&o, "already exists and is not empty");
+    let o = cli.run(&["new", "Bad_Name"]);
+    assert_error_line(&o, "invalid name \"Bad_Name\"");
+}
