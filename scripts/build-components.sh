@@ -28,3 +28,18 @@ if [ ! -f "$py_out" ] || [ -n "$(find "$py_src" "$root/wit" -newer "$py_out" -ty
   mkdir -p "$target_dir/python"
   (cd "$py_src" && "$venv/bin/componentize-py" -d "$root/wit" -w component componentize app -o "$py_out" >/dev/null)
 fi
+
+# The JavaScript example (examples/js/js-echo), built with componentize-js
+# (pinned, installed under target/) with its defaults: it imports wasi:http.
+js_out="$target_dir/js/js-echo.wasm"
+js_src="$root/examples/js/js-echo"
+if [ ! -f "$js_out" ] || [ -n "$(find "$js_src" "$root/wit" -newer "$js_out" -type f | head -1)" ]; then
+  command -v npm >/dev/null || { echo "build-components: node and npm are needed for examples/js" >&2; exit 1; }
+  jsenv="$root/target/jsenv"
+  if [ ! -x "$jsenv/node_modules/.bin/componentize-js" ]; then
+    mkdir -p "$jsenv"
+    (cd "$jsenv" && npm install --silent --no-audit --no-fund --prefix "$jsenv" @bytecodealliance/componentize-js@0.23.0 >/dev/null)
+  fi
+  mkdir -p "$target_dir/js"
+  "$jsenv/node_modules/.bin/componentize-js" --wit "$root/wit" --world-name component -o "$js_out" "$js_src/app.js" >/dev/null
+fi

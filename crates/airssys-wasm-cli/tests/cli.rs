@@ -895,3 +895,16 @@ fn new_scaffolds_guests_that_build_with_one_command_and_answer_call() {
     let o = cli.run(&["new", "Bad_Name"]);
     assert_error_line(&o, "invalid name \"Bad_Name\"");
 }
+
+#[test]
+fn a_componentize_js_guest_with_its_defaults_runs_under_call() {
+    let cli = Cli::new();
+    let o = cli.run(&[
+        "--cache-dir",
+        s(&common::python_cache()),
+        "call",
+        s(&common::js_guest()),
+        "hello from js",
+    ]);
+    assert_eq!(stdout(&o), "js: HELLO FROM JS\n", "{}", stderr(&o));
+}

@@ -276,3 +276,32 @@ async fn any_export_is_callable_with_dynamic_values_under_the_limits() {
         vec!["healthy".to_string()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_componentize_js_guest_built_with_its_defaults_links_and_runs() {
+    // componentize-js imports wasi:http (for fetch) in every component.
+    let engine = airssys_wasm::Engine::new(
+        airssys_wasm::EngineConfig::default()
+            .pooling(false)
+            .cache_dir(Some(common::python_cache())),
+    )
+    .unwrap();
+    let info = engine.inspect_file(common::js_guest()).unwrap();
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i.starts_with("wasi:http/types@0.2.")),
+        "{:?}",
+        info.imports
+    );
+    let js = engine.load_file(common::js_guest()).unwrap();
+    let ctx = ExecutionContext::new("js-echo");
+    let mut i = js.instantiate(&ctx).await.unwrap();
+    i.initialize().await.unwrap();
+    let r = i
+        .handle_message(&Message::new("host", b"hello".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Some(&b"js: HELLO"[..]));
+    assert_eq!(i.metadata().await.unwrap().name, "js-echo");
+}

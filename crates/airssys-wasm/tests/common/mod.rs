@@ -61,8 +61,15 @@ pub fn python_guest() -> PathBuf {
     p
 }
 
-/// A compile cache shared by the tests that load the 18 MB Python guest, so
+/// A compile cache shared by the tests that load the big Python and JS guests, so
 /// that it is compiled once (per engine configuration), not once per test.
 pub fn python_cache() -> PathBuf {
     root().join("target/test-compile-cache")
+}
+
+/// The JavaScript example (`examples/js/js-echo`), built with componentize-js's defaults.
+pub fn js_guest() -> PathBuf {
+    let p = build_guests().join("js/js-echo.wasm");
+    assert!(p.exists(), "{} was not built", p.display());
+    p
 }
