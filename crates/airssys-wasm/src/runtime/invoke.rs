@@ -44,6 +44,8 @@ pub struct Invoker {
     ctx: ExecutionContext,
     component: Component,
     live: Live,
+    /// Component functions already looked up, by the name the caller used.
+    funcs: std::collections::HashMap<String, (wasmtime::component::Func, usize, usize)>,
     last_usage: Option<ResourceUsage>,
     poisoned: bool,
 }
@@ -88,6 +90,7 @@ impl Component {
             ctx: ctx.clone(),
             component: self.clone(),
             live,
+            funcs: Default::default(),
             last_usage: None,
             poisoned: false,
         })
@@ -241,6 +244,9 @@ impl Invoker {
     }
 
     fn component_func(&mut self, name: &str) -> Result<wasmtime::component::Func> {
+        if let Some((f, _, _)) = self.funcs.get(name) {
+            return Ok(*f);
+        }
         let full = self.resolve(name)?;
         let Live::Component { store, instance } = &mut self.live else {
             unreachable!("component_func on a module");
@@ -251,9 +257,18 @@ impl Invoker {
                 .and_then(|i| instance.get_export_index(&mut *store, Some(&i), f)),
             None => instance.get_export_index(&mut *store, None, &full),
         };
-        index
-            .and_then(|i| instance.get_func(&mut *store, i))
-            .ok_or_else(|| self.invalid(name, "not a function".into()))
+        let found = index.and_then(|i| instance.get_func(&mut *store, i));
+        let Some(func) = found else {
+            return Err(self.invalid(name, "not a function".into()));
+        };
+        let Live::Component { store, .. } = &self.live else {
+            unreachable!()
+        };
+        let ty = func.ty(store);
+        let arity = (ty.params().len(), ty.results().len());
+        self.funcs
+            .insert(name.to_string(), (func, arity.0, arity.1));
+        Ok(func)
     }
 
     /// Calls the component export `name` with `args`; returns its results.
@@ -263,19 +278,12 @@ impl Invoker {
             return Err(self.invalid(name, "a core module: use invoke_core".into()));
         }
         let func = self.component_func(name)?;
-        let Live::Component { store, .. } = &mut self.live else {
-            unreachable!()
-        };
-        let ty = func.ty(&*store);
-        if ty.params().len() != args.len() {
-            let reason = format!(
-                "expects {} arguments, got {}",
-                ty.params().len(),
-                args.len()
-            );
+        let (_, params, results) = self.funcs[name];
+        if params != args.len() {
+            let reason = format!("expects {params} arguments, got {}", args.len());
             return Err(self.invalid(name, reason));
         }
-        let mut results = vec![Val::Bool(false); ty.results().len()];
+        let mut results = vec![Val::Bool(false); results];
         self.begin()?;
         let Live::Component { store, .. } = &mut self.live else {
             unreachable!()
