@@ -80,6 +80,16 @@ show $bin call --data "$demo_dir/kv" $g2/kv-counter.wasm get
 echo "-- a guest written only against wasi:keyvalue (no airssys SDK) runs unchanged"
 show $bin run --data "$demo_dir/kv" $g2/kv-wasi.wasm incr visits
 
+echo; echo "== Any export of any component, arguments and results in WAVE"
+show $bin call --invoke 'add(40, 2)' $g2/invoke_probe.wasm
+show $bin call --invoke 'example:invoke-probe/math#divide(1, 0)' $g2/invoke_probe.wasm
+show $bin call --invoke 'add("x")' $g2/invoke_probe.wasm
+
+echo; echo "== Guests from other toolchains, unchanged: Python (componentize-py) and JavaScript (componentize-js)"
+show $bin call target/guests/python/py-echo.wasm "upper hello from python"
+show $bin call --timeout 1s target/guests/python/py-echo.wasm spin
+show $bin call target/guests/js/js-echo.wasm "hello from javascript"
+
 echo; echo "== Run WASI commands (p2 component and p1 module), deny by default"
 show $bin run $g2/wasi-probe.wasm args one two
 show $bin run $g2/wasi-probe.wasm read /etc/hostname
