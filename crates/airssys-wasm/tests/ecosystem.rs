@@ -305,3 +305,46 @@ async fn a_componentize_js_guest_built_with_its_defaults_links_and_runs() {
     assert_eq!(r.as_deref(), Some(&b"js: HELLO"[..]));
     assert_eq!(i.metadata().await.unwrap().name, "js-echo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_modules_exports_are_callable_too() {
+    let wasm = wat::parse_str(
+        r#"(module
+            (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+            (func (export "spin") (loop br 0)))"#,
+    )
+    .unwrap();
+    let engine = common::engine();
+    let m = engine.load("adder", &wasm).unwrap();
+    let sigs: Vec<String> = m
+        .exported_functions()
+        .into_iter()
+        .map(|f| format!("{}: {}", f.name, f.signature))
+        .collect();
+    assert_eq!(sigs, ["add: func(s32, s32) -> s32", "spin: func()"]);
+    let ctx =
+        ExecutionContext::new("adder").with_limits(ResourceLimits::default().with_fuel(1_000_000));
+    let mut inv = m.instantiate_invoker(&ctx).await.unwrap();
+    assert_eq!(inv.invoke_wave("add(2, 3)").await.unwrap(), ["5"]);
+    let r = inv
+        .invoke_core("add", &[wasmtime::Val::I32(40), wasmtime::Val::I32(2)])
+        .await
+        .unwrap();
+    assert_eq!(r[0].i32(), Some(42));
+    let e = inv.invoke_core("add", &[]).await.unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "adder: add: expects 2 arguments, got 0 (signature: add: func(s32, s32) -> s32)"
+    );
+    let e = inv.invoke_core("spin", &[]).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::FuelExhausted {
+                limit: 1_000_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
