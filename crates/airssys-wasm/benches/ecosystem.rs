@@ -12,36 +12,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use airssys_wasm::{Engine, EngineConfig, ExecutionContext, Manifest, Message, Val};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
-
-fn serve() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-                );
-            });
-        }
-    });
-    port
-}
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +60,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // --- outbound HTTP ---
-    let port = serve();
+    let (port, _) = common::serve_http("hello");
     let url = format!("http://127.0.0.1:{port}/");
     let probe = engine.load_file(common::component("http_probe")).unwrap();
     let manifest = Manifest::parse(

@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airssys_wasm::Val;
@@ -16,38 +13,6 @@ use airssys_wasm::{
     AuditLog, Component, Error, ExecutionContext, HostPolicy, Manifest, Message, ResourceLimits,
     Verdict,
 };
-
-/// A loopback HTTP/1.1 server answering every request with `body`; counts
-/// the connections it accepted. Lives as long as the test process.
-fn serve(body: &'static str) -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            count.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    (port, accepted)
-}
 
 fn probe() -> Component {
     static C: std::sync::OnceLock<(airssys_wasm::Engine, Component)> = std::sync::OnceLock::new();
@@ -85,7 +50,7 @@ async fn fetch(ctx: &ExecutionContext, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_http_succeeds_with_a_grant_and_is_refused_without_one() {
-    let (port, accepted) = serve("hello from the host");
+    let (port, accepted) = common::serve_http("hello from the host");
     let url = format!("http://127.0.0.1:{port}/greeting");
     let audit = AuditLog::in_memory();
     let granted = context(
@@ -157,7 +122,7 @@ async fn outbound_http_succeeds_with_a_grant_and_is_refused_without_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_bounds_response_bytes_and_the_request_rate() {
-    let (port, _) = serve("a body of thirty-two bytes here!");
+    let (port, _) = common::serve_http("a body of thirty-two bytes here!");
     let url = format!("http://127.0.0.1:{port}/");
     let audit = AuditLog::default();
     let grant = format!("127.0.0.1:{port}");

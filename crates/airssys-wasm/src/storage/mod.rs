@@ -381,9 +381,7 @@ impl Storage {
         let db = match redb::Database::create(&file) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                let holder = std::fs::read_to_string(dir.join(OWNER_FILE))
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "another process".into());
+                let holder = holder(&dir);
                 return Err(Error::StorageInUse { dir, holder });
             }
             Err(e) => {
@@ -634,12 +632,9 @@ impl Storage {
         let mut db = match redb::Database::open(&file) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                let holder = std::fs::read_to_string(dir.join(OWNER_FILE))
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "another process".into());
                 return Err(Error::StorageInUse {
                     dir: dir.to_path_buf(),
-                    holder,
+                    holder: holder(dir),
                 });
             }
             Err(e) => return Err(fail(&e)),
@@ -836,6 +831,13 @@ impl Reader {
     pub(crate) fn release(&mut self) {
         self.snapshot = None;
     }
+}
+
+/// Who holds `dir`, as the holder recorded itself.
+fn holder(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(OWNER_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "another process".into())
 }
 
 fn owner_line() -> String {

@@ -73,3 +73,39 @@ pub fn js_guest() -> PathBuf {
     assert!(p.exists(), "{} was not built", p.display());
     p
 }
+
+/// A loopback HTTP/1.1 server answering every request with `body` (one
+/// connection each); counts the connections it accepted. It lives as long as
+/// the test or benchmark process.
+pub fn serve_http(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .ok();
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (port, accepted)
+}
