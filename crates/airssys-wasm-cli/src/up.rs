@@ -85,6 +85,11 @@ fn read_token(path: &PathBuf) -> Result<String> {
 }
 
 pub async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
+    // Listen first: a signal that arrives once the admin address or the "up:"
+    // line is out must find its handler installed, not the default (death).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let config = SystemConfig::from_file(&a.file)?;
     let token = match (&a.admin, &a.admin_token_file) {
         (Some(addr), None) if !addr.ip().is_loopback() => bail!(
@@ -142,10 +147,8 @@ pub async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
     let failure = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { eprintln!("SIGINT: shutting down"); None }
+        _ = sigint.recv() => { eprintln!("SIGINT: shutting down"); None }
         _ = sigterm.recv() => { eprintln!("SIGTERM: shutting down"); None }
         e = system.failed() => Some(e),
     };
