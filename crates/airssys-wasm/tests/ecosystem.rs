@@ -214,6 +214,20 @@ async fn any_export_is_callable_with_dynamic_values_under_the_limits() {
         e.contains("no such exported function; it exports: add, greet"),
         "{e}"
     );
+    // A value of the wrong type is the caller's mistake: an error naming the
+    // signature, and the instance stays usable.
+    let e = inv
+        .invoke("add", &[Val::String("x".into()), Val::U32(1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Invoke { .. }), "{e}");
+    assert!(e.to_string().contains("type mismatch"), "{e}");
+    assert_eq!(
+        inv.invoke("add", &[Val::U32(1), Val::U32(1)])
+            .await
+            .unwrap(),
+        vec![Val::U32(2)]
+    );
     // The limits hold: a spinning export runs out of fuel, and the invoker is poisoned.
     let e = inv.invoke("spin", &[]).await.unwrap_err();
     assert!(

@@ -162,7 +162,7 @@ impl From<StorageError> for store::Error {
 impl airssys_storage::Host for StorageCtx {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitError> {
         let b = self.backend()?;
-        Ok(b.reader.get(&b.own.clone(), &key)?)
+        Ok(b.reader.get(&b.own, &key)?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), WitError> {
@@ -183,7 +183,7 @@ impl airssys_storage::Host for StorageCtx {
 
     fn exists(&mut self, key: String) -> Result<bool, WitError> {
         let b = self.backend()?;
-        Ok(b.reader.exists(&b.own.clone(), &key)?)
+        Ok(b.reader.exists(&b.own, &key)?)
     }
 
     fn list_keys(

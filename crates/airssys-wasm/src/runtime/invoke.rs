@@ -408,11 +408,10 @@ impl Invoker {
         start: Instant,
         r: wasmtime::Result<R>,
     ) -> Result<R> {
-        let (metered, fuel_left, peak, denied) = match &mut self.live {
+        let (fuel_left, peak, denied) = match &mut self.live {
             Live::Component { store, .. } => usage_of(store),
             Live::Module { store, .. } => usage_of(store),
         };
-        let _ = metered;
         self.last_usage = Some(ResourceUsage {
             fuel_consumed: fuel.saturating_sub(fuel_left),
             peak_memory_bytes: peak,
@@ -425,11 +424,11 @@ impl Invoker {
         match r {
             Ok(v) => Ok(v),
             Err(e) => {
-                // A type mismatch is the caller's mistake, found before the guest ran.
+                // wasmtime type-checks the arguments before entering the guest:
+                // that error is the caller's mistake, not a trap, and leaves the
+                // instance usable.
                 let text = crate::runtime::trap::error_chain(&e);
-                if text.contains("type mismatch")
-                    || text.contains("expected") && !text.contains("wasm trap")
-                {
+                if e.downcast_ref::<wasmtime::Trap>().is_none() && text.contains("type mismatch") {
                     return Err(self.invalid(name, text));
                 }
                 self.poisoned = true;
@@ -445,7 +444,8 @@ impl Invoker {
     }
 }
 
-fn usage_of<T: HasRunState>(store: &mut Store<T>) -> (bool, u64, u64, bool) {
+/// Fuel left, peak memory, and whether memory was denied; ends the call's deadline.
+fn usage_of<T: HasRunState>(store: &mut Store<T>) -> (u64, u64, bool) {
     let metered = store.data_mut().run().metered;
     let left = if metered {
         store.get_fuel().unwrap_or(0)
@@ -454,5 +454,5 @@ fn usage_of<T: HasRunState>(store: &mut Store<T>) -> (bool, u64, u64, bool) {
     };
     let run = store.data_mut().run();
     run.deadline = None;
-    (metered, left, run.limiter.peak(), run.limiter.memory_denied)
+    (left, run.limiter.peak(), run.limiter.memory_denied)
 }
