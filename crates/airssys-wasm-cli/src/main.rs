@@ -458,9 +458,6 @@ struct Trust {
 fn load(engine: &Engine, file: &Path, allow_precompiled: bool, trust: &Trust) -> Result<Component> {
     let precompiled = wasmtime_precompiled(file)?;
     if precompiled {
-        if trust.policy.is_required() {
-            trust.policy.verify(file, trust.identity.as_ref())?;
-        }
         if !allow_precompiled {
             bail!(
                 "{}: is precompiled code; pass --allow-precompiled to run it (it is trusted machine code)",
@@ -470,7 +467,10 @@ fn load(engine: &Engine, file: &Path, allow_precompiled: bool, trust: &Trust) ->
         // SAFETY: the user asserted with --allow-precompiled that this file was
         // produced by `airssys-wasm compile` and is trusted, which is the contract
         // of `load_precompiled_file` (as with `wasmtime run --allow-precompiled`).
-        return Ok(unsafe { engine.load_precompiled_file(file) }?);
+        // The signature is checked on the bytes that are loaded (one read).
+        return Ok(unsafe {
+            engine.load_precompiled_file_trusted(file, &trust.policy, trust.identity.as_ref())
+        }?);
     }
     Ok(engine.load_file_trusted(file, &trust.policy, trust.identity.as_ref())?)
 }

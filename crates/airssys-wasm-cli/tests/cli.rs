@@ -517,7 +517,7 @@ fn a_guest_flooding_the_log_is_held_to_its_budget() {
     assert_eq!(summary.len(), 1, "{err}");
     assert!(
         summary[0].contains(&format!(
-            "dropped {} log lines over the log budget (100 lines/s, burst 200)",
+            "dropped {} log lines over the log budget (100 lines/s, burst 200, 65536 bytes/s)",
             50000 - lines
         )),
         "{lines} written; {}",
@@ -908,4 +908,21 @@ fn a_componentize_js_guest_with_its_defaults_runs_under_call() {
         "hello from js",
     ]);
     assert_eq!(stdout(&o), "js: HELLO FROM JS\n", "{}", stderr(&o));
+}
+
+#[test]
+fn a_guest_cannot_start_a_host_log_line() {
+    let cli = Cli::new();
+    let hostile = common::component("hostile");
+    let o = cli.run(&["call", s(&hostile), "forge"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("benign\\n2026-12-02T00:00:00Z"),
+        "escaped: {err}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("2026-12-02T00:00:00Z")),
+        "a guest line started a host line: {err}"
+    );
 }

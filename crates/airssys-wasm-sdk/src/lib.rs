@@ -36,14 +36,14 @@ pub mod bindings {
 pub use bindings::airssys::component::messaging::{self, MessagingError};
 pub use bindings::airssys::component::services::{self, LogLevel};
 pub use bindings::airssys::component::storage::{self, BatchOp, StorageError, StorageUsage};
+pub use bindings::airssys::component::types::{
+    ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload, RequestError,
+};
 /// The standard `wasi:keyvalue@0.2.0-draft` interfaces (`store`, `atomics`,
 /// `batch`), served by the host over the same storage: `store::open("")` is
 /// this actor's own namespace, `store::open("NAME")` a shared one (granted
 /// by the manifest's `storage.shared`).
 pub use bindings::wasi::keyvalue;
-pub use bindings::airssys::component::types::{
-    ComponentMetadata as Metadata, Error, HealthStatus, Message, Payload, RequestError,
-};
 
 /// The lifecycle of a component. Only `handle_message` is required.
 pub trait Component {

@@ -71,6 +71,32 @@ impl Message {
         self.correlation_id = Some(id.into());
         self
     }
+
+    /// The bytes the host holds for this message: every field (payload,
+    /// sender, content type, correlation id, each metadata key and value) plus
+    /// a fixed 8 bytes per string for framing. Message caps and host budgets
+    /// measure this, not the payload alone.
+    ///
+    /// ```
+    /// use airssys_wasm::Message;
+    /// let m = Message::new("a", b"hi".to_vec()).with_content_type("x").with_metadata("k", "v");
+    /// assert_eq!(m.wire_bytes(), 2 + 1 + 1 + 2 + 8 * 5 + 8);
+    /// ```
+    pub fn wire_bytes(&self) -> usize {
+        const FRAME: usize = 8;
+        let meta: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2 * FRAME)
+            .sum();
+        self.payload.len()
+            + self.sender.len()
+            + self.content_type.len()
+            + self.correlation_id.as_ref().map_or(0, |c| c.len())
+            + meta
+            + 3 * FRAME
+            + 8 // the timestamp
+    }
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

@@ -168,6 +168,19 @@ pub enum Error {
         /// The actor.
         actor: String,
     },
+    /// The actor's reply is larger than the cap on what it may send
+    /// (`max-message-bytes`); the reply was dropped.
+    #[error(
+        "{actor}: reply of {bytes} bytes exceeds the cap of {limit} bytes (max-message-bytes)"
+    )]
+    ReplyTooLarge {
+        /// The actor that replied.
+        actor: String,
+        /// The reply's size.
+        bytes: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The system is shutting down and accepts no new messages.
     #[error("the actor system is shutting down")]
     ShuttingDown,
@@ -247,6 +260,7 @@ impl Error {
             | Error::MailboxFull { actor, .. }
             | Error::Refused { actor, .. }
             | Error::RequestTimeout { actor, .. }
+            | Error::ReplyTooLarge { actor, .. }
             | Error::ActorStopped { actor } => Some(actor),
         }
     }

@@ -56,8 +56,8 @@ pub mod units;
 
 pub use actor::{
     ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, ActorSystem, Backoff,
-    ChildSpec, DeadLetter, DeadLetterReason, HealthCheck, Intensity, RestartPolicy, Strategy,
-    SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
+    ChildSpec, DeadLetter, DeadLetterReason, HealthCheck, HostUsage, Intensity, RestartPolicy,
+    Strategy, SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
 };
 pub use bindings::{
     GuestError, HealthStatus, Message, MessagingError, Metadata, Payload, RequestError,
@@ -67,12 +67,14 @@ pub use error::{DisplayBytes, DisplayDuration, Error, Result};
 pub use host::host_interfaces;
 pub use runtime::command::ExitStatus;
 pub use runtime::component::{Component, ComponentKind};
-pub use runtime::engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
+pub use runtime::engine::{
+    default_cache_dir, CacheStats, Engine, EngineConfig, MAX_COMPONENT_FILE_BYTES,
+};
 pub use runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
 pub use runtime::inspect::Inspection;
 pub use runtime::instance::Instance;
 pub use runtime::invoke::{ExportedFunction, Invoker};
-pub use runtime::limits::{HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
+pub use runtime::limits::{HostLimits, HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
 pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use security::manifest::{Access, Manifest};
 pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};

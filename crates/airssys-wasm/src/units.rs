@@ -59,6 +59,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Lower-case hex of `bytes`.
+/// `s` cut to at most `max` bytes on a character boundary; a cut string ends
+/// with `…(N bytes)`, N its original length, so a reader knows it was cut.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &s[..cut], s.len())
+}
+
+/// Guest text made safe for one host log line: control characters (newlines,
+/// carriage returns, escape sequences) are written as escapes, so a guest can
+/// never start a line of its own or move the terminal's cursor.
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
@@ -71,6 +104,24 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn truncate_cuts_on_a_char_boundary_and_says_the_length() {
+        assert_eq!(super::truncate("short", 8), "short");
+        assert_eq!(super::truncate("ééé", 3), "é…(6 bytes)");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            super::escape_controls("a\nINFO host: b\x1b[2J"),
+            "a\\nINFO host: b\\u{1b}[2J"
+        );
+        assert!(matches!(
+            super::escape_controls("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -529,8 +529,12 @@ async fn a_receivers_accept_list_refuses_other_senders() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_and_pending_caps() {
-    let tight =
-        actor("tight").with_options(ActorOptions::default().max_message_bytes(8).max_pending(2));
+    // The cap counts the whole message (payload, content type, metadata, target).
+    let tight = actor("tight").with_options(
+        ActorOptions::default()
+            .max_message_bytes(150)
+            .max_pending(2),
+    );
     let system = ActorSystem::builder()
         .actor(tight)
         .actor(actor("slow"))
@@ -538,8 +542,8 @@ async fn oversized_messages_and_pending_caps() {
         .await
         .unwrap();
     assert_eq!(
-        ask(&system, "tight", "send slow 0123456789").await,
-        "err:MessageTooLarge(8)"
+        ask(&system, "tight", &format!("send slow {}", "x".repeat(100))).await,
+        "err:MessageTooLarge(150)"
     );
     system.send("slow", msg("spin")).unwrap();
     assert!(ask(&system, "tight", "request slow a 5000")
@@ -692,12 +696,16 @@ async fn virtual_actors_activate_on_demand_and_the_resident_set_is_bounded() {
             <= 2
     })
     .await;
-    let suspended = system
-        .actors()
-        .iter()
-        .filter(|s| s.state == ActorState::Suspended)
-        .count();
-    assert!(suspended >= 4, "{:?}", system.actors());
+    // The passivated ones left the registry (they cost nothing until addressed).
+    eventually("evicted actors reclaimed", || {
+        system
+            .actors()
+            .iter()
+            .filter(|s| s.metadata.id.as_str().starts_with("actor_probe/"))
+            .count()
+            <= 3
+    })
+    .await;
     assert_eq!(ask(&system, "actor_probe/user-0", "again").await, "again");
     assert!(ActorId::parse("actor_probe/a/b").is_err());
     let e = system.send("nope/x", msg("x")).unwrap_err();
@@ -843,6 +851,7 @@ async fn an_actor_flooding_the_log_is_held_to_its_budget_and_the_drops_are_count
         lines_per_sec: 10,
         burst: 20,
         max_line_bytes: 100,
+        ..Default::default()
     };
     let spec = ActorSpec::new(
         ActorId::new("noisy").unwrap(),

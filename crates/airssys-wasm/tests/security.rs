@@ -273,12 +273,21 @@ async fn a_withheld_service_is_denied_to_the_guest_which_can_handle_it() {
             .unwrap(),
         Some(b"5".to_vec())
     );
+    // The denials are metered: a burst of 20 is written, the other 80 are
+    // counted exactly and summarised on flush.
+    audit.flush();
     let events = audit.events();
     let denials: Vec<_> = events
         .iter()
         .filter(|e| e.decision == Verdict::Deny)
         .collect();
-    assert_eq!(denials.len(), 100);
+    assert_eq!(denials.iter().filter(|e| e.suppressed == 0).count(), 20);
+    assert_eq!(denials.iter().map(|e| e.suppressed).sum::<u64>(), 80);
+    let counted = audit
+        .counts()
+        .into_iter()
+        .find(|(_, f, v, _)| f == "services.get-config" && *v == Verdict::Deny);
+    assert_eq!(counted.map(|(.., n)| n), Some(100));
     assert_eq!(denials[0].function, "services.get-config");
     assert_eq!(denials[0].resource, "step");
     assert_eq!(denials[0].component, "counter");

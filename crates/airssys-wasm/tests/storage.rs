@@ -631,3 +631,85 @@ fn a_second_process_gets_a_clear_error_naming_the_directory_and_the_holder() {
     let s = open(dir.path());
     assert!(s.namespaces().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_stores_at_most_its_quota_in_total_whatever_its_shared_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path());
+    let engine = common::engine();
+    let wasi_only = engine.load_file(common::component("kv-wasi")).unwrap();
+    let mut caps = Capabilities::default();
+    caps.storage_shared = NamePatterns::new(&["cache.*"]).unwrap();
+    let quota = Quota {
+        bytes: 64 << 10,
+        keys: 1000,
+    };
+    let ctx = ExecutionContext::new("greedy")
+        .with_capabilities(caps)
+        .with_limits(ResourceLimits::default().with_storage_quota(quota))
+        .with_storage(storage.clone());
+    let run = |args: Vec<String>| {
+        let (ctx, c) = (ctx.clone(), wasi_only.clone());
+        async move {
+            let argv: Vec<String> = std::iter::once("kv-wasi".to_string()).chain(args).collect();
+            c.run_command(&ctx, &argv).await.unwrap().code
+        }
+    };
+    let big = "v".repeat(40 << 10);
+    let set = |ns: &str| {
+        vec![
+            "open".into(),
+            ns.to_string(),
+            "set".into(),
+            "k".into(),
+            big.clone(),
+        ]
+    };
+    assert_eq!(run(set("cache.1")).await, 0, "40 KiB of a 64 KiB quota");
+    // A second shared namespace under the same wildcard grant: the total would
+    // be 80 KiB, so it is refused (it used to get its own 64 MiB).
+    assert_eq!(run(set("cache.2")).await, 1);
+    assert_eq!(
+        storage.get(&Namespace::shared("cache.2"), "k").unwrap(),
+        None
+    );
+    // Its own namespace counts in the same total.
+    let own = vec!["set".into(), "k".into(), big.clone()];
+    assert_eq!(run(own.clone()).await, 1);
+    // Once it removes what it put in the shared namespace, the room is back.
+    let del = vec!["open".into(), "cache.1".into(), "delete".into(), "k".into()];
+    assert_eq!(run(del).await, 0);
+    assert_eq!(run(own).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_keyvalue_cursors_seek_and_an_invented_cursor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path());
+    let engine = common::engine();
+    let wasi_only = engine.load_file(common::component("kv-wasi")).unwrap();
+    let ctx = ExecutionContext::new("kv-wasi").with_storage(storage.clone());
+    let run = |args: &[&str]| {
+        let argv: Vec<String> = std::iter::once("kv-wasi")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let (ctx, c) = (ctx.clone(), wasi_only.clone());
+        async move { c.run_command(&ctx, &argv).await.unwrap().code }
+    };
+    // 2,700 keys in three batches of 900, then three pages, every key once.
+    for batch in 0..3 {
+        let kvs: Vec<String> = (0..900).map(|i| format!("k{batch}{i:04}=x")).collect();
+        let mut args = vec!["set-many"];
+        args.extend(kvs.iter().map(String::as_str));
+        assert_eq!(run(&args).await, 0);
+    }
+    assert_eq!(run(&["list-count", "2700"]).await, 0);
+    assert_eq!(
+        run(&["list-count", "2699"]).await,
+        1,
+        "the count is checked"
+    );
+    // A cursor the host never gave (a huge offset used to scan the table).
+    assert_eq!(run(&["list-from", "18446744073709551615"]).await, 1);
+}

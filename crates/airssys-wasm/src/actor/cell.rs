@@ -78,6 +78,8 @@ struct ActorTask {
     carry: Option<Envelope>,
     /// Log lines the current instance had dropped when last looked at.
     seen_dropped: u64,
+    /// A tighter bound than the call timeout on the next calls (while draining).
+    call_limit: Option<Duration>,
 }
 
 /// Starts the task of a declared actor under a supervisor.
@@ -96,6 +98,7 @@ pub(crate) fn spawn_static(
         permit: None,
         carry: None,
         seen_dropped: 0,
+        call_limit: None,
     };
     router.runtime().spawn(task.run());
 }
@@ -113,8 +116,19 @@ pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
         permit: None,
         carry: None,
         seen_dropped: 0,
+        call_limit: None,
     };
     router.runtime().spawn(task.run());
+}
+
+/// How a backoff wait ended.
+enum Waited {
+    /// The delay passed.
+    Elapsed,
+    /// A stop came (handled: the actor is stopped).
+    Stopped,
+    /// The control channel closed.
+    Closed,
 }
 
 impl ActorTask {
@@ -122,18 +136,42 @@ impl ActorTask {
         let mut started_before = false;
         let mut restarted = false;
         loop {
-            let outcome = match self.start(started_before, restarted).await {
-                Ok(instance) => self.serve(instance).await,
-                Err(reason) => Outcome::Crashed(reason),
+            // A virtual actor whose activations keep failing backs off before
+            // the next attempt, reading its control channel meanwhile.
+            if self.cell.is_virtual {
+                let wait = self.activation_delay();
+                if !wait.is_zero() {
+                    match self.backoff(wait).await {
+                        Waited::Elapsed => {}
+                        Waited::Stopped | Waited::Closed => return,
+                    }
+                }
+            }
+            let (outcome, start_failed) = match self.start(started_before, restarted).await {
+                Ok(instance) => {
+                    if self.cell.is_virtual {
+                        *self.failures() = (0, None);
+                    }
+                    (self.serve(instance).await, false)
+                }
+                Err(reason) => (Outcome::Crashed(reason), true),
             };
             started_before = true;
             restarted = false;
             let park = match outcome {
                 Outcome::Restart { delay, generation } => {
                     self.generation = generation;
-                    tokio::time::sleep(delay).await;
-                    restarted = true;
-                    continue;
+                    match self.backoff(delay).await {
+                        Waited::Elapsed => {
+                            restarted = true;
+                            continue;
+                        }
+                        Waited::Stopped => None,
+                        Waited::Closed => {
+                            self.discard_queued(DeadLetterReason::Stopped);
+                            return;
+                        }
+                    }
                 }
                 Outcome::Closed => return,
                 Outcome::Passivated => {
@@ -143,7 +181,7 @@ impl ActorTask {
                         id: self.cell.id().clone(),
                     });
                     if self.cell.is_virtual {
-                        if self.detach() {
+                        if self.detach(true) {
                             return;
                         }
                         continue;
@@ -178,13 +216,26 @@ impl ActorTask {
                             });
                         }
                         // A virtual actor has no supervisor: the next message
-                        // activates a fresh instance (none once the system is shut down).
+                        // activates a fresh instance (none once the system is
+                        // shut down), after a backoff when activation failed.
                         None => {
                             if self.router.resident.is_closed() {
                                 self.discard_queued(DeadLetterReason::ShuttingDown);
                                 self.cell.set_state(ActorState::Stopped);
                             }
-                            if self.detach() {
+                            if start_failed {
+                                let attempts = self.note_activation_failure();
+                                let max = self.cell.options().max_activation_attempts.max(1);
+                                if attempts >= max {
+                                    // Poison: what waits for it cannot be handled.
+                                    self.discard_queued(DeadLetterReason::ActivationFailed {
+                                        attempts,
+                                        reason,
+                                    });
+                                }
+                            }
+                            restarted = true;
+                            if self.detach(false) {
                                 return;
                             }
                             continue;
@@ -198,28 +249,87 @@ impl ActorTask {
                 }
             };
             // Parked (failed or stopped): wait for the supervisor.
-            let next = match park {
-                Some(next) => Some(next),
-                None => loop {
-                    let c = self.ctrl.recv().await;
-                    match self.on_parked_control(c) {
-                        Some(Some(next)) => break Some(next),
-                        Some(None) => continue,
-                        None => break None,
+            let mut next = park;
+            loop {
+                let (delay, generation) = match next.take() {
+                    Some(n) => n,
+                    None => {
+                        let c = self.ctrl.recv().await;
+                        match self.on_parked_control(c) {
+                            Some(Some(n)) => n,
+                            Some(None) => continue,
+                            None => {
+                                self.discard_queued(DeadLetterReason::Stopped);
+                                return;
+                            }
+                        }
                     }
-                },
-            };
-            match next {
-                Some((delay, generation)) => {
-                    self.generation = generation;
-                    tokio::time::sleep(delay).await;
-                    restarted = true;
-                }
-                None => {
-                    self.discard_queued(DeadLetterReason::Stopped);
-                    return;
+                };
+                self.generation = generation;
+                match self.backoff(delay).await {
+                    Waited::Elapsed => {
+                        restarted = true;
+                        break;
+                    }
+                    Waited::Stopped => continue,
+                    Waited::Closed => {
+                        self.discard_queued(DeadLetterReason::Stopped);
+                        return;
+                    }
                 }
             }
+        }
+    }
+
+    /// Waits `delay` (a restart's backoff) while reading the control channel:
+    /// a restart resets the wait, a stop stops the actor at once.
+    async fn backoff(&mut self, mut delay: Duration) -> Waited {
+        loop {
+            tokio::select! {
+                biased;
+                c = self.ctrl.recv() => match c {
+                    Some(Control::Restart { delay: d, generation }) => {
+                        self.generation = generation;
+                        delay = d;
+                    }
+                    Some(Control::Stop { ack, .. }) => {
+                        self.stopped(Some(ack));
+                        return Waited::Stopped;
+                    }
+                    Some(Control::Add { ack, .. }) => {
+                        let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                    }
+                    None => return Waited::Closed,
+                },
+                _ = tokio::time::sleep(delay) => return Waited::Elapsed,
+            }
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, (u32, Option<Instant>)> {
+        self.cell
+            .activation_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a failed activation; returns the failures in a row.
+    fn note_activation_failure(&self) -> u32 {
+        let mut f = self.failures();
+        f.0 = f.0.saturating_add(1);
+        f.1 = Some(Instant::now());
+        f.0
+    }
+
+    /// How long a virtual actor waits before its next activation: the
+    /// supervisor's default backoff after as many failures in a row.
+    fn activation_delay(&self) -> Duration {
+        let (n, last) = *self.failures();
+        match last {
+            Some(at) if n > 0 => super::Backoff::default()
+                .delay(n)
+                .saturating_sub(at.elapsed()),
+            _ => Duration::ZERO,
         }
     }
 
@@ -256,14 +366,26 @@ impl ActorTask {
         }
     }
 
-    /// Lets go of a virtual actor's mailbox when it is empty (the task ends).
-    fn detach(&self) -> bool {
-        if self.cell.mailbox.detach_if_empty() {
-            *self.cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            true
+    /// Lets go of a virtual actor's mailbox when it is empty (the task
+    /// ends). With `retire`, an idle actor that holds nothing also leaves the
+    /// registry, so it costs nothing but its durable data until its next message.
+    fn detach(&self, retire: bool) -> bool {
+        let retire = retire
+            && self.failures().0 == 0
+            && self.cell.pending.load(Ordering::Relaxed) == 0
+            && self.cell.guest_subscriptions.load(Ordering::Relaxed) == 0;
+        let detached = if retire {
+            self.cell.mailbox.retire_if_empty()
         } else {
-            false
+            self.cell.mailbox.detach_if_empty()
+        };
+        if detached {
+            *self.cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if retire {
+                self.router.retire(&self.cell);
+            }
         }
+        detached
     }
 
     async fn start(&mut self, started_before: bool, restarted: bool) -> Result<Instance, String> {
@@ -284,6 +406,9 @@ impl ActorTask {
             };
             self.permit = Some(permit);
         }
+        // A restart counts when it is attempted, so an actor whose
+        // `initialize` keeps failing shows its restarts.
+        let restarts = restarted.then(|| cell.restarts.fetch_add(1, Ordering::Relaxed) + 1);
         let incarnation = cell.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
         let link = ActorLink {
             router: self.router.clone(),
@@ -304,8 +429,7 @@ impl ActorTask {
         init.map_err(|e| e.to_string())?;
         cell.set_state(ActorState::Running);
         let id = cell.id().clone();
-        if restarted {
-            let restarts = cell.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(restarts) = restarts {
             self.router.emit(SystemEvent::Restarted { id, restarts });
         } else if started_before || cell.is_virtual {
             self.router.emit(SystemEvent::Activated { id });
@@ -436,22 +560,31 @@ impl ActorTask {
         }
     }
 
-    /// Handles what is queued, up to the shutdown timeout.
+    /// Handles what is queued, up to the shutdown timeout (each call is cut
+    /// short at it too).
     async fn drain(&mut self, instance: &mut Instance) -> Result<(), String> {
         let deadline = Instant::now() + self.cell.options().shutdown_timeout;
+        let mut result = Ok(());
         while Instant::now() < deadline {
             let Some(env) = self.cell.mailbox.try_pop() else {
                 break;
             };
-            self.handle(instance, env).await?;
+            self.call_limit = Some(deadline.saturating_duration_since(Instant::now()));
+            result = self.handle(instance, env).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.call_limit = None;
+        result
     }
 
-    /// Calls `shutdown()`; a failure is logged (the instance is dropped anyway).
+    /// Calls `shutdown()` under the shutdown timeout; a failure is logged
+    /// (the instance is dropped anyway).
     async fn shutdown(&mut self, instance: &mut Instance) {
         self.cell.set_state(ActorState::Stopping);
-        if let Err(e) = instance.shutdown().await {
+        let within = self.cell.options().shutdown_timeout;
+        if let Err(e) = instance.shutdown_within(Some(within)).await {
             tracing::warn!(actor = %self.cell.id(), "shutdown failed: {e}");
         }
         self.record_usage(instance);
@@ -506,7 +639,10 @@ impl ActorTask {
                 if let Some(link) = instance.host_mut().messaging.link.as_mut() {
                     link.trace = trace;
                 }
-                let result = instance.handle_message(&msg).instrument(span).await;
+                let result = instance
+                    .handle_message_within(&msg, self.call_limit)
+                    .instrument(span)
+                    .await;
                 let trace = match &reply {
                     Some(ReplyTo::Actor(_)) => instance
                         .host_mut()
@@ -565,7 +701,7 @@ impl ActorTask {
                     return Ok(());
                 }
                 let r = instance
-                    .handle_callback(&correlation_id.to_string(), &result)
+                    .handle_callback_within(&correlation_id.to_string(), &result, self.call_limit)
                     .await;
                 self.cell.handled.fetch_add(1, Ordering::Relaxed);
                 self.observe_call(instance);
@@ -597,7 +733,28 @@ impl ActorTask {
         match reply {
             None => {}
             Some(ReplyTo::Host(tx)) => {
-                let late = tx.send(Ok(payload)).is_err();
+                let limit = self.cell.options().max_message_bytes;
+                let bytes = payload.as_ref().map_or(0, Vec::len);
+                let answer = if bytes > limit {
+                    let mut cut =
+                        Message::new(self.cell.id().as_str(), payload.unwrap_or_default());
+                    cut.correlation_id = request.correlation_id.clone();
+                    self.router.dead_letter(
+                        "host",
+                        cut,
+                        DeadLetterReason::TooLarge {
+                            limit_bytes: limit as u64,
+                        },
+                    );
+                    Err(Error::ReplyTooLarge {
+                        actor: self.cell.id().to_string(),
+                        bytes,
+                        limit,
+                    })
+                } else {
+                    Ok(payload)
+                };
+                let late = tx.send(answer).is_err();
                 // The embedder stopped waiting (its timeout passed).
                 self.router
                     .counters

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
+use super::budget::Charge;
 use crate::bindings::{Message, RequestError};
 use crate::error::Error;
 
@@ -46,10 +47,21 @@ pub(crate) enum Envelope {
 
 #[derive(Default)]
 struct Lanes {
-    /// Messages, each flattened into one buffer (see [`pack`]).
-    user: VecDeque<(Vec<u8>, Option<ReplyTo>)>,
+    /// Messages, each flattened into one buffer (see [`pack`]), with the
+    /// charge to its sender's host budget (released when it is taken).
+    user: VecDeque<(Vec<u8>, Option<ReplyTo>, Option<Charge>)>,
     system: VecDeque<Envelope>,
     attached: bool,
+    /// Detached for good: its cell left the registry; a push goes to a fresh cell.
+    retired: bool,
+}
+
+/// Why a push did not queue.
+pub(crate) enum PushError {
+    /// The user lane is at capacity.
+    Full,
+    /// The mailbox retired; the charge comes back with the message.
+    Retired(Option<Charge>),
 }
 
 // A message crosses threads: the sender's strings were allocated on its
@@ -137,6 +149,8 @@ pub(crate) enum Pushed {
     Queued,
     /// Queued, and no task serves the mailbox: the caller must start one.
     NeedsTask,
+    /// Not queued: the mailbox retired (a callback for an instance long gone).
+    Dropped,
 }
 
 pub(crate) struct Mailbox {
@@ -168,19 +182,24 @@ impl Mailbox {
         self.capacity
     }
 
-    /// Queues a message on the user lane; gives it back when the lane is full.
+    /// Queues a message on the user lane (holding `charge` until it is
+    /// taken); gives it back when the lane is full.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(
         &self,
         msg: Message,
         reply: Option<ReplyTo>,
-    ) -> Result<Pushed, (Message, Option<ReplyTo>)> {
+        charge: Option<Charge>,
+    ) -> Result<Pushed, (Message, Option<ReplyTo>, PushError)> {
         let packed = pack(&msg);
         let mut lanes = self.lock();
-        if lanes.user.len() >= self.capacity {
-            return Err((msg, reply));
+        if lanes.retired {
+            return Err((msg, reply, PushError::Retired(charge)));
         }
-        lanes.user.push_back((packed, reply));
+        if lanes.user.len() >= self.capacity {
+            return Err((msg, reply, PushError::Full));
+        }
+        lanes.user.push_back((packed, reply, charge));
         self.queued.fetch_add(1, Ordering::Release);
         Ok(self.wake(lanes))
     }
@@ -188,6 +207,9 @@ impl Mailbox {
     /// Queues a callback on the system lane.
     pub(crate) fn push_system(&self, e: Envelope) -> Pushed {
         let mut lanes = self.lock();
+        if lanes.retired {
+            return Pushed::Dropped;
+        }
         lanes.system.push_back(e);
         self.queued.fetch_add(1, Ordering::Release);
         self.wake(lanes)
@@ -214,9 +236,10 @@ impl Mailbox {
             self.queued.fetch_sub(1, Ordering::Release);
             return Some(e);
         }
-        let (packed, reply) = lanes.user.pop_front()?;
+        let (packed, reply, charge) = lanes.user.pop_front()?;
         self.queued.fetch_sub(1, Ordering::Release);
         drop(lanes);
+        drop(charge);
         Some(Envelope::Message {
             msg: unpack(&packed),
             reply,
@@ -258,11 +281,26 @@ impl Mailbox {
         }
     }
 
+    /// Like [`Mailbox::detach_if_empty`], and retires the mailbox for good
+    /// when it detaches: later pushes are refused with [`PushError::Retired`].
+    pub(crate) fn retire_if_empty(&self) -> bool {
+        let mut lanes = self.lock();
+        if lanes.user.is_empty() && lanes.system.is_empty() {
+            lanes.attached = false;
+            lanes.retired = true;
+            lanes.user = VecDeque::new();
+            lanes.system = VecDeque::new();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes everything queued.
     pub(crate) fn drain(&self) -> Vec<Envelope> {
         let mut lanes = self.lock();
         let mut all: Vec<Envelope> = lanes.system.drain(..).collect();
-        all.extend(lanes.user.drain(..).map(|(p, reply)| Envelope::Message {
+        all.extend(lanes.user.drain(..).map(|(p, reply, _)| Envelope::Message {
             msg: unpack(&p),
             reply,
         }));
@@ -311,9 +349,12 @@ mod tests {
     #[test]
     fn bounded_user_lane_and_unbounded_system_lane() {
         let m = Mailbox::new(2, true);
-        assert!(m.push(msg("a"), None).is_ok());
-        assert!(m.push(msg("b"), None).is_ok());
-        assert!(m.push(msg("c"), None).is_err(), "third message refused");
+        assert!(m.push(msg("a"), None, None).is_ok());
+        assert!(m.push(msg("b"), None, None).is_ok());
+        assert!(
+            m.push(msg("c"), None, None).is_err(),
+            "third message refused"
+        );
         m.push_system(Envelope::Callback {
             correlation_id: 1,
             incarnation: 1,
@@ -327,11 +368,17 @@ mod tests {
     #[test]
     fn detached_mailbox_asks_for_a_task_once() {
         let m = Mailbox::new(4, false);
-        assert!(matches!(m.push(msg("a"), None), Ok(Pushed::NeedsTask)));
-        assert!(matches!(m.push(msg("b"), None), Ok(Pushed::Queued)));
+        assert!(matches!(
+            m.push(msg("a"), None, None),
+            Ok(Pushed::NeedsTask)
+        ));
+        assert!(matches!(m.push(msg("b"), None, None), Ok(Pushed::Queued)));
         assert!(!m.detach_if_empty(), "not empty: stays attached");
         m.drain();
         assert!(m.detach_if_empty());
-        assert!(matches!(m.push(msg("c"), None), Ok(Pushed::NeedsTask)));
+        assert!(matches!(
+            m.push(msg("c"), None, None),
+            Ok(Pushed::NeedsTask)
+        ));
     }
 }

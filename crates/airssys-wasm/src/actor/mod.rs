@@ -13,6 +13,7 @@
 //! - `supervisor` — strategies, restart intensity, backoff, escalation;
 //! - `system` — the composition root an embedder uses.
 
+pub(crate) mod budget;
 pub(crate) mod cell;
 pub(crate) mod mailbox;
 pub(crate) mod router;
@@ -240,12 +241,18 @@ pub struct ActorOptions {
     pub passivate_after: Option<Duration>,
     /// How long `shutdown()` and the drain before it may take (default 5 s).
     pub shutdown_timeout: Duration,
-    /// The largest payload it may send (default 1 MiB): `message-too-large`.
+    /// The largest message it may send or be replied with, counted whole
+    /// ([`Message::wire_bytes`]: payload, content type, metadata, target;
+    /// default 1 MiB): `message-too-large`.
     pub max_message_bytes: usize,
     /// The longest request timeout it may ask for (default 60 s).
     pub max_request_timeout: Duration,
     /// Pending requests plus live timers it may have at once (default 1024).
     pub max_pending: u32,
+    /// Failed activations of a virtual actor in a row after which the
+    /// messages waiting for it become dead letters (default 3); between
+    /// attempts it backs off like a supervised restart (10 ms doubling to 1 s).
+    pub max_activation_attempts: u32,
     /// Topic patterns the host subscribes it to (no grant needed: the host consents).
     pub subscriptions: Vec<String>,
 }
@@ -261,6 +268,7 @@ impl Default for ActorOptions {
             max_message_bytes: 1 << 20,
             max_request_timeout: Duration::from_secs(60),
             max_pending: 1024,
+            max_activation_attempts: 3,
             subscriptions: Vec::new(),
         }
     }
@@ -325,13 +333,18 @@ pub struct ActorSpec {
 }
 
 impl ActorSpec {
-    /// An actor `id` running `component` under `context`, with default options.
+    /// An actor `id` running `component` under `context`, with default
+    /// options (the mailbox capacity the context's manifest asks for, if any).
     pub fn new(id: ActorId, component: Component, context: ExecutionContext) -> Self {
+        let mut options = ActorOptions::default();
+        if let Some(n) = context.limits().host.mailbox_capacity {
+            options = options.mailbox_capacity(n);
+        }
         ActorSpec {
             id,
             component,
             context,
-            options: ActorOptions::default(),
+            options,
         }
     }
 
@@ -381,6 +394,24 @@ pub struct ActorStatus {
     pub fuel_consumed: u64,
     /// What its durable storage namespace holds (zero without storage).
     pub storage: crate::storage::Usage,
+    /// What the host holds for it outside its memory (its host budget).
+    pub host: HostUsage,
+}
+
+/// What the host holds on an actor's behalf, against its host budget
+/// ([`HostLimits`](crate::HostLimits)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HostUsage {
+    /// Bytes of its messages held now (queued in mailboxes, in timers, subscriptions).
+    pub held_bytes: u64,
+    /// The most bytes held at once.
+    pub peak_bytes: u64,
+    /// The cap.
+    pub limit_bytes: u64,
+    /// Sends, timers and subscriptions refused because the budget was full.
+    pub refused: u64,
+    /// Subscriptions it holds.
+    pub subscriptions: u32,
 }
 
 /// Something that happened in an [`ActorSystem`], for embedders that watch it
@@ -470,6 +501,24 @@ pub enum DeadLetterReason {
     },
     /// The system is shutting down and accepts no new messages.
     ShuttingDown,
+    /// The sender's host budget could not hold it.
+    OverBudget {
+        /// The budget.
+        limit_bytes: u64,
+    },
+    /// A reply larger than its requester accepts.
+    TooLarge {
+        /// The cap.
+        limit_bytes: u64,
+    },
+    /// A virtual actor could not be activated for it (its `initialize`
+    /// failed this many times in a row): a poison message.
+    ActivationFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
 }
 
 impl fmt::Display for DeadLetterReason {
@@ -487,24 +536,39 @@ impl fmt::Display for DeadLetterReason {
             DeadLetterReason::LateReply => f.write_str("reply after timeout or cancellation"),
             DeadLetterReason::Refused { rule } => write!(f, "refused: {rule}"),
             DeadLetterReason::ShuttingDown => f.write_str("system shutting down"),
+            DeadLetterReason::OverBudget { limit_bytes } => {
+                write!(f, "the sender's host budget ({limit_bytes} bytes) is full")
+            }
+            DeadLetterReason::TooLarge { limit_bytes } => {
+                write!(f, "larger than the receiver's cap of {limit_bytes} bytes")
+            }
+            DeadLetterReason::ActivationFailed { attempts, reason } => {
+                write!(f, "activation failed {attempts} times in a row: {reason}")
+            }
         }
     }
 }
 
-/// A message that could not be delivered, kept for observers.
+/// A message that could not be delivered, kept for observers: the facts and
+/// a bounded prefix of the message (payload up to 256 bytes, each string up to
+/// 256 bytes, 8 metadata entries), so the kept list stays small whatever was sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
+    /// Its number, counting from 1 since the system started (for paging).
+    pub seq: u64,
     /// The intended receiver.
     pub to: String,
     /// The sender.
     pub from: String,
     /// Why it was not delivered.
     pub reason: DeadLetterReason,
-    /// The message.
+    /// The message, cut to the prefix above.
     #[serde(skip)]
     pub message: Message,
-    /// Its payload size in bytes.
+    /// Its payload size in bytes (before the cut).
     pub payload_bytes: usize,
+    /// Its whole size in bytes ([`Message::wire_bytes`]), before the cut.
+    pub message_bytes: usize,
     /// When it was declared dead, ms since the Unix epoch.
     pub timestamp_ms: u64,
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::mailbox::{Envelope, Mailbox, Pushed, ReplyTo};
+use super::budget::{Charge, HostBudget};
+use super::mailbox::{Envelope, Mailbox, PushError, Pushed, ReplyTo};
 use super::{
     ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, DeadLetter,
     DeadLetterReason, SystemEvent,
@@ -22,6 +23,16 @@ use crate::security::pattern::NamePatterns;
 
 /// Dead letters kept for observers (the count is exact; the oldest are dropped from the list).
 const DEAD_LETTERS_KEPT: usize = 1024;
+/// The payload bytes a dead letter keeps (its full size is recorded).
+pub(crate) const DEAD_LETTER_PAYLOAD_KEPT: usize = 256;
+/// The bytes of each string a dead letter keeps (ids, content type, metadata).
+const DEAD_LETTER_TEXT_KEPT: usize = 256;
+/// The metadata entries a dead letter keeps.
+const DEAD_LETTER_METADATA_KEPT: usize = 8;
+/// Ids no actor may be declared with: the senders the system itself uses.
+pub(crate) const RESERVED_IDS: &[&str] = &["host", "admin", "system", "-"];
+/// What the host holds for a subscription beyond its pattern.
+const SUBSCRIPTION_BYTES: usize = 128;
 
 /// One actor's slot: its mailbox, what it runs, and what observers see.
 pub(crate) struct Cell {
@@ -49,6 +60,10 @@ pub(crate) struct Cell {
     in_lru: AtomicBool,
     /// The control channel of a virtual actor's task, while it has one.
     pub(crate) ctrl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<super::cell::Control>>>,
+    /// What the host holds for this actor's messages, and its cap.
+    pub(crate) budget: Arc<HostBudget>,
+    /// Activations of a virtual actor that failed in a row, and when the last did.
+    pub(crate) activation_failures: Mutex<(u32, Option<tokio::time::Instant>)>,
 }
 
 impl Cell {
@@ -56,7 +71,10 @@ impl Cell {
         // The instance runs, logs and audits as its actor id.
         spec.context = spec.context.renamed(spec.id.as_str());
         let capacity = spec.options.mailbox_capacity;
+        let budget = HostBudget::new(spec.context.limits().host.held_bytes);
         Cell {
+            budget,
+            activation_failures: Mutex::new((0, None)),
             spec,
             supervisor: supervisor.to_string(),
             mailbox: Mailbox::new(capacity, !is_virtual),
@@ -124,7 +142,25 @@ impl Cell {
                 })
                 .unwrap_or_default(),
             fuel_consumed: self.fuel_consumed.load(Ordering::Relaxed),
+            host: super::HostUsage {
+                held_bytes: self.budget.held(),
+                peak_bytes: self.budget.peak(),
+                limit_bytes: self.budget.limit(),
+                refused: self.budget.refused(),
+                subscriptions: self.guest_subscriptions.load(Ordering::Relaxed),
+            },
         }
+    }
+
+    /// Charges `msg` (sent to `target`) to this actor's host budget.
+    pub(crate) fn charge(&self, target: &str, msg: &Message) -> Result<Charge, Undeliverable> {
+        self.budget
+            .charge(msg.wire_bytes() + target.len())
+            .map_err(|o| Undeliverable::OverBudget {
+                held: o.held,
+                asked: o.asked,
+                limit: o.limit,
+            })
     }
 }
 
@@ -135,6 +171,30 @@ pub(crate) enum Undeliverable {
     MailboxFull(usize),
     Refused(String),
     Stopped,
+    /// The sender's host budget cannot hold the message.
+    OverBudget {
+        held: u64,
+        asked: u64,
+        limit: u64,
+    },
+    /// The sender may hold no more subscriptions.
+    TooManySubscriptions(u32),
+}
+
+impl std::fmt::Display for Undeliverable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undeliverable::OverBudget { held, asked, limit } => write!(
+                f,
+                "host budget exhausted: holds {held} of {limit} bytes of this actor's messages, \
+                 {asked} more asked (limits.host-bytes)"
+            ),
+            Undeliverable::TooManySubscriptions(n) => {
+                write!(f, "{n} subscriptions is the cap (limits.subscriptions)")
+            }
+            other => write!(f, "{}", other.reason()),
+        }
+    }
 }
 
 impl Undeliverable {
@@ -146,8 +206,42 @@ impl Undeliverable {
             },
             Undeliverable::Refused(rule) => DeadLetterReason::Refused { rule: rule.clone() },
             Undeliverable::Stopped => DeadLetterReason::Stopped,
+            Undeliverable::OverBudget { limit, .. } => DeadLetterReason::OverBudget {
+                limit_bytes: *limit,
+            },
+            Undeliverable::TooManySubscriptions(n) => DeadLetterReason::Refused {
+                rule: format!("{n} subscriptions is the cap"),
+            },
         }
     }
+}
+
+/// A push that did not land: failed for good, or to retry on a fresh cell.
+#[allow(clippy::large_enum_variant)]
+enum Retry {
+    Failed(Undeliverable),
+    Retired(Message, Option<ReplyTo>, Option<Charge>),
+}
+
+/// What a dead letter keeps of `msg`: strings cut to
+/// [`DEAD_LETTER_TEXT_KEPT`], the payload to [`DEAD_LETTER_PAYLOAD_KEPT`],
+/// at most [`DEAD_LETTER_METADATA_KEPT`] metadata entries.
+fn dead_prefix(mut msg: Message) -> Message {
+    use crate::units::truncate;
+    msg.payload.truncate(DEAD_LETTER_PAYLOAD_KEPT);
+    msg.payload.shrink_to_fit();
+    msg.sender = truncate(&msg.sender, DEAD_LETTER_TEXT_KEPT);
+    msg.content_type = truncate(&msg.content_type, DEAD_LETTER_TEXT_KEPT);
+    msg.correlation_id = msg
+        .correlation_id
+        .map(|c| truncate(&c, DEAD_LETTER_TEXT_KEPT));
+    msg.metadata.truncate(DEAD_LETTER_METADATA_KEPT);
+    for (k, v) in &mut msg.metadata {
+        *k = truncate(k, DEAD_LETTER_TEXT_KEPT);
+        *v = truncate(v, DEAD_LETTER_TEXT_KEPT);
+    }
+    msg.metadata.shrink_to_fit();
+    msg
 }
 
 struct Pending {
@@ -170,6 +264,8 @@ struct Subscription {
     cell: Arc<Cell>,
     /// The instance that subscribed; `None` for a subscription the host declared.
     incarnation: Option<u64>,
+    /// A guest's subscription is charged to its host budget.
+    _charge: Option<Charge>,
 }
 
 /// A component whose actors are activated on demand as `component/key`.
@@ -211,6 +307,7 @@ pub(crate) struct Router {
     next_id: AtomicU64,
     topics: RwLock<Vec<Subscription>>,
     dead: Mutex<VecDeque<DeadLetter>>,
+    dead_seq: AtomicU64,
     pub(crate) counters: Counters,
     events: broadcast::Sender<SystemEvent>,
     accepting: AtomicBool,
@@ -233,6 +330,7 @@ impl Router {
             next_id: AtomicU64::new(1),
             topics: RwLock::default(),
             dead: Mutex::default(),
+            dead_seq: AtomicU64::new(0),
             counters: Counters::default(),
             events: broadcast::channel(1024).0,
             accepting: AtomicBool::new(true),
@@ -279,8 +377,15 @@ impl Router {
         if actors.contains_key(&id) {
             return Err(format!("actor id {id} is declared twice"));
         }
+        if RESERVED_IDS.contains(&&*id) {
+            return Err(format!(
+                "actor id {id} is reserved: the system sends as {} and no actor may be declared so",
+                RESERVED_IDS.join(", ")
+            ));
+        }
         for pattern in &cell.options().subscriptions {
-            self.add_subscription(&cell, pattern, None)?;
+            self.add_subscription(&cell, pattern, None)
+                .map_err(|e| format!("actor {id}: subscription {pattern:?}: {e}"))?;
         }
         actors.insert(id, cell);
         Ok(())
@@ -289,6 +394,9 @@ impl Router {
     pub(crate) fn register_kind(&self, spec: ActorSpec) -> Result<(), String> {
         let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
         let name = spec.id.as_str().to_string();
+        if RESERVED_IDS.contains(&name.as_str()) {
+            return Err(format!("virtual component name {name} is reserved"));
+        }
         if kinds.contains_key(&name) {
             return Err(format!("virtual component {name} is declared twice"));
         }
@@ -343,11 +451,22 @@ impl Router {
         target: &str,
         msg: Message,
         reply: Option<ReplyTo>,
+        charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
-        let Some(cell) = self.lookup(target) else {
-            return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor));
-        };
-        self.deliver_to(&cell, msg, reply)
+        let (mut msg, mut reply, mut charge) = (msg, reply, charge);
+        // A virtual actor's cell retired between the lookup and the push:
+        // look again (a fresh cell), at most a few times.
+        for _ in 0..4 {
+            let Some(cell) = self.lookup(target) else {
+                return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor));
+            };
+            match self.deliver_to_inner(&cell, msg, reply, charge) {
+                Err(Retry::Retired(m, r, c)) => (msg, reply, charge) = (m, r, c),
+                Err(Retry::Failed(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+        Err(self.undeliverable(target, msg, Undeliverable::Stopped))
     }
 
     pub(crate) fn deliver_to(
@@ -355,10 +474,35 @@ impl Router {
         cell: &Arc<Cell>,
         msg: Message,
         reply: Option<ReplyTo>,
+        charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
+        match self.deliver_to_inner(cell, msg, reply, charge) {
+            Ok(()) => Ok(()),
+            Err(Retry::Failed(e)) => Err(e),
+            // A fresh cell stands for the same id.
+            Err(Retry::Retired(msg, reply, charge)) => {
+                self.deliver(cell.id().as_str(), msg, reply, charge)
+            }
+        }
+    }
+
+    // The message comes back by value on the rare retry path (no clone on
+    // the hot path), as `Mailbox::push` gives it back.
+    #[allow(clippy::result_large_err)]
+    fn deliver_to_inner(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: Option<Charge>,
+    ) -> Result<(), Retry> {
         let target = cell.id().as_str();
         if cell.state() == ActorState::Stopped && !cell.is_virtual {
-            return Err(self.undeliverable(target, msg, Undeliverable::Stopped));
+            return Err(Retry::Failed(self.undeliverable(
+                target,
+                msg,
+                Undeliverable::Stopped,
+            )));
         }
         let caps = cell.spec.context.capabilities();
         if let Some(accept) = &caps.accept {
@@ -370,10 +514,14 @@ impl Router {
                     &msg.sender,
                     &crate::security::capability::Decision::deny(rule),
                 );
-                return Err(self.undeliverable(target, msg, Undeliverable::Refused(rule.into())));
+                return Err(Retry::Failed(self.undeliverable(
+                    target,
+                    msg,
+                    Undeliverable::Refused(rule.into()),
+                )));
             }
         }
-        match cell.mailbox.push(msg, reply) {
+        match cell.mailbox.push(msg, reply, charge) {
             Ok(pushed) => {
                 cell.touched.store(true, Ordering::Relaxed);
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -382,10 +530,25 @@ impl Router {
                 }
                 Ok(())
             }
-            Err((msg, reply)) => {
+            Err((msg, reply, PushError::Full)) => {
                 let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
                 drop(reply);
-                Err(self.undeliverable(target, msg, why))
+                Err(Retry::Failed(self.undeliverable(target, msg, why)))
+            }
+            Err((msg, reply, PushError::Retired(charge))) => {
+                Err(Retry::Retired(msg, reply, charge))
+            }
+        }
+    }
+
+    /// Drops an idle virtual actor's registry entry: it costs nothing but its
+    /// durable data until its next message makes a fresh cell. Only a cell
+    /// whose mailbox retired (empty, no task) and that holds nothing is dropped.
+    pub(crate) fn retire(&self, cell: &Arc<Cell>) {
+        let mut actors = self.actors.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = actors.get(cell.id().as_str()) {
+            if Arc::ptr_eq(c, cell) {
+                actors.remove(cell.id().as_str());
             }
         }
     }
@@ -395,31 +558,42 @@ impl Router {
         why
     }
 
-    /// Records a dead letter.
+    /// Records a dead letter: the facts, and a bounded prefix of the message
+    /// (so the list holds at most about 1024 × 4.5 KiB, whatever was sent).
     pub(crate) fn dead_letter(&self, to: &str, msg: Message, reason: DeadLetterReason) {
         self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(to, from = %msg.sender, %reason, "dead letter");
+        let seq = self.dead_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let to = crate::units::truncate(to, DEAD_LETTER_TEXT_KEPT);
+        let payload_bytes = msg.payload.len();
+        let message_bytes = msg.wire_bytes();
+        let message = dead_prefix(msg);
+        tracing::debug!(%to, from = %message.sender, %reason, "dead letter");
+        let letter = DeadLetter {
+            seq,
+            to,
+            from: message.sender.clone(),
+            reason,
+            payload_bytes,
+            message_bytes,
+            message,
+            timestamp_ms: now_millis(),
+        };
         let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
         if dead.len() >= DEAD_LETTERS_KEPT {
             dead.pop_front();
         }
-        dead.push_back(DeadLetter {
-            to: to.to_string(),
-            from: msg.sender.clone(),
-            reason,
-            payload_bytes: msg.payload.len(),
-            message: msg,
-            timestamp_ms: now_millis(),
-        });
+        dead.push_back(letter);
+    }
+
+    /// Up to `limit` kept dead letters with `seq` above `after`, oldest first.
+    pub(crate) fn dead_letters_page(&self, after: u64, limit: usize) -> Vec<DeadLetter> {
+        let dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        let start = dead.partition_point(|d| d.seq <= after);
+        dead.range(start..).take(limit).cloned().collect()
     }
 
     pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.dead
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.dead_letters_page(0, DEAD_LETTERS_KEPT)
     }
 
     /// Sends a request from an actor: registers it as pending, delivers it, and
@@ -431,6 +605,7 @@ impl Router {
         target: &str,
         mut msg: Message,
         timeout: Duration,
+        charge: Option<Charge>,
     ) -> Result<u64, Undeliverable> {
         let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
         msg.correlation_id = Some(corr.to_string());
@@ -448,7 +623,7 @@ impl Router {
                 },
             );
         requester.pending.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.deliver(target, msg, Some(ReplyTo::Actor(corr))) {
+        if let Err(e) = self.deliver(target, msg, Some(ReplyTo::Actor(corr)), charge) {
             if self.take_pending(corr).is_some() {
                 requester.pending.fetch_sub(1, Ordering::Relaxed);
             }
@@ -492,6 +667,26 @@ impl Router {
             t.abort();
         }
         p.requester.pending.fetch_sub(1, Ordering::Relaxed);
+        // The requester takes no reply larger than it may send itself.
+        let cap = p.requester.options().max_message_bytes;
+        let result = match result {
+            Ok(reply) if reply.wire_bytes() > cap => {
+                let why = format!(
+                    "reply of {} bytes from {} exceeds the requester's cap of {cap} bytes (max-message-bytes)",
+                    reply.wire_bytes(),
+                    crate::units::truncate(&reply.sender, 256),
+                );
+                self.dead_letter(
+                    p.requester.id().as_str(),
+                    reply,
+                    DeadLetterReason::TooLarge {
+                        limit_bytes: cap as u64,
+                    },
+                );
+                Err(RequestError::Failed(why))
+            }
+            other => other,
+        };
         self.callback(&p.requester, corr, p.incarnation, result);
     }
 
@@ -507,8 +702,12 @@ impl Router {
             incarnation,
             result,
         });
-        if let Pushed::NeedsTask = pushed {
-            super::cell::spawn_virtual(self.clone(), cell.clone());
+        match pushed {
+            Pushed::NeedsTask => super::cell::spawn_virtual(self.clone(), cell.clone()),
+            Pushed::Dropped => {
+                self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::Queued => {}
         }
     }
 
@@ -560,6 +759,7 @@ impl Router {
         target: String,
         msg: Message,
         delay: Duration,
+        charge: Option<Charge>,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.timers
@@ -584,7 +784,7 @@ impl Router {
                 .remove(&id);
             if let Some(t) = fired {
                 t.owner.pending.fetch_sub(1, Ordering::Relaxed);
-                let _ = router.deliver(&target, msg, None);
+                let _ = router.deliver(&target, msg, None, charge);
             }
         });
         if let Some(t) = self
@@ -620,18 +820,37 @@ impl Router {
         cell: &Arc<Cell>,
         pattern: &str,
         incarnation: Option<u64>,
-    ) -> Result<(), String> {
-        let matcher = NamePatterns::new(&[pattern])?;
+    ) -> Result<(), Undeliverable> {
+        let matcher = NamePatterns::new(&[pattern]).map_err(Undeliverable::Refused)?;
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         let dup = topics.iter().any(|s| {
             Arc::ptr_eq(&s.cell, cell) && s.pattern == pattern && s.incarnation == incarnation
         });
         if !dup {
+            let charge = match incarnation {
+                None => None,
+                Some(_) => {
+                    let cap = cell.spec.context.limits().host.subscriptions;
+                    if cell.guest_subscriptions.load(Ordering::Relaxed) >= cap {
+                        return Err(Undeliverable::TooManySubscriptions(cap));
+                    }
+                    let charge = cell
+                        .budget
+                        .charge(pattern.len() + SUBSCRIPTION_BYTES)
+                        .map_err(|o| Undeliverable::OverBudget {
+                            held: o.held,
+                            asked: o.asked,
+                            limit: o.limit,
+                        })?;
+                    Some(charge)
+                }
+            };
             topics.push(Subscription {
                 pattern: pattern.to_string(),
                 matcher,
                 cell: cell.clone(),
                 incarnation,
+                _charge: charge,
             });
             if incarnation.is_some() {
                 cell.guest_subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -662,7 +881,14 @@ impl Router {
     /// Delivers `msg` to every subscriber of `topic` (once each); returns how
     /// many got it. A subscription a guest made delivers only topics its
     /// `messaging.subscribe` grant covers.
-    pub(crate) fn publish(self: &Arc<Self>, topic: &str, msg: Message) -> u32 {
+    /// Each copy a guest publishes is charged to its `budget`; copies past it
+    /// are dead letters.
+    pub(crate) fn publish(
+        self: &Arc<Self>,
+        topic: &str,
+        msg: Message,
+        budget: Option<&Arc<Cell>>,
+    ) -> u32 {
         let targets: Vec<Arc<Cell>> = {
             let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
             let mut out: Vec<Arc<Cell>> = Vec::new();
@@ -691,7 +917,17 @@ impl Router {
         for cell in targets {
             let mut m = msg.clone();
             m.metadata.push(("topic".into(), topic.to_string()));
-            if self.deliver_to(&cell, m, None).is_ok() {
+            let charge = match budget {
+                Some(sender) => match sender.charge(cell.id().as_str(), &m) {
+                    Ok(c) => Some(c),
+                    Err(why) => {
+                        self.undeliverable(cell.id().as_str(), m, why);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if self.deliver_to(&cell, m, None, charge).is_ok() {
                 delivered += 1;
             }
         }

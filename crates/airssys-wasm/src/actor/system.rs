@@ -208,7 +208,7 @@ impl ActorSystem {
             return self.refuse(target, msg);
         }
         self.router
-            .deliver(target, msg, None)
+            .deliver(target, msg, None, None)
             .map_err(|e| undeliverable(target, e))
     }
 
@@ -227,7 +227,7 @@ impl ActorSystem {
         }
         let (tx, rx) = oneshot::channel();
         self.router
-            .deliver(target, msg, Some(ReplyTo::Host(tx)))
+            .deliver(target, msg, Some(ReplyTo::Host(tx)), None)
             .map_err(|e| undeliverable(target, e))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
@@ -257,7 +257,7 @@ impl ActorSystem {
     /// Delivers `msg` to every subscriber of `topic`; returns how many got it.
     pub fn publish(&self, topic: &str, msg: Message) -> usize {
         let msg = self.host_message(msg);
-        self.router.publish(topic, msg) as usize
+        self.router.publish(topic, msg, None) as usize
     }
 
     /// Adds an actor under the root supervisor while the system runs.
@@ -302,6 +302,13 @@ impl ActorSystem {
     /// The most recent dead letters (up to 1024; [`SystemStats::dead_letters`] counts all).
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.router.dead_letters()
+    }
+
+    /// One page of the kept dead letters: up to `limit` with
+    /// [`DeadLetter::seq`] above `after`, oldest first (pass the last `seq`
+    /// of a page to get the next one).
+    pub fn dead_letters_page(&self, after: u64, limit: usize) -> Vec<DeadLetter> {
+        self.router.dead_letters_page(after, limit)
     }
 
     pub(crate) fn router(&self) -> &Arc<Router> {
@@ -385,5 +392,11 @@ fn undeliverable(target: &str, e: Undeliverable) -> Error {
         Undeliverable::Stopped => Error::ActorStopped {
             actor: target.to_string(),
         },
+        e @ (Undeliverable::OverBudget { .. } | Undeliverable::TooManySubscriptions(_)) => {
+            Error::Refused {
+                actor: target.to_string(),
+                rule: e.to_string(),
+            }
+        }
     }
 }

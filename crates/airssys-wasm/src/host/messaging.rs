@@ -76,6 +76,20 @@ pub(crate) struct MessagingCtx {
 
 /// Targets whose send decision an instance remembers before the memory is reset.
 const SEND_GRANTS_KEPT: usize = 256;
+/// The longest target, topic or pattern a guest may name: longer than any
+/// actor id (63 + 1 + 128 bytes), so a longer one is refused before it is
+/// checked, audited or kept.
+const MAX_NAME_BYTES: usize = 256;
+
+fn check_name(what: &str, name: &str) -> Result<(), MessagingError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(MessagingError::Invalid(format!(
+            "{what} of {} bytes: at most {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
 
 impl MessagingCtx {
     pub(crate) fn new(
@@ -144,9 +158,14 @@ impl MessagingCtx {
     }
 
     /// The message as it leaves this actor: the host's sender, timestamp and trace id.
-    fn outgoing(&self, link: &ActorLink, mut msg: Message) -> Result<Message, MessagingError> {
+    fn outgoing(
+        &self,
+        link: &ActorLink,
+        target: &str,
+        mut msg: Message,
+    ) -> Result<Message, MessagingError> {
         let limit = link.cell.options().max_message_bytes;
-        if msg.payload.len() > limit {
+        if msg.wire_bytes() + target.len() > limit {
             return Err(MessagingError::MessageTooLarge(limit as u64));
         }
         msg.sender = link.cell.id().as_str().to_string();
@@ -179,6 +198,8 @@ fn undeliverable(target: &str, e: Undeliverable) -> MessagingError {
         }
         Undeliverable::Refused(rule) => MessagingError::Refused(format!("{target}: {rule}")),
         Undeliverable::Stopped => MessagingError::NoSuchActor(format!("{target} (stopped)")),
+        e @ Undeliverable::OverBudget { .. } => MessagingError::Unavailable(e.to_string()),
+        Undeliverable::TooManySubscriptions(n) => MessagingError::TooManyPending(n),
     }
 }
 
@@ -196,11 +217,16 @@ impl messaging::Host for MessagingCtx {
     }
 
     fn send(&mut self, target: String, msg: Message) -> Result<(), MessagingError> {
+        check_name("target", &target)?;
         self.check_send("messaging.send", &target)?;
         let link = self.link()?;
-        let msg = self.outgoing(link, msg)?;
+        let msg = self.outgoing(link, &target, msg)?;
+        let charge = link
+            .cell
+            .charge(&target, &msg)
+            .map_err(|e| undeliverable(&target, e))?;
         link.router
-            .deliver(&target, msg, None)
+            .deliver(&target, msg, None, Some(charge))
             .map_err(|e| undeliverable(&target, e))
     }
 
@@ -210,6 +236,7 @@ impl messaging::Host for MessagingCtx {
         msg: Message,
         timeout_ms: u32,
     ) -> Result<String, MessagingError> {
+        check_name("target", &target)?;
         self.check_send("messaging.request", &target)?;
         let link = self.link()?;
         let max = link.cell.options().max_request_timeout;
@@ -221,9 +248,20 @@ impl messaging::Host for MessagingCtx {
             )));
         }
         self.reserve(link)?;
-        let msg = self.outgoing(link, msg)?;
+        let msg = self.outgoing(link, &target, msg)?;
+        let charge = link
+            .cell
+            .charge(&target, &msg)
+            .map_err(|e| undeliverable(&target, e))?;
         link.router
-            .request(&link.cell, link.incarnation, &target, msg, timeout)
+            .request(
+                &link.cell,
+                link.incarnation,
+                &target,
+                msg,
+                timeout,
+                Some(charge),
+            )
             .map(|corr| corr.to_string())
             .map_err(|e| undeliverable(&target, e))
     }
@@ -241,16 +279,22 @@ impl messaging::Host for MessagingCtx {
         msg: Message,
         delay_ms: u32,
     ) -> Result<u64, MessagingError> {
+        check_name("target", &target)?;
         self.check_send("messaging.send-after", &target)?;
         let link = self.link()?;
         self.reserve(link)?;
-        let msg = self.outgoing(link, msg)?;
+        let msg = self.outgoing(link, &target, msg)?;
+        let charge = link
+            .cell
+            .charge(&target, &msg)
+            .map_err(|e| undeliverable(&target, e))?;
         Ok(link.router.send_after(
             &link.cell,
             link.incarnation,
             target,
             msg,
             Duration::from_millis(delay_ms.into()),
+            Some(charge),
         ))
     }
 
@@ -262,6 +306,7 @@ impl messaging::Host for MessagingCtx {
     }
 
     fn publish(&mut self, topic: String, msg: Message) -> Result<u32, MessagingError> {
+        check_name("topic", &topic)?;
         let link = self.link()?;
         if topic.is_empty() || topic.contains(['*', '?', '[', '{']) {
             return Err(MessagingError::Invalid(format!(
@@ -269,11 +314,16 @@ impl messaging::Host for MessagingCtx {
             )));
         }
         self.check("messaging.publish", &topic, Capability::Publish(&topic))?;
-        let msg = self.outgoing(link, msg)?;
-        Ok(link.router.publish(&topic, msg))
+        let msg = self.outgoing(link, &topic, msg)?;
+        // Fails only when not even one copy fits the budget.
+        if let Err(e) = link.cell.charge(&topic, &msg) {
+            return Err(undeliverable(&topic, e));
+        }
+        Ok(link.router.publish(&topic, msg, Some(&link.cell)))
     }
 
     fn subscribe(&mut self, topic_pattern: String) -> Result<(), MessagingError> {
+        check_name("topic pattern", &topic_pattern)?;
         let link = self.link()?;
         self.check(
             "messaging.subscribe",
@@ -282,7 +332,10 @@ impl messaging::Host for MessagingCtx {
         )?;
         link.router
             .add_subscription(&link.cell, &topic_pattern, Some(link.incarnation))
-            .map_err(MessagingError::Invalid)
+            .map_err(|e| match e {
+                Undeliverable::Refused(why) => MessagingError::Invalid(why),
+                e => undeliverable(&topic_pattern, e),
+            })
     }
 
     fn unsubscribe(&mut self, topic_pattern: String) -> bool {

@@ -47,10 +47,11 @@ pub(crate) struct ServicesCtx {
     pub(crate) log: LogMeter,
 }
 
-/// The log budget of one instance: a token bucket of lines.
+/// The log budget of one instance: a token bucket of lines and one of bytes.
 pub(crate) struct LogMeter {
     budget: LogBudget,
     tokens: f64,
+    bytes: f64,
     refilled: Instant,
     /// Dropped since the last summary.
     pending_dropped: u64,
@@ -63,21 +64,31 @@ impl LogMeter {
         LogMeter {
             budget,
             tokens: budget.burst as f64,
+            bytes: Self::byte_burst(&budget),
             refilled: Instant::now(),
             pending_dropped: 0,
             dropped: 0,
         }
     }
 
-    /// Takes one line from the bucket; false (and counted) when it is empty.
-    fn admit(&mut self) -> bool {
+    fn byte_burst(budget: &LogBudget) -> f64 {
+        (budget.bytes_per_sec as f64 * 2.0).max(budget.max_line_bytes as f64)
+    }
+
+    /// Takes one line of `len` bytes from the buckets; false (and counted)
+    /// when either is empty.
+    fn admit(&mut self, len: usize) -> bool {
         let now = Instant::now();
         let rate = self.budget.lines_per_sec as f64;
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(self.budget.burst.max(1) as f64);
+        self.bytes = (self.bytes + elapsed * self.budget.bytes_per_sec as f64)
+            .min(Self::byte_burst(&self.budget));
         self.refilled = now;
-        if self.tokens >= 1.0 {
+        let len = len.min(self.budget.max_line_bytes) as f64;
+        if self.tokens >= 1.0 && self.bytes >= len {
             self.tokens -= 1.0;
+            self.bytes -= len;
             true
         } else {
             self.pending_dropped += 1;
@@ -94,10 +105,11 @@ impl LogMeter {
                 target: "airssys_wasm::guest",
                 component,
                 dropped = self.pending_dropped,
-                "{component}: dropped {} log lines over the log budget ({} lines/s, burst {})",
+                "{component}: dropped {} log lines over the log budget ({} lines/s, burst {}, {} bytes/s)",
                 self.pending_dropped,
                 b.lines_per_sec,
-                b.burst
+                b.burst,
+                b.bytes_per_sec
             );
             self.pending_dropped = 0;
         }
@@ -169,7 +181,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 impl services::Host for ServicesCtx {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        if !self.log.admit() || self.check(Capability::Log, "services.log", "").is_err() {
+        let len = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>();
+        if !self.log.admit(len) || self.check(Capability::Log, "services.log", "").is_err() {
             return;
         }
         let component = &*self.component;
@@ -179,6 +196,8 @@ impl services::Host for ServicesCtx {
             format!("{message} {}", DisplayFields(&fields))
         };
         let message = cap_line(message, self.log.budget.max_line_bytes);
+        // Escaped after the cut, so the line stays at most ~4× the cap.
+        let message = crate::units::escape_controls(&message);
         match level {
             LogLevel::Trace => {
                 tracing::trace!(target: "airssys_wasm::guest", component, "{message}")
@@ -244,13 +263,27 @@ mod tests {
             lines_per_sec: 10,
             burst: 5,
             max_line_bytes: 8,
+            bytes_per_sec: 1 << 20,
         });
-        let admitted = (0..50).filter(|_| m.admit()).count();
+        let admitted = (0..50).filter(|_| m.admit(1)).count();
         assert_eq!(admitted, 5);
         assert_eq!(m.dropped, 45);
         std::thread::sleep(std::time::Duration::from_millis(220));
-        let admitted = (0..50).filter(|_| m.admit()).count();
+        let admitted = (0..50).filter(|_| m.admit(1)).count();
         assert!((2..=3).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn the_log_budget_bounds_bytes_as_well_as_lines() {
+        let mut m = LogMeter::new(LogBudget {
+            lines_per_sec: 1_000_000,
+            burst: 1_000_000,
+            max_line_bytes: 4096,
+            bytes_per_sec: 4096,
+        });
+        // Two seconds' worth (8 KiB) at once, in 4 KiB lines: two lines.
+        let admitted = (0..100).filter(|_| m.admit(4096)).count();
+        assert_eq!(admitted, 2);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! open is audited, allow and deny. Writes wait (without blocking a thread)
 //! until the committer has made them durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
@@ -46,7 +47,15 @@ pub(crate) struct StorageCtx {
     table: ResourceTable,
     /// Bytes written durably during the call in progress.
     pub(crate) written: u64,
+    /// `wasi:keyvalue` list cursors: an opaque number standing for the last
+    /// key of a page, so the next page is a seek, never a scan. At most
+    /// [`CURSORS_KEPT`] are live; an unknown cursor is an error.
+    cursors: HashMap<u64, (Namespace, String)>,
+    next_cursor: u64,
 }
+
+/// Live `wasi:keyvalue` list cursors per instance.
+const CURSORS_KEPT: usize = 256;
 
 struct Backend {
     reader: Reader,
@@ -71,6 +80,8 @@ impl StorageCtx {
             caps,
             table: ResourceTable::new(),
             written: 0,
+            cursors: HashMap::new(),
+            next_cursor: 1,
         }
     }
 
@@ -98,13 +109,12 @@ impl StorageCtx {
     ) -> Result<WriteOutcome, StorageError> {
         let b = self.backend()?;
         let ns = ns.unwrap_or_else(|| b.own.clone());
-        // A shared namespace has no owner: it takes the host's default quota.
-        let quota = if ns == b.own {
-            b.quota
-        } else {
-            Quota::default()
-        };
-        let outcome = b.reader.storage().write_async(&ns, op, quota).await?;
+        // A shared namespace takes the writer's quota (as the host policy
+        // capped it), and the writer's own namespace plus everything it added
+        // to shared ones stays within that quota in total.
+        let quota = b.quota;
+        let account = b.own.name_shared();
+        let outcome = b.reader.storage().write_as(&ns, op, quota, account).await?;
         if let WriteOutcome::Written { bytes, .. } = outcome {
             self.written += bytes;
         }
@@ -336,11 +346,32 @@ impl store::HostBucket for StorageCtx {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, store::Error> {
         let (ns, _) = self.bucket(&bucket)?;
+        let after = match cursor {
+            None => None,
+            Some(c) => match self.cursors.remove(&c) {
+                Some((cns, last)) if cns == ns => Some(last),
+                _ => {
+                    return Err(store::Error::Other(format!(
+                        "unknown list-keys cursor {c}: pass the cursor of the previous page \
+                         (at most {CURSORS_KEPT} are live)"
+                    )))
+                }
+            },
+        };
         let b = self.backend()?;
-        let (keys, cursor) = b
-            .reader
-            .storage()
-            .list_from_offset(&ns, cursor.unwrap_or(0))?;
+        let (keys, last) = b.reader.storage().list_after(&ns, after.as_deref())?;
+        let cursor = match last {
+            None => None,
+            Some(last) => {
+                if self.cursors.len() >= CURSORS_KEPT {
+                    self.cursors.clear();
+                }
+                let c = self.next_cursor;
+                self.next_cursor += 1;
+                self.cursors.insert(c, (ns, last));
+                Some(c)
+            }
+        };
         Ok(store::KeyResponse { keys, cursor })
     }
 

@@ -236,10 +236,7 @@ impl Engine {
         identity: Option<&SignedIdentity>,
     ) -> Result<Component> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_wasm_file(path)?;
         if trust.is_required() {
             trust.verify_bytes(path, &bytes, identity)?;
         }
@@ -255,6 +252,7 @@ impl Engine {
     }
 
     /// Loads a component or core module from bytes, naming it `name`.
+    /// (The bytes are the caller's: a file is size-checked by the `load_file` family.)
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Component> {
         self.load_named(name, name, bytes)
     }
@@ -369,11 +367,27 @@ impl Engine {
     /// been produced by `precompile` of a compatible engine and not tampered with,
     /// because it is machine code that is run without validation.
     pub unsafe fn load_precompiled_file(&self, path: impl AsRef<Path>) -> Result<Component> {
+        // SAFETY: this function's contract is the caller's.
+        unsafe { self.load_precompiled_file_trusted(path, &TrustPolicy::default(), None) }
+    }
+
+    /// [`Engine::load_precompiled_file`] after checking the file's signature
+    /// against `trust`: the file is read once, and the bytes verified are the
+    /// bytes loaded (no second read a swapped file could slip into).
+    ///
+    /// # Safety
+    /// As [`Engine::load_precompiled_file`].
+    pub unsafe fn load_precompiled_file_trusted(
+        &self,
+        path: impl AsRef<Path>,
+        trust: &TrustPolicy,
+        identity: Option<&SignedIdentity>,
+    ) -> Result<Component> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_wasm_file(path)?;
+        if trust.is_required() {
+            trust.verify_bytes(path, &bytes, identity)?;
+        }
         let display = path.display().to_string();
         let invalid = |e: wasmtime::Error| Error::InvalidWasm {
             name: display.clone(),
@@ -513,4 +527,47 @@ pub(crate) fn component_name(path: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("component")
         .to_string()
+}
+
+/// The largest component file the host reads (512 MiB; an 18 MB Python
+/// component is among the largest seen).
+pub const MAX_COMPONENT_FILE_BYTES: u64 = 512 << 20;
+
+/// Reads a component file: only a regular file (not a device, FIFO or
+/// directory, whose reads may never end), and at most
+/// [`MAX_COMPONENT_FILE_BYTES`], checked before and while reading.
+pub(crate) fn read_wasm_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let invalid = |reason: String| Error::InvalidWasm {
+        name: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(invalid(
+            "not a regular file (a directory, device or pipe); only regular files are read".into(),
+        ));
+    }
+    let too_large = |n: u64| {
+        invalid(format!(
+            "{} is larger than the {} limit on component files",
+            crate::error::DisplayBytes(n),
+            crate::error::DisplayBytes(MAX_COMPONENT_FILE_BYTES)
+        ))
+    };
+    if meta.len() > MAX_COMPONENT_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_COMPONENT_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_COMPONENT_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }

@@ -41,10 +41,7 @@ impl Engine {
     /// Inspects a file; see [`Engine::inspect`].
     pub fn inspect_file(&self, path: impl AsRef<Path>) -> Result<Inspection> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::runtime::engine::read_wasm_file(path)?;
         self.inspect(&path.display().to_string(), &bytes)
     }
 

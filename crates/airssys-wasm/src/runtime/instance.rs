@@ -149,7 +149,17 @@ impl Instance {
 
     /// Delivers one message; returns the reply payload, if the component gave one.
     pub async fn handle_message(&mut self, msg: &Message) -> Result<Option<Vec<u8>>> {
-        let start = self.begin()?;
+        self.handle_message_within(msg, None).await
+    }
+
+    /// [`Instance::handle_message`] cut short at `limit` when that is
+    /// tighter than the call timeout.
+    pub(crate) async fn handle_message_within(
+        &mut self,
+        msg: &Message,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>> {
+        let start = self.begin_within(self.tighter(limit))?;
         let r = self
             .bindings
             .airssys_component_lifecycle()
@@ -165,7 +175,19 @@ impl Instance {
         correlation_id: &str,
         reply: &std::result::Result<Message, RequestError>,
     ) -> Result<()> {
-        let start = self.begin()?;
+        self.handle_callback_within(correlation_id, reply, None)
+            .await
+    }
+
+    /// [`Instance::handle_callback`] cut short at `limit` when that is
+    /// tighter than the call timeout.
+    pub(crate) async fn handle_callback_within(
+        &mut self,
+        correlation_id: &str,
+        reply: &std::result::Result<Message, RequestError>,
+        limit: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let start = self.begin_within(self.tighter(limit))?;
         let r = self
             .bindings
             .airssys_component_lifecycle()
@@ -196,11 +218,7 @@ impl Instance {
         &mut self,
         timeout: Option<std::time::Duration>,
     ) -> Result<HealthStatus> {
-        let timeout = match (timeout, self.ctx.timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let start = self.begin_within(timeout)?;
+        let start = self.begin_within(self.tighter(timeout))?;
         let r = self
             .bindings
             .airssys_component_lifecycle()
@@ -213,13 +231,30 @@ impl Instance {
     /// Calls `shutdown`. The instance is still usable afterwards, but a
     /// well-behaved embedder drops it.
     pub async fn shutdown(&mut self) -> Result<()> {
-        let start = self.begin()?;
+        self.shutdown_within(None).await
+    }
+
+    /// [`Instance::shutdown`] cut short at `limit` (an actor's shutdown
+    /// timeout) when that is tighter than the call timeout.
+    pub(crate) async fn shutdown_within(
+        &mut self,
+        limit: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let start = self.begin_within(self.tighter(limit))?;
         let r = self
             .bindings
             .airssys_component_lifecycle()
             .call_shutdown(&mut self.store)
             .await;
         self.finish("shutdown", start, r)
+    }
+
+    /// The tighter of `limit` and the call timeout.
+    fn tighter(&self, limit: Option<std::time::Duration>) -> Option<std::time::Duration> {
+        match (limit, self.ctx.timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn begin(&mut self) -> Result<CallStart> {

@@ -283,6 +283,17 @@ impl Invoker {
             let reason = format!("expects {params} arguments, got {}", args.len());
             return Err(self.invalid(name, reason));
         }
+        // Checked here, not by reading wasmtime's error text: a mismatch is
+        // the caller's mistake and leaves the instance usable.
+        if let Live::Component { store, .. } = &self.live {
+            let ty = func.ty(store);
+            for (i, ((_, t), v)) in ty.params().zip(args).enumerate() {
+                if let Err(why) = type_check(&t, v) {
+                    let reason = format!("argument {}: {why}", i + 1);
+                    return Err(self.invalid(name, reason));
+                }
+            }
+        }
         let mut results = vec![Val::Bool(false); results];
         self.begin()?;
         let Live::Component { store, .. } = &mut self.live else {
@@ -424,13 +435,9 @@ impl Invoker {
         match r {
             Ok(v) => Ok(v),
             Err(e) => {
-                // wasmtime type-checks the arguments before entering the guest:
-                // that error is the caller's mistake, not a trap, and leaves the
-                // instance usable.
-                let text = crate::runtime::trap::error_chain(&e);
-                if e.downcast_ref::<wasmtime::Trap>().is_none() && text.contains("type mismatch") {
-                    return Err(self.invalid(name, text));
-                }
+                // Arguments were type-checked before the call (`type_check`),
+                // so any error here happened in or around the guest.
+                let _ = name;
                 self.poisoned = true;
                 Err(Failure {
                     component: self.ctx.component_id(),
@@ -455,4 +462,133 @@ fn usage_of<T: HasRunState>(store: &mut Store<T>) -> (u64, u64, bool) {
     let run = store.data_mut().run();
     run.deadline = None;
     (left, run.limiter.peak(), run.limiter.memory_denied)
+}
+
+/// Whether `v` is a value of `ty`; the reason when it is not. Resources and
+/// the async types are left to wasmtime (which checks them against the store).
+fn type_check(ty: &wasmtime::component::Type, v: &Val) -> std::result::Result<(), String> {
+    use wasmtime::component::Type as T;
+    let all = |ts: &mut dyn Iterator<Item = wasmtime::component::Type>, vs: &[Val]| {
+        let ts: Vec<_> = ts.collect();
+        if ts.len() != vs.len() {
+            return Err(format!("expected {} elements, got {}", ts.len(), vs.len()));
+        }
+        ts.iter().zip(vs).try_for_each(|(t, v)| type_check(t, v))
+    };
+    let payload =
+        |t: Option<wasmtime::component::Type>, v: &Option<Box<Val>>, what: &str| match (t, v) {
+            (Some(t), Some(v)) => type_check(&t, v),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(format!("{what} needs a payload")),
+            (None, Some(_)) => Err(format!("{what} has no payload")),
+        };
+    match (ty, v) {
+        (T::Bool, Val::Bool(_))
+        | (T::S8, Val::S8(_))
+        | (T::U8, Val::U8(_))
+        | (T::S16, Val::S16(_))
+        | (T::U16, Val::U16(_))
+        | (T::S32, Val::S32(_))
+        | (T::U32, Val::U32(_))
+        | (T::S64, Val::S64(_))
+        | (T::U64, Val::U64(_))
+        | (T::Float32, Val::Float32(_))
+        | (T::Float64, Val::Float64(_))
+        | (T::Char, Val::Char(_))
+        | (T::String, Val::String(_)) => Ok(()),
+        (T::List(l), Val::List(vs)) => {
+            let t = l.ty();
+            vs.iter().try_for_each(|v| type_check(&t, v))
+        }
+        (T::FixedLengthList(l), Val::FixedLengthList(vs)) => {
+            if vs.len() != l.len() as usize {
+                return Err(format!("expected {} elements, got {}", l.len(), vs.len()));
+            }
+            let t = l.ty();
+            vs.iter().try_for_each(|v| type_check(&t, v))
+        }
+        (T::Map(m), Val::Map(kvs)) => {
+            let (k, t) = (m.key(), m.value());
+            kvs.iter()
+                .try_for_each(|(kv, vv)| type_check(&k, kv).and_then(|()| type_check(&t, vv)))
+        }
+        (T::Record(r), Val::Record(fields)) => {
+            let want: Vec<_> = r.fields().collect();
+            if want.len() != fields.len() {
+                return Err(format!(
+                    "expected {} fields, got {}",
+                    want.len(),
+                    fields.len()
+                ));
+            }
+            for (f, (name, v)) in want.iter().zip(fields) {
+                if f.name != name {
+                    return Err(format!("expected field {}, got {name}", f.name));
+                }
+                type_check(&f.ty, v).map_err(|e| format!("{name}: {e}"))?;
+            }
+            Ok(())
+        }
+        (T::Tuple(t), Val::Tuple(vs)) => all(&mut t.types(), vs),
+        (T::Variant(t), Val::Variant(case, v)) => match t.cases().find(|c| c.name == case) {
+            Some(c) => payload(c.ty, v, case),
+            None => Err(format!("no case {case}")),
+        },
+        (T::Enum(t), Val::Enum(case)) => match t.names().any(|n| n == case) {
+            true => Ok(()),
+            false => Err(format!("no case {case}")),
+        },
+        (T::Option(t), Val::Option(v)) => match v {
+            Some(v) => type_check(&t.ty(), v),
+            None => Ok(()),
+        },
+        (T::Result(t), Val::Result(r)) => match r {
+            Ok(v) => payload(t.ok(), v, "ok"),
+            Err(v) => payload(t.err(), v, "err"),
+        },
+        (T::Flags(t), Val::Flags(names)) => {
+            let known: Vec<&str> = t.names().collect();
+            match names.iter().find(|n| !known.contains(&n.as_str())) {
+                Some(n) => Err(format!("no flag {n}")),
+                None => Ok(()),
+            }
+        }
+        (T::Own(_) | T::Borrow(_), Val::Resource(_))
+        | (T::Future(_), Val::Future(_))
+        | (T::Stream(_), Val::Stream(_))
+        | (T::ErrorContext, Val::ErrorContext(_)) => Ok(()),
+        (t, v) => Err(format!("expected {}, got {}", DisplayType(t), val_kind(v))),
+    }
+}
+
+fn val_kind(v: &Val) -> &'static str {
+    match v {
+        Val::Bool(_) => "a bool",
+        Val::S8(_) => "an s8",
+        Val::U8(_) => "a u8",
+        Val::S16(_) => "an s16",
+        Val::U16(_) => "a u16",
+        Val::S32(_) => "an s32",
+        Val::U32(_) => "a u32",
+        Val::S64(_) => "an s64",
+        Val::U64(_) => "a u64",
+        Val::Float32(_) => "an f32",
+        Val::Float64(_) => "an f64",
+        Val::Char(_) => "a char",
+        Val::String(_) => "a string",
+        Val::List(_) => "a list",
+        Val::Map(_) => "a map",
+        Val::Record(_) => "a record",
+        Val::Tuple(_) => "a tuple",
+        Val::Variant(..) => "a variant",
+        Val::Enum(_) => "an enum",
+        Val::Option(_) => "an option",
+        Val::Result(_) => "a result",
+        Val::Flags(_) => "flags",
+        Val::Resource(_) => "a resource",
+        Val::Future(_) => "a future",
+        Val::Stream(_) => "a stream",
+        Val::ErrorContext(_) => "an error-context",
+        Val::FixedLengthList(_) => "a fixed-length list",
+    }
 }

@@ -35,6 +35,39 @@ pub struct ResourceLimits {
     pub storage: Quota,
     /// What outbound HTTP the instance may make the host do.
     pub http: HttpLimits,
+    /// What an actor may make the host hold for it outside its own memory.
+    pub host: HostLimits,
+}
+
+/// What an actor may make the host hold on its behalf, outside its linear
+/// memory: the messages it sent that wait in mailboxes and timers, and its
+/// subscriptions. Past either cap a messaging call is refused (`unavailable`
+/// naming the budget, or `too-many-pending` naming the count).
+///
+/// ```
+/// use airssys_wasm::HostLimits;
+/// let h = HostLimits::default();
+/// assert_eq!((h.held_bytes, h.subscriptions), (16 << 20, 256));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HostLimits {
+    /// Bytes of its messages the host may hold at once (each message counted
+    /// whole: payload, content type, metadata, target) — default 16 MiB.
+    pub held_bytes: u64,
+    /// Subscriptions it may hold at once (default 256).
+    pub subscriptions: u32,
+    /// The mailbox capacity its manifest asks for (`None`: the actor's options decide).
+    pub mailbox_capacity: Option<usize>,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            held_bytes: 16 << 20,
+            subscriptions: 256,
+            mailbox_capacity: None,
+        }
+    }
 }
 
 /// Bounds on the outbound HTTP (`wasi:http`) a guest can make the host do.
@@ -77,6 +110,7 @@ impl Default for ResourceLimits {
             timeout: Some(Duration::from_secs(30)),
             storage: Quota::default(),
             http: HttpLimits::default(),
+            host: HostLimits::default(),
         }
     }
 }
@@ -90,6 +124,7 @@ impl ResourceLimits {
             timeout: None,
             storage: Quota::unlimited(),
             http: HttpLimits::default(),
+            host: HostLimits::default(),
         }
     }
 
@@ -119,13 +154,16 @@ impl ResourceLimits {
 }
 
 /// How much a guest may write to the host's log through `services.log`: a
-/// token bucket of lines, and a cap on one line's length. Lines over the
-/// budget are dropped and counted; one summary line per call says how many.
+/// token bucket of lines and one of bytes, and a cap on one line's length.
+/// Lines over either budget are dropped and counted; one summary line per
+/// call says how many. Control characters in guest text are escaped, so a
+/// guest line never starts a host line.
 ///
 /// ```
 /// use airssys_wasm::LogBudget;
 /// let b = LogBudget::default();
 /// assert_eq!((b.lines_per_sec, b.burst, b.max_line_bytes), (100, 200, 4096));
+/// assert_eq!(b.bytes_per_sec, 64 << 10);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LogBudget {
@@ -135,15 +173,18 @@ pub struct LogBudget {
     pub burst: u32,
     /// Longer lines are cut to this many bytes (and say so).
     pub max_line_bytes: usize,
+    /// Bytes per second, refilled continuously (bursts of two seconds' worth).
+    pub bytes_per_sec: u64,
 }
 
 impl Default for LogBudget {
-    /// 100 lines/s, bursts of 200, 4 KiB per line.
+    /// 100 lines/s, bursts of 200, 4 KiB per line, 64 KiB/s.
     fn default() -> Self {
         LogBudget {
             lines_per_sec: 100,
             burst: 200,
             max_line_bytes: 4096,
+            bytes_per_sec: 64 << 10,
         }
     }
 }
@@ -176,6 +217,9 @@ pub(crate) struct Limiter {
     /// Set when a memory request was refused, so the trap that follows is
     /// reported as the memory limit rather than as an opaque trap.
     pub(crate) memory_denied: bool,
+    /// What the last admitted growth changed, undone if wasmtime then fails
+    /// the growth (`memory_grow_failed`): (bytes added, peak before).
+    last_grow: Option<(u64, u64)>,
 }
 
 /// Table elements one table may hold: generous for real guests, finite for hostile ones.
@@ -190,6 +234,7 @@ impl Limiter {
             current: 0,
             peak: 0,
             memory_denied: false,
+            last_grow: None,
         }
     }
 
@@ -220,9 +265,21 @@ impl ResourceLimiter for Limiter {
                 return Ok(false);
             }
         }
+        self.last_grow = Some((grow, self.peak));
         self.current = total;
         self.peak = self.peak.max(total);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The growth admitted above did not happen: take it back, so the
+        // peak is not over-reported and the limit does not fire early.
+        if let Some((grow, peak)) = self.last_grow.take() {
+            self.current = self.current.saturating_sub(grow);
+            self.peak = peak;
+        }
+        tracing::debug!("memory growth failed: {error}");
+        Ok(())
     }
 
     fn table_growing(
@@ -263,5 +320,18 @@ mod tests {
         l.begin_call();
         assert!(!l.memory_denied);
         assert_eq!(l.peak(), 1 << 20);
+    }
+
+    #[test]
+    fn a_growth_wasmtime_then_fails_is_taken_back() {
+        let mut l = Limiter::new(Some(1 << 20));
+        assert!(l.memory_growing(0, 65536, None).unwrap());
+        assert!(l.memory_growing(65536, 1 << 20, None).unwrap());
+        l.memory_grow_failed(wasmtime::Error::msg("no room in the slot"))
+            .unwrap();
+        assert_eq!(l.peak(), 65536, "the failed growth is not in the peak");
+        // The whole remaining MiB is still there to grow into.
+        assert!(l.memory_growing(65536, 1 << 20, None).unwrap());
+        assert!(!l.memory_denied);
     }
 }

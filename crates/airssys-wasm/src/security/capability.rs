@@ -131,7 +131,6 @@ impl Decision {
 /// assert!(caps.check_connect("127.0.0.1:8080".parse().unwrap()).allowed);
 /// assert!(!caps.check_connect("127.0.0.1:22".parse().unwrap()).allowed);
 /// ```
-#[derive(Clone)]
 pub struct Capabilities {
     /// Host directories visible to the guest.
     pub dirs: Vec<DirGrant>,
@@ -159,7 +158,30 @@ pub struct Capabilities {
     pub audit: AuditLog,
     /// The host's consent, asked after the grants at every call.
     pub policy: Arc<dyn SecurityPolicy>,
-    connect_cache: Arc<Mutex<HashMap<SocketAddr, Decision>>>,
+    /// Connect decisions by address. Never shared between clones: a clone's
+    /// grant fields may be changed, and must be decided afresh.
+    connect_cache: Mutex<HashMap<SocketAddr, Decision>>,
+}
+
+impl Clone for Capabilities {
+    fn clone(&self) -> Self {
+        Capabilities {
+            dirs: self.dirs.clone(),
+            env: self.env.clone(),
+            outbound: self.outbound.clone(),
+            forbidden_ports: self.forbidden_ports.clone(),
+            storage_shared: self.storage_shared.clone(),
+            storage_shared_read: self.storage_shared_read.clone(),
+            send: self.send.clone(),
+            publish: self.publish.clone(),
+            subscribe: self.subscribe.clone(),
+            services: self.services,
+            accept: self.accept.clone(),
+            audit: self.audit.clone(),
+            policy: self.policy.clone(),
+            connect_cache: Mutex::default(),
+        }
+    }
 }
 
 impl Default for Capabilities {
@@ -178,7 +200,7 @@ impl Default for Capabilities {
             accept: None,
             audit: AuditLog::default(),
             policy: Arc::new(HostPolicy::default()),
-            connect_cache: Arc::default(),
+            connect_cache: Mutex::default(),
         }
     }
 }
@@ -482,6 +504,19 @@ pub fn never_callable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clone_with_narrower_grants_does_not_reuse_the_originals_cached_allows() {
+        let wide = Capabilities::default()
+            .with_outbound("127.0.0.1:*")
+            .unwrap();
+        let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        assert!(wide.check_connect(addr).allowed, "cached as allowed");
+        let mut narrow = wide.clone();
+        narrow.outbound.clear();
+        assert!(!narrow.check_connect(addr).allowed);
+        assert!(wide.check_connect(addr).allowed);
+    }
 
     #[test]
     fn connect_checks_patterns_ports_and_caches() {

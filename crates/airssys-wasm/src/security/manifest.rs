@@ -109,9 +109,17 @@ pub struct LimitsRequest {
     /// Outbound HTTP requests per second (per instance).
     #[serde(default)]
     pub http_requests_per_sec: Option<u32>,
-    /// Mailbox capacity in messages.
+    /// Mailbox capacity in messages (an actor's `system.toml` setting overrides it).
     #[serde(default)]
     pub mailbox_capacity: Option<u32>,
+    /// The host budget: bytes of its messages the host may hold at once
+    /// (queued, in timers), capped by the policy's `max-host-bytes`.
+    #[serde(default, deserialize_with = "de_opt_size")]
+    #[schemars(with = "Option<SizeValue>")]
+    pub host_bytes: Option<u64>,
+    /// Subscriptions held at once, capped by the policy's `max-subscriptions`.
+    #[serde(default)]
+    pub subscriptions: Option<u32>,
 }
 
 /// `[capabilities]`.
@@ -507,6 +515,19 @@ impl Manifest {
                     (a, b) => a.or(b),
                 },
                 ..defaults.http
+            },
+            host: crate::runtime::limits::HostLimits {
+                held_bytes: self
+                    .limits
+                    .host_bytes
+                    .unwrap_or(defaults.host.held_bytes)
+                    .min(policy.max_host_bytes.unwrap_or(u64::MAX)),
+                subscriptions: self
+                    .limits
+                    .subscriptions
+                    .unwrap_or(defaults.host.subscriptions)
+                    .min(policy.max_subscriptions.unwrap_or(u32::MAX)),
+                mailbox_capacity: self.limits.mailbox_capacity.map(|n| n.max(1) as usize),
             },
         };
         let mut ctx = ExecutionContext::new(name)

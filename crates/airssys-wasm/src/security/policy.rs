@@ -200,6 +200,14 @@ pub struct HostPolicy {
     /// The most outbound HTTP requests per second any instance may make.
     #[serde(default)]
     pub max_http_requests_per_sec: Option<u32>,
+    /// The largest host budget (bytes of its messages the host holds) any
+    /// actor may have (unset: no cap beyond the 16 MiB default).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    #[schemars(with = "Option<SizeValue>")]
+    pub max_host_bytes: Option<u64>,
+    /// The most subscriptions any actor may hold.
+    #[serde(default)]
+    pub max_subscriptions: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -221,6 +229,8 @@ impl Default for HostPolicy {
             default_storage_keys: None,
             max_storage_keys: None,
             max_http_requests_per_sec: None,
+            max_host_bytes: None,
+            max_subscriptions: None,
         }
     }
 }

@@ -20,7 +20,8 @@ use redb::{ReadableTable, Table};
 use tokio::sync::oneshot;
 
 use super::{
-    check_key, BatchOp, Namespace, Quota, QuotaKind, StorageError, StorageLimits, DATA, USAGE,
+    check_key, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits,
+    ACCOUNTS, DATA, USAGE,
 };
 
 /// A write request.
@@ -64,6 +65,9 @@ struct Request {
     ns: Namespace,
     op: WriteOp,
     quota: Quota,
+    /// The actor writing, whose quota bounds its own namespace plus what it
+    /// added to shared ones (`None`: the host writes).
+    account: Option<Arc<str>>,
     reply: Reply,
 }
 
@@ -102,21 +106,19 @@ impl Committer {
         ns: Namespace,
         op: WriteOp,
         quota: Quota,
+        account: Option<Arc<str>>,
     ) -> oneshot::Receiver<Result<WriteOutcome, StorageError>> {
         let (reply, rx) = oneshot::channel();
+        let request = Request {
+            ns,
+            op,
+            quota,
+            account,
+            reply,
+        };
         let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(tx) => tx.send(Request {
-                ns,
-                op,
-                quota,
-                reply,
-            }),
-            None => Err(mpsc::SendError(Request {
-                ns,
-                op,
-                quota,
-                reply,
-            })),
+            Some(tx) => tx.send(request),
+            None => Err(mpsc::SendError(request)),
         };
         if let Err(mpsc::SendError(r)) = sent {
             let _ = r
@@ -184,8 +186,14 @@ fn commit_group(
     {
         let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
+        let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
+        let mut t = Tables {
+            data: &mut data,
+            usage: &mut usage,
+            accounts: &mut accounts,
+        };
         for r in group {
-            out.push(apply(&mut data, &mut usage, limits, r)?);
+            out.push(apply(&mut t, limits, r)?);
         }
     }
     tx.commit().map_err(StorageError::backend)?;
@@ -207,21 +215,19 @@ pub(crate) fn import_all(
     {
         let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
+        let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
+        let mut t = Tables {
+            data: &mut data,
+            usage: &mut usage,
+            accounts: &mut accounts,
+        };
         for (ns, entries) in entries {
             count += entries.len() as u64;
             let ops: Vec<BatchOp> = entries
                 .into_iter()
                 .map(|(k, v)| BatchOp::Set(k, v))
                 .collect();
-            apply_ops(
-                &mut data,
-                &mut usage,
-                limits,
-                &ns,
-                Quota::unlimited(),
-                &ops,
-                true,
-            )??;
+            apply_ops(&mut t, limits, &ns, Quota::unlimited(), None, &ops, true)??;
         }
     }
     tx.commit().map_err(StorageError::backend)?;
@@ -231,16 +237,24 @@ pub(crate) fn import_all(
 
 type DataTable<'t> = Table<'t, (u8, &'static str, &'static str), &'static [u8]>;
 type UsageTable<'t> = Table<'t, (u8, &'static str), (u64, u64)>;
+type AccountTable<'t> = Table<'t, &'static str, (u64, u64)>;
+
+/// The tables one write transaction changes.
+struct Tables<'a, 't> {
+    data: &'a mut DataTable<'t>,
+    usage: &'a mut UsageTable<'t>,
+    accounts: &'a mut AccountTable<'t>,
+}
 
 /// Applies one request: `Ok(Err(_))` is a refusal (nothing written), the outer
 /// `Err` a backend failure that aborts the whole group.
 fn apply(
-    data: &mut DataTable<'_>,
-    usage: &mut UsageTable<'_>,
+    t: &mut Tables<'_, '_>,
     limits: &StorageLimits,
     r: &Request,
 ) -> Result<Result<WriteOutcome, StorageError>, StorageError> {
     let ns = &r.ns;
+    let account = r.account.as_deref();
     let (k, n) = ns.key();
     let batch: Vec<BatchOp>;
     let ops: &[BatchOp] = match &r.op {
@@ -253,7 +267,8 @@ fn apply(
             if let Err(e) = check_key(limits, key) {
                 return Ok(Err(e));
             }
-            let current = match data
+            let current = match t
+                .data
                 .get((k, n, key.as_str()))
                 .map_err(StorageError::backend)?
             {
@@ -285,7 +300,7 @@ fn apply(
             }
             batch = vec![BatchOp::Set(key.clone(), next.to_string().into_bytes())];
             return Ok(
-                match apply_ops(data, usage, limits, ns, r.quota, &batch, false)? {
+                match apply_ops(t, limits, ns, r.quota, account, &batch, false)? {
                     Ok(_) => Ok(WriteOutcome::Counter(next)),
                     Err(e) => Err(e),
                 },
@@ -295,7 +310,8 @@ fn apply(
             if let Err(e) = check_key(limits, key) {
                 return Ok(Err(e));
             }
-            let current = data
+            let current = t
+                .data
                 .get((k, n, key.as_str()))
                 .map_err(StorageError::backend)?
                 .map(|v| v.value().to_vec());
@@ -307,7 +323,7 @@ fn apply(
                 None => BatchOp::Delete(key.clone()),
             }];
             return Ok(
-                match apply_ops(data, usage, limits, ns, r.quota, &batch, false)? {
+                match apply_ops(t, limits, ns, r.quota, account, &batch, false)? {
                     Ok(_) => Ok(WriteOutcome::Swapped(true)),
                     Err(e) => Err(e),
                 },
@@ -316,7 +332,7 @@ fn apply(
         WriteOp::DeleteNamespace => {
             let keys: Vec<String> = {
                 let mut keys = Vec::new();
-                for e in data.range((k, n, "")..).map_err(StorageError::backend)? {
+                for e in t.data.range((k, n, "")..).map_err(StorageError::backend)? {
                     let (key, _) = e.map_err(StorageError::backend)?;
                     let (kk, nn, key) = key.value();
                     if kk != k || nn != n {
@@ -327,26 +343,32 @@ fn apply(
                 keys
             };
             for key in &keys {
-                data.remove((k, n, key.as_str()))
+                t.data
+                    .remove((k, n, key.as_str()))
                     .map_err(StorageError::backend)?;
             }
-            usage.remove((k, n)).map_err(StorageError::backend)?;
+            t.usage.remove((k, n)).map_err(StorageError::backend)?;
             return Ok(Ok(WriteOutcome::Deleted(keys.len() as u64)));
         }
     };
-    apply_ops(data, usage, limits, ns, r.quota, ops, false)
+    apply_ops(t, limits, ns, r.quota, account, ops, false)
 }
 
 /// Checks a batch in full, then writes it.
 fn apply_ops(
-    data: &mut DataTable<'_>,
-    usage: &mut UsageTable<'_>,
+    t: &mut Tables<'_, '_>,
     limits: &StorageLimits,
     ns: &Namespace,
     quota: Quota,
+    account: Option<&str>,
     ops: &[BatchOp],
     import: bool,
 ) -> Result<Result<WriteOutcome, StorageError>, StorageError> {
+    let Tables {
+        data,
+        usage,
+        accounts,
+    } = t;
     let (k, n) = ns.key();
     if !import && ops.len() > limits.max_batch_ops {
         return Ok(Err(StorageError::BatchTooLarge {
@@ -356,7 +378,7 @@ fn apply_ops(
     }
     // The size of each key's value after the ops before it (None: absent).
     let mut after: HashMap<&str, Option<usize>> = HashMap::new();
-    let before = super::usage_in(usage, ns)?;
+    let before = super::usage_in(&**usage, ns)?;
     let (mut bytes, mut keys) = (before.bytes as i128, before.keys as i128);
     let mut written = 0u64;
     let mut existed = false;
@@ -415,6 +437,48 @@ fn apply_ops(
                 limit: quota.keys,
                 needed: keys as u64,
             }));
+        }
+    }
+    // The writer's total: its own namespace plus what it added to shared ones
+    // stays within its quota, whatever its shared grants.
+    let mut account_after = None;
+    if let (false, Some(id)) = (import, account) {
+        let (ab, ak) = accounts
+            .get(id)
+            .map_err(StorageError::backend)?
+            .map(|v| v.value())
+            .unwrap_or((0, 0));
+        let own = ns.kind() == NamespaceKind::Actor && ns.name() == id;
+        let (total_bytes, total_keys) = if own {
+            (bytes + ab as i128, keys + ak as i128)
+        } else {
+            let mine = super::usage_in(&**usage, &Namespace::actor(id))?;
+            let nb = (ab as i128 + bytes - before.bytes as i128).max(0);
+            let nk = (ak as i128 + keys - before.keys as i128).max(0);
+            account_after = Some((nb as u64, nk as u64));
+            (mine.bytes as i128 + nb, mine.keys as i128 + nk)
+        };
+        let total = |kind, limit: u64, needed: i128| StorageError::QuotaExceeded {
+            namespace: format!(
+                "{} (its own namespace plus its writes to shared ones)",
+                Namespace::actor(id)
+            ),
+            quota: kind,
+            limit,
+            needed: needed as u64,
+        };
+        if grows(bytes, before.bytes) && total_bytes > quota.bytes as i128 {
+            return Ok(Err(total(QuotaKind::Bytes, quota.bytes, total_bytes)));
+        }
+        if grows(keys, before.keys) && total_keys > quota.keys as i128 {
+            return Ok(Err(total(QuotaKind::Keys, quota.keys, total_keys)));
+        }
+    }
+    if let (Some(id), Some(after)) = (account, account_after) {
+        if after == (0, 0) {
+            accounts.remove(id).map_err(StorageError::backend)?;
+        } else {
+            accounts.insert(id, after).map_err(StorageError::backend)?;
         }
     }
     for op in ops {

@@ -47,6 +47,9 @@ use commit::{Committer, WriteOp, WriteOutcome};
 pub(crate) const DATA: TableDefinition<(u8, &str, &str), &[u8]> = TableDefinition::new("data");
 /// Per namespace: `(kind, namespace)` → `(bytes, keys)`.
 pub(crate) const USAGE: TableDefinition<(u8, &str), (u64, u64)> = TableDefinition::new("usage");
+/// Per actor: the bytes and keys it added to shared namespaces (net of what
+/// it removed there), counted against its own quota.
+pub(crate) const ACCOUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("accounts");
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "airssys.redb";
@@ -124,6 +127,10 @@ impl Namespace {
 
     pub(crate) fn key(&self) -> (u8, &str) {
         (self.kind.tag(), &self.name)
+    }
+
+    pub(crate) fn name_shared(&self) -> Arc<str> {
+        self.name.clone()
     }
 }
 
@@ -488,36 +495,15 @@ impl Storage {
         )
     }
 
-    /// Keys `offset..offset + limit` of `ns` (the `wasi:keyvalue` cursor).
-    pub(crate) fn list_from_offset(
+    /// One page of `ns`'s keys after `after` (from the start with `None`),
+    /// a seek and at most a page of steps; the last key when more follow.
+    pub(crate) fn list_after(
         &self,
         ns: &Namespace,
-        offset: u64,
-    ) -> std::result::Result<(Vec<String>, Option<u64>), StorageError> {
-        let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
-        let table = tx.open_table(DATA).map_err(StorageError::backend)?;
-        let limit = self.inner.limits.max_page;
-        let (k, n) = ns.key();
-        let mut keys = Vec::new();
-        let mut more = false;
-        for e in table
-            .range((k, n, "")..)
-            .map_err(StorageError::backend)?
-            .skip(offset as usize)
-        {
-            let (key, _) = e.map_err(StorageError::backend)?;
-            let (kk, nn, key) = key.value();
-            if kk != k || nn != n {
-                break;
-            }
-            if keys.len() == limit {
-                more = true;
-                break;
-            }
-            keys.push(key.to_string());
-        }
-        let next = more.then(|| offset + keys.len() as u64);
-        Ok((keys, next))
+        after: Option<&str>,
+    ) -> std::result::Result<(Vec<String>, Option<String>), StorageError> {
+        let page = self.list_keys(ns, "", after, self.inner.limits.max_page)?;
+        Ok((page.keys, page.cursor))
     }
 
     /// Sends a write to the committer; resolves once it is durable (or refused).
@@ -527,7 +513,23 @@ impl Storage {
         op: WriteOp,
         quota: Quota,
     ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
-        self.inner.committer.submit(ns.clone(), op, quota)
+        self.inner.committer.submit(ns.clone(), op, quota, None)
+    }
+
+    /// A write by actor `account`: its quota bounds its own namespace plus
+    /// what it added to shared namespaces; resolves once durable (or refused).
+    pub(crate) async fn write_as(
+        &self,
+        ns: &Namespace,
+        op: WriteOp,
+        quota: Quota,
+        account: Arc<str>,
+    ) -> std::result::Result<WriteOutcome, StorageError> {
+        self.inner
+            .committer
+            .submit(ns.clone(), op, quota, Some(account))
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Backend("the storage is closed".into())))
     }
 
     /// Sets `key` in `ns`, blocking until it is durable. (Guests go through

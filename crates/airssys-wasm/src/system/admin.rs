@@ -5,14 +5,16 @@
 //! |---|---|
 //! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
 //! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
-//! | `GET /dead-letters` | the most recent dead letters as JSON |
+//! | `GET /dead-letters` | kept dead letters as JSON, oldest first, a page at a time: `?after=SEQ&limit=N` (default 100, at most 1000); pass the last `seq` to get the next page |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
 //!
 //! Errors are JSON `{"error": "..."}`: an unknown actor 404, a full mailbox 503
 //! (with `Retry-After`), a refused sender 403, a malformed id or parameter 400,
 //! a payload over 1 MiB 413, an error the guest returned 422, a crash while
-//! handling 502, no reply in time 504, a missing or wrong bearer token 401.
+//! handling (or a reply over the actor's `max-message-bytes`) 502, no reply in
+//! time 504, a missing or wrong bearer token 401. Errors axum or hyper raise
+//! themselves (405, a broken body, an oversized header) are answered as JSON too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub fn router(system: Arc<ActorSystem>, token: Option<String>) -> Router {
         .route("/healthz", get(healthz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -82,6 +85,35 @@ pub async fn serve(
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Turns the plain-text or empty error answers axum's extractors and routing
+/// give (405, 413, 400 for a broken body or bad UTF-8 in a path) into JSON.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    let mut out = error(status, message);
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 async fn authorize(State(admin): State<Admin>, req: Request, next: Next) -> Response {
@@ -113,8 +145,35 @@ async fn components(State(admin): State<Admin>) -> Response {
     Json(admin.system.actors()).into_response()
 }
 
-async fn dead_letters(State(admin): State<Admin>) -> Response {
-    Json(admin.system.dead_letters()).into_response()
+/// Dead letters per page by default, and at most.
+const DEAD_LETTER_PAGE: usize = 100;
+const DEAD_LETTER_PAGE_MAX: usize = 1000;
+
+async fn dead_letters(
+    State(admin): State<Admin>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let after = match q.get("after").map(|a| a.parse::<u64>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "after: expected a dead letter's seq",
+            )
+        }
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => DEAD_LETTER_PAGE,
+        Some(Ok(n)) if (1..=DEAD_LETTER_PAGE_MAX).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit: expected 1 to {DEAD_LETTER_PAGE_MAX}"),
+            )
+        }
+    };
+    Json(admin.system.dead_letters_page(after, limit)).into_response()
 }
 
 async fn healthz(State(admin): State<Admin>) -> Response {
@@ -261,6 +320,9 @@ pub fn metrics_text(system: &ActorSystem) -> String {
     let pending = Family::<ActorLabel, Gauge<i64>>::default();
     let stored = Family::<ActorLabel, Gauge<i64>>::default();
     let stored_keys = Family::<ActorLabel, Gauge<i64>>::default();
+    let held = Family::<ActorLabel, Gauge<i64>>::default();
+    let refused = Family::<ActorLabel, Counter<u64>>::default();
+    let subscriptions = Family::<ActorLabel, Gauge<i64>>::default();
     for a in system.actors() {
         let l = ActorLabel {
             actor: a.metadata.id.to_string(),
@@ -272,6 +334,11 @@ pub fn metrics_text(system: &ActorSystem) -> String {
         dropped.get_or_create(&l).inc_by(a.log_dropped);
         mailbox.get_or_create(&l).set(a.mailbox as i64);
         pending.get_or_create(&l).set(a.pending.into());
+        held.get_or_create(&l).set(a.host.held_bytes as i64);
+        refused.get_or_create(&l).inc_by(a.host.refused);
+        subscriptions
+            .get_or_create(&l)
+            .set(a.host.subscriptions.into());
         if a.storage.keys > 0 {
             stored.get_or_create(&l).set(a.storage.bytes as i64);
             stored_keys.get_or_create(&l).set(a.storage.keys as i64);
@@ -309,6 +376,21 @@ pub fn metrics_text(system: &ActorSystem) -> String {
         "storage_keys",
         "Keys in an actor's durable storage namespace",
         stored_keys,
+    );
+    registry.register(
+        "host_held_bytes",
+        "Bytes of an actor's messages the host holds (queued, in timers, subscriptions), against its host budget",
+        held,
+    );
+    registry.register(
+        "host_budget_refusals",
+        "Sends, timers and subscriptions of an actor refused because its host budget was full",
+        refused,
+    );
+    registry.register(
+        "subscriptions",
+        "Subscriptions an actor holds",
+        subscriptions,
     );
     let counters = &system.router().counters;
     registry.register(

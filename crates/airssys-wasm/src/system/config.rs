@@ -440,6 +440,17 @@ impl SystemConfig {
             }
             contexts.insert(name, (component, ctx, entry.settings.clone()));
         }
+        // A system the pool cannot hold is refused now, not actor by actor.
+        let config = engine.config();
+        if config.pooling && self.actors.len() > config.pool_instances as usize {
+            return Err(Error::Config(format!(
+                "{}: {} actors are declared but the engine's pool holds {} instances \
+                 (EngineConfig::pool_instances); declare fewer or make some virtual",
+                self.path.display(),
+                self.actors.len(),
+                config.pool_instances
+            )));
+        }
         let mut builder = SystemBuilder::default();
         if let Some(n) = self.system.max_active {
             builder = builder.max_active(n);
@@ -447,7 +458,7 @@ impl SystemConfig {
         for (name, entry) in &self.components {
             if entry.is_virtual {
                 let (component, ctx, settings) = &contexts[name.as_str()];
-                let options = self.options(settings, &[]);
+                let options = self.options(settings, ctx, &[]);
                 builder = builder.virtual_actors(component.clone(), ctx.clone(), options);
             }
         }
@@ -455,10 +466,21 @@ impl SystemConfig {
         Ok(builder.root(root))
     }
 
-    fn options(&self, own: &ActorSettings, subscriptions: &[String]) -> ActorOptions {
+    /// An actor's options: its own settings (or its component's), then
+    /// what its manifest asks for (`[limits] mailbox-capacity`), then `[defaults]`.
+    fn options(
+        &self,
+        own: &ActorSettings,
+        ctx: &ExecutionContext,
+        subscriptions: &[String],
+    ) -> ActorOptions {
+        let mailbox = own
+            .mailbox_capacity
+            .or(ctx.limits().host.mailbox_capacity)
+            .or(self.defaults.mailbox_capacity);
         let own = own.or(&self.defaults);
         let mut o = ActorOptions::default();
-        if let Some(n) = own.mailbox_capacity {
+        if let Some(n) = mailbox {
             o = o.mailbox_capacity(n);
         }
         if let Some(r) = own.restart {
@@ -546,8 +568,8 @@ impl SystemConfig {
                 ctx = ctx.with_config(k, v);
             }
             let id = ActorId::new(a.id.get_ref())?;
-            let spec = ActorSpec::new(id, component.clone(), ctx)
-                .with_options(self.options(&merged, &a.subscriptions));
+            let options = self.options(&merged, &ctx, &a.subscriptions);
+            let spec = ActorSpec::new(id, component.clone(), ctx).with_options(options);
             children.push((a.id.span().start, ChildSpec::Actor(Box::new(spec))));
         }
         children.sort_by_key(|(at, _)| *at);
@@ -606,7 +628,11 @@ health = false
         )
         .unwrap();
         let a = &c.actors[0];
-        let o = c.options(&a.settings.or(&c.components["p"].settings), &[]);
+        let o = c.options(
+            &a.settings.or(&c.components["p"].settings),
+            &ExecutionContext::new("p"),
+            &[],
+        );
         assert_eq!(o.mailbox_capacity, 7, "from [defaults]");
         assert_eq!(o.max_pending, 5, "from the component");
         assert_eq!(o.max_message_bytes, 11, "the actor's own");

@@ -16,8 +16,8 @@
 use std::cell::RefCell;
 
 use airssys_wasm_sdk::{
-    component, config, log, message, messaging, services, Component, Error, HealthStatus,
-    LogLevel, Message, RequestError,
+    component, config, log, message, messaging, services, Component, Error, HealthStatus, LogLevel,
+    Message, RequestError,
 };
 
 #[derive(Default)]
@@ -87,7 +87,9 @@ impl Component for Probe {
             messaging::subscribe(&p).map_err(|e| Error::Internal(format!("{e:?}")))?;
         }
         if let Some(ms) = get("tick-ms") {
-            let ms: u32 = ms.parse().map_err(|_| Error::InvalidInput("tick-ms".into()))?;
+            let ms: u32 = ms
+                .parse()
+                .map_err(|_| Error::InvalidInput("tick-ms".into()))?;
             messaging::send_after(&messaging::self_id(), &message("tick"), ms)
                 .map_err(|e| Error::Internal(format!("{e:?}")))?;
         }
@@ -175,7 +177,11 @@ impl Component for Probe {
             "rtt?" => STATE.with(|st| {
                 let mut v = st.borrow().rtts.clone();
                 v.sort_unstable();
-                let at = |q: f64| v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0);
+                let at = |q: f64| {
+                    v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+                        .copied()
+                        .unwrap_or(0)
+                };
                 format!("{} {} {}", v.len(), at(0.5), at(0.99)).into_bytes()
             }),
             "panic" => panic!("actor-probe was asked to panic"),

@@ -23,8 +23,10 @@ fn get(url: &str) -> Result<Result<(u16, Vec<u8>), ErrorCode>, Error> {
     let req = OutgoingRequest::new(Fields::new());
     let bad = |what: &str| Error::InvalidInput(format!("invalid {what} in {url}"));
     req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    req.set_authority(Some(authority)).map_err(|_| bad("authority"))?;
-    req.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
+    req.set_authority(Some(authority))
+        .map_err(|_| bad("authority"))?;
+    req.set_path_with_query(Some(path))
+        .map_err(|_| bad("path"))?;
     let future = match outgoing_handler::handle(req, None) {
         Ok(f) => f,
         Err(code) => return Ok(Err(code)),

@@ -62,7 +62,10 @@ impl Component for KvCounter {
             "crash" => panic!("asked to crash"),
             "usage" => {
                 let u = storage::usage()?;
-                text(format!("{} {} {} {}", u.bytes, u.keys, u.quota_bytes, u.quota_keys))
+                text(format!(
+                    "{} {} {} {}",
+                    u.bytes, u.keys, u.quota_bytes, u.quota_keys
+                ))
             }
             "set" => {
                 let (k, v) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -102,7 +105,8 @@ impl Component for KvCounter {
                 let mut all = Vec::new();
                 let mut cursor = None;
                 loop {
-                    let page = storage::list_keys(prefix, cursor.as_deref(), 100).map_err(describe)?;
+                    let page =
+                        storage::list_keys(prefix, cursor.as_deref(), 100).map_err(describe)?;
                     all.extend(page.keys);
                     match page.cursor {
                         Some(c) => cursor = Some(c),

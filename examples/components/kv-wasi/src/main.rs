@@ -5,6 +5,8 @@
 //! - `kv-wasi incr KEY` — atomic increment, prints the new value;
 //! - `kv-wasi get KEY` / `kv-wasi set KEY VALUE` / `kv-wasi delete KEY`;
 //! - `kv-wasi list` — every key, through the paged cursor;
+//! - `kv-wasi list-from CURSOR` — one page from a cursor of the guest's choosing;
+//! - `kv-wasi list-count N` — pages through every key; exits 0 iff there are N;
 //! - `kv-wasi set-many K=V ...` / `kv-wasi get-many K ...`;
 //! - `kv-wasi open NAME get KEY` — the same in another bucket.
 wit_bindgen::generate!({
@@ -36,7 +38,8 @@ fn main() {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     match arg(0).as_str() {
         "incr" => {
-            let v = atomics::increment(&bucket, &arg(1), 1).unwrap_or_else(|e| fail("increment", e));
+            let v =
+                atomics::increment(&bucket, &arg(1), 1).unwrap_or_else(|e| fail("increment", e));
             println!("{v}");
         }
         "get" => match bucket.get(&arg(1)).unwrap_or_else(|e| fail("get", e)) {
@@ -57,7 +60,9 @@ fn main() {
             let mut keys = Vec::new();
             let mut cursor = None;
             loop {
-                let r = bucket.list_keys(cursor).unwrap_or_else(|e| fail("list-keys", e));
+                let r = bucket
+                    .list_keys(cursor)
+                    .unwrap_or_else(|e| fail("list-keys", e));
                 keys.extend(r.keys);
                 match r.cursor {
                     Some(c) => cursor = Some(c),
@@ -65,6 +70,30 @@ fn main() {
                 }
             }
             println!("{}", keys.join(","));
+        }
+        "list-count" => {
+            let (mut n, mut cursor) = (0u64, None);
+            loop {
+                let r = bucket
+                    .list_keys(cursor)
+                    .unwrap_or_else(|e| fail("list-keys", e));
+                n += r.keys.len() as u64;
+                match r.cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            println!("{n}");
+            if arg(1).parse::<u64>().ok() != Some(n) {
+                std::process::exit(1)
+            }
+        }
+        "list-from" => {
+            let cursor = arg(1).parse::<u64>().unwrap_or(u64::MAX);
+            let r = bucket
+                .list_keys(Some(cursor))
+                .unwrap_or_else(|e| fail("list-keys", e));
+            println!("{}", r.keys.len());
         }
         "set-many" => {
             let kvs: Vec<(String, Vec<u8>)> = args[1..]

@@ -31,7 +31,9 @@ impl Component for Stage {
                 }
                 let n = publish("orders.new", text.clone())
                     .map_err(|e| Error::Unavailable(format!("{e:?}")))?;
-                Ok(Some(format!("order {text:?} published to {n} subscribers").into_bytes()))
+                Ok(Some(
+                    format!("order {text:?} published to {n} subscribers").into_bytes(),
+                ))
             }
             "enrich" => {
                 request("store", text.to_uppercase(), 1000)
@@ -54,7 +56,11 @@ impl Component for Stage {
         match reply {
             Ok(m) => log(
                 LogLevel::Info,
-                &format!("{} answered: {}", m.sender, String::from_utf8_lossy(&m.payload)),
+                &format!(
+                    "{} answered: {}",
+                    m.sender,
+                    String::from_utf8_lossy(&m.payload)
+                ),
             ),
             Err(e) => log(LogLevel::Warn, &format!("store did not answer: {e:?}")),
         }
