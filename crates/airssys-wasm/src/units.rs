@@ -55,7 +55,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("invalid duration {s:?}: must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}: too long"))
 }
 
 /// Lower-case hex of `bytes`.
@@ -104,6 +104,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_absurd_duration_is_an_error_not_a_panic() {
+        let e = super::parse_duration("99999999999999999999").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+    }
+
     #[test]
     fn truncate_cuts_on_a_char_boundary_and_says_the_length() {
         assert_eq!(super::truncate("short", 8), "short");

@@ -49,14 +49,20 @@ const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(5);
 struct Admin {
     system: Arc<ActorSystem>,
     token: Option<Arc<str>>,
+    body_read_timeout: Duration,
 }
 
 /// The admin API as an axum `Router` over `system`. With `token`, every request
 /// must carry `Authorization: Bearer TOKEN`.
 pub fn router(system: Arc<ActorSystem>, token: Option<String>) -> Router {
+    router_with(system, token, AdminLimits::default())
+}
+
+fn router_with(system: Arc<ActorSystem>, token: Option<String>, limits: AdminLimits) -> Router {
     let admin = Admin {
         system,
         token: token.map(Arc::from),
+        body_read_timeout: limits.body_read_timeout,
     };
     Router::new()
         .route("/components", get(components))
@@ -71,16 +77,101 @@ pub fn router(system: Arc<ActorSystem>, token: Option<String>) -> Router {
         .with_state(admin)
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// How much the admin API lets a client hold: connections, time to send a
+/// request's head and body, and (with the 1 MiB body cap) so its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections open at once; one more is answered 503 and closed (default 128).
+    pub max_connections: usize,
+    /// Time to send a request head, also on a kept-alive connection waiting
+    /// for its next request (default 10 s): no slow-loris.
+    pub header_read_timeout: Duration,
+    /// Time to send a request body (default 10 s): 408 past it.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 128,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, under the
+/// default [`AdminLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     system: Arc<ActorSystem>,
     token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(system, token))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, system, token, AdminLimits::default(), shutdown).await
+}
+
+/// [`serve`] under `limits`. In-flight requests finish after `shutdown` (up
+/// to 5 s); then the remaining connections are dropped.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    system: Arc<ActorSystem>,
+    token: Option<String>,
+    limits: AdminLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router_with(system, token, limits);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("admin API: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream, limits.max_connections));
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(64 << 10);
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Answers a connection over the cap with a 503 and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, cap: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!("{{\"error\":\"the admin API holds {cap} connections at once; retry\"}}");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -216,7 +307,7 @@ async fn message(
     State(admin): State<Admin>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     if let Err(e) = crate::ActorId::parse(&id) {
         return failed(e);
@@ -243,6 +334,44 @@ async fn message(
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("timeout={t}: {e}")),
         },
+    };
+    // The parameters are checked first: a bad request is answered before
+    // its body is asked for (no `100 Continue`).
+    let body: Bytes = match tokio::time::timeout(
+        admin.body_read_timeout,
+        axum::body::to_bytes(body, MAX_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut too_big = false;
+            while let Some(c) = cause {
+                too_big |= c.is::<http_body_util::LengthLimitError>();
+                cause = c.source();
+            }
+            return if too_big {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the payload is over {MAX_BODY} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            };
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}",
+                    crate::error::DisplayDuration(admin.body_read_timeout)
+                ),
+            )
+        }
     };
     let msg = Message::new("host", body.to_vec());
     if !reply {
