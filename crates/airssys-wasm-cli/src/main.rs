@@ -369,11 +369,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes on one line; a cause the text already ends with
+/// (an I/O error our own message quotes) is not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut out = String::new();
+    for c in e.chain() {
+        let c = c.to_string();
+        if out.ends_with(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::from(airssys_wasm::Error::Io {
+            path: "nope.toml".into(),
+            source: io,
+        });
+        assert_eq!(super::one_line(&e), "nope.toml: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&e), "outer: inner");
+    }
 }
 
 async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {

@@ -464,3 +464,51 @@ fn component_files_are_size_and_type_checked_before_they_are_read() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_toml_limits_are_checked_when_read_and_the_manifest_mailbox_is_used() {
+    use airssys_wasm::system::config::SystemConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::component("hostile");
+    std::fs::write(
+        dir.path().join("h.toml"),
+        "[component]\nname = \"h\"\nversion = \"1\"\n[limits]\nmailbox-capacity = 2\n\
+         [capabilities]\nmessaging = { send = [\"**\"] }\n",
+    )
+    .unwrap();
+    let engine = common::engine(); // a pool of 16 instances
+    let mut text = format!(
+        "[components.h]\npath = {:?}\nmanifest = \"h.toml\"\n",
+        hostile.display().to_string()
+    );
+    text.push_str("[[actors]]\nid = \"h\"\ncomponent = \"h\"\n");
+    let path = dir.path().join("system.toml");
+    let config = SystemConfig::parse(&path, &text).unwrap();
+    let policy = airssys_wasm::HostPolicy::default();
+    let system = config
+        .builder(&engine, &policy, &AuditLog::default(), None)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    // Its own mailbox, capacity 2 from the manifest, fills while it floods it.
+    assert_eq!(
+        ask(&system, "h", "flood h 10 1").await,
+        "2 err MailboxFull(\"h: mailbox full (capacity 2)\")"
+    );
+    system.shutdown().await;
+    // More actors than the pool has slots: refused at once, with the numbers.
+    for i in 0..20 {
+        text.push_str(&format!("[[actors]]\nid = \"x{i}\"\ncomponent = \"h\"\n"));
+    }
+    let config = SystemConfig::parse(&path, &text).unwrap();
+    let e = config
+        .builder(&engine, &policy, &AuditLog::default(), None)
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string()
+            .contains("21 actors are declared but the engine's pool holds 16 instances"),
+        "{e}"
+    );
+}

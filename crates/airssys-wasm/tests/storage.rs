@@ -461,6 +461,18 @@ fn export_import_round_trips_atomically_and_idempotently() {
         .to_string();
     assert!(e.contains("import line 2") && e.contains("empty"), "{e}");
     assert_eq!(restored.usage(&Namespace::actor("z")).unwrap().keys, 0);
+    // Ids no actor can have are refused: the data could never be reached.
+    for id in ["a b", "-a", &"x".repeat(100)] {
+        let line = format!("{{\"actor\":\"{id}\",\"key\":\"k\",\"value\":\"x\"}}\n");
+        let e = restored
+            .import(&mut line.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("import line 1") && e.contains("invalid actor id"),
+            "{e}"
+        );
+    }
     drop(restored);
     let report = Storage::verify(other.path()).unwrap();
     assert!(report.problems.is_empty(), "{report:?}");

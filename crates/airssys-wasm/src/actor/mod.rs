@@ -57,7 +57,7 @@ impl ActorId {
     /// A declared actor's id; fails unless `name` is DNS-label-like.
     pub fn new(name: &str) -> Result<ActorId> {
         check_name(name).map_err(|reason| Error::InvalidActorId {
-            id: name.to_string(),
+            id: crate::units::truncate(name, 80),
             reason,
         })?;
         Ok(ActorId(Arc::from(name)))
@@ -68,7 +68,7 @@ impl ActorId {
     pub fn keyed(component: &str, key: &str) -> Result<ActorId> {
         let id = format!("{component}/{key}");
         let invalid = |reason: String| Error::InvalidActorId {
-            id: id.clone(),
+            id: crate::units::truncate(&id, 80),
             reason,
         };
         check_name(component).map_err(invalid)?;

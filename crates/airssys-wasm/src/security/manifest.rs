@@ -315,9 +315,18 @@ fn de_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Er
 /// Parses TOML into `T`; an error names `path`, the line and the column.
 pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
+        let mut what = e.message().trim().to_string();
+        if let Some(span) = e.span() {
+            // toml says "duplicate key" without naming it: the span does.
+            let key = text.get(span.clone()).unwrap_or("").trim();
+            let key = key.split(['=', '\n']).next().unwrap_or("").trim();
+            if what == "duplicate key" && !key.is_empty() {
+                what = format!("duplicate key `{}`", crate::units::truncate(key, 80));
+            }
+        }
         let message = match e.span() {
-            Some(span) => at(text, span.start, e.message().trim()),
-            None => e.message().trim().to_string(),
+            Some(span) => at(text, span.start, &what),
+            None => what,
         };
         Error::Manifest {
             path: path.to_path_buf(),

@@ -122,10 +122,36 @@ impl Storage {
             if r.actor.is_empty() {
                 return Err(invalid(i + 1, "empty actor".into()));
             }
-            by_ns
-                .entry(Namespace::parse(&r.actor))
-                .or_default()
-                .push((r.key, value));
+            let ns = Namespace::parse(&r.actor);
+            // Data under an id no actor can have could never be reached.
+            match ns.kind() {
+                NamespaceKind::Actor => {
+                    // An actor id, or a component name as `call` uses
+                    // (a DNS-label-like word that may also hold dots).
+                    let name = ns.name();
+                    let component_like = name.len() <= 63
+                        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    if !component_like {
+                        crate::ActorId::parse(name).map_err(|e| invalid(i + 1, e.to_string()))?;
+                    }
+                }
+                NamespaceKind::Shared => {
+                    let name = ns.name();
+                    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+                        return Err(invalid(
+                            i + 1,
+                            format!(
+                                "invalid shared namespace {:?}: 1 to 256 bytes, no control characters",
+                                crate::units::truncate(name, 64)
+                            ),
+                        ));
+                    }
+                }
+            }
+            by_ns.entry(ns).or_default().push((r.key, value));
         }
         let inner = self.inner();
         commit::import_all(

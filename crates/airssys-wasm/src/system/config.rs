@@ -640,6 +640,23 @@ health = false
     }
 
     #[test]
+    fn a_duplicate_key_is_named_and_a_huge_id_is_cut_in_the_error() {
+        let e = err("[components.p]\npath = \"p.wasm\"\npath = \"q.wasm\"\n");
+        assert!(e.contains("line 3, column 1: duplicate key `path`"), "{e}");
+        let long = "a".repeat(70_000);
+        let t = std::time::Instant::now();
+        let e = err(&format!(
+            "[components.p]\npath = \"p.wasm\"\n[[actors]]\nid = \"{long}\"\ncomponent = \"p\"\n"
+        ));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            e.contains("invalid actor id") && e.len() < 400,
+            "{}",
+            e.len()
+        );
+    }
+
+    #[test]
     fn errors_name_the_line_and_column() {
         assert_eq!(
             err(
