@@ -502,10 +502,9 @@ async fn system_toml_limits_are_checked_when_read_and_the_manifest_mailbox_is_us
         text.push_str(&format!("[[actors]]\nid = \"x{i}\"\ncomponent = \"h\"\n"));
     }
     let config = SystemConfig::parse(&path, &text).unwrap();
-    let e = config
-        .builder(&engine, &policy, &AuditLog::default(), None)
-        .err()
-        .expect("refused");
+    let Err(e) = config.builder(&engine, &policy, &AuditLog::default(), None) else {
+        panic!("21 actors on a 16-slot pool were accepted");
+    };
     assert!(
         e.to_string()
             .contains("21 actors are declared but the engine's pool holds 16 instances"),
