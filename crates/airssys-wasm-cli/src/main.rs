@@ -386,21 +386,6 @@ fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        let e = anyhow::Error::from(airssys_wasm::Error::Io {
-            path: "nope.toml".into(),
-            source: io,
-        });
-        assert_eq!(super::one_line(&e), "nope.toml: gone");
-        let e = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(super::one_line(&e), "outer: inner");
-    }
-}
-
 async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
     match command {
         Command::Run(a) => run(&engine, a).await,
@@ -758,4 +743,19 @@ fn print_stats(u: &ResourceUsage) {
         u.wall_time,
         u.storage_bytes
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::from(airssys_wasm::Error::Io {
+            path: "nope.toml".into(),
+            source: io,
+        });
+        assert_eq!(super::one_line(&e), "nope.toml: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&e), "outer: inner");
+    }
 }
