@@ -77,14 +77,16 @@ fn main() {
         let elapsed = start.elapsed();
         let actors = system.actors();
         let running = actors.iter().filter(|a| a.state == ActorState::Running).count();
-        assert_eq!(actors.len(), n);
+        // Passivated ones leave the registry: what stays is what holds an instance.
+        assert!(actors.len() <= n, "{} registered", actors.len());
         assert!(running <= max_active, "{running} resident");
         println!(
-            "virtual actors: {n} reached in {:.2} s ({:.1} µs each, {:.0}/s); resident at the end {running}; \
-             peak RSS {:.0} MiB (before {:.0} MiB); dead letters {}",
+            "virtual actors: {n} reached in {:.2} s ({:.1} µs each, {:.0}/s); resident at the end {running}, \
+             registered {}; peak RSS {:.0} MiB (before {:.0} MiB); dead letters {}",
             elapsed.as_secs_f64(),
             elapsed.as_secs_f64() * 1e6 / n as f64,
             n as f64 / elapsed.as_secs_f64(),
+            actors.len(),
             peak_rss_mib().unwrap_or(0.0),
             rss_before,
             system.stats().dead_letters,

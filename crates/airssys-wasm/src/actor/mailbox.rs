@@ -270,30 +270,25 @@ impl Mailbox {
     /// Detaches the serving task if nothing is queued; returns whether it did.
     /// Frees the queues' memory.
     pub(crate) fn detach_if_empty(&self) -> bool {
-        let mut lanes = self.lock();
-        if lanes.user.is_empty() && lanes.system.is_empty() {
-            lanes.attached = false;
-            lanes.user = VecDeque::new();
-            lanes.system = VecDeque::new();
-            true
-        } else {
-            false
-        }
+        self.detach(false)
     }
 
     /// Like [`Mailbox::detach_if_empty`], and retires the mailbox for good
     /// when it detaches: later pushes are refused with [`PushError::Retired`].
     pub(crate) fn retire_if_empty(&self) -> bool {
+        self.detach(true)
+    }
+
+    fn detach(&self, retire: bool) -> bool {
         let mut lanes = self.lock();
-        if lanes.user.is_empty() && lanes.system.is_empty() {
-            lanes.attached = false;
-            lanes.retired = true;
-            lanes.user = VecDeque::new();
-            lanes.system = VecDeque::new();
-            true
-        } else {
-            false
+        if !(lanes.user.is_empty() && lanes.system.is_empty()) {
+            return false;
         }
+        lanes.attached = false;
+        lanes.retired |= retire;
+        lanes.user = VecDeque::new();
+        lanes.system = VecDeque::new();
+        true
     }
 
     /// Takes everything queued.
@@ -315,6 +310,30 @@ mod tests {
 
     fn msg(p: &str) -> Message {
         Message::new("t", p.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_retired_mailbox_refuses_pushes_and_gives_the_charge_back() {
+        let m = Mailbox::new(2, true);
+        assert!(m.push(msg("a"), None, None).is_ok());
+        assert!(!m.retire_if_empty(), "not empty: not retired");
+        assert!(m.try_pop().is_some());
+        assert!(m.retire_if_empty());
+        let budget = super::super::budget::HostBudget::new(1000);
+        let charge = budget.charge(10).unwrap();
+        match m.push(msg("b"), None, Some(charge)) {
+            Err((_, _, PushError::Retired(Some(c)))) => drop(c),
+            _ => panic!("a retired mailbox took a message"),
+        }
+        assert_eq!(budget.held(), 0);
+        assert!(matches!(
+            m.push_system(Envelope::Callback {
+                correlation_id: 1,
+                incarnation: 1,
+                result: Err(RequestError::Timeout),
+            }),
+            Pushed::Dropped
+        ));
     }
 
     #[test]
