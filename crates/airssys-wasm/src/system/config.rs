@@ -648,7 +648,7 @@ health = false
         let e = err(&format!(
             "[components.p]\npath = \"p.wasm\"\n[[actors]]\nid = \"{long}\"\ncomponent = \"p\"\n"
         ));
-        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
         assert!(
             e.contains("invalid actor id") && e.len() < 400,
             "{}",
