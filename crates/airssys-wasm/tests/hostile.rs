@@ -171,6 +171,32 @@ async fn the_message_cap_counts_metadata_content_type_and_target_not_just_the_pa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_published_copy_is_charged_to_the_publisher() {
+    let listener = bystander().with_options(ActorOptions::default().subscribe("feed.*"));
+    let system = ActorSystem::builder()
+        .actor(hostile(
+            "h",
+            HostLimits {
+                held_bytes: 64 << 10,
+                ..HostLimits::default()
+            },
+        ))
+        .actor(listener)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(ask(&system, "h", "publish feed.1 1024").await, "1 err none");
+    let r = ask(&system, "h", "publish feed.1 100000").await;
+    assert!(
+        r.starts_with("0 err Unavailable(\"host budget exhausted"),
+        "{r}"
+    );
+    assert_eq!(system.status("h").unwrap().host.refused, 1);
+    bystander_answers(&system).await;
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_capped_per_actor() {
     let host = HostLimits {
         subscriptions: 10,

@@ -143,7 +143,11 @@ impl ActorTask {
                 if !wait.is_zero() {
                     match self.backoff(wait).await {
                         Waited::Elapsed => {}
-                        Waited::Stopped | Waited::Closed => return,
+                        Waited::Stopped => return,
+                        Waited::Closed => {
+                            self.discard_queued(DeadLetterReason::Stopped);
+                            return;
+                        }
                     }
                 }
             }

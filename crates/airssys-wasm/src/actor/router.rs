@@ -562,14 +562,13 @@ impl Router {
     /// (so the list holds at most about 1024 × 4.5 KiB, whatever was sent).
     pub(crate) fn dead_letter(&self, to: &str, msg: Message, reason: DeadLetterReason) {
         self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-        let seq = self.dead_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let to = crate::units::truncate(to, DEAD_LETTER_TEXT_KEPT);
         let payload_bytes = msg.payload.len();
         let message_bytes = msg.wire_bytes();
         let message = dead_prefix(msg);
         tracing::debug!(%to, from = %message.sender, %reason, "dead letter");
-        let letter = DeadLetter {
-            seq,
+        let mut letter = DeadLetter {
+            seq: 0,
             to,
             from: message.sender.clone(),
             reason,
@@ -579,6 +578,9 @@ impl Router {
             timestamp_ms: now_millis(),
         };
         let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+        // Numbered under the lock, so the kept list is in `seq` order (paging
+        // relies on it) whichever thread records first.
+        letter.seq = self.dead_seq.fetch_add(1, Ordering::Relaxed) + 1;
         if dead.len() >= DEAD_LETTERS_KEPT {
             dead.pop_front();
         }
