@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
 
+use crate::actor::budget::Charge;
 use crate::actor::router::{Cell, Router, Undeliverable};
 use crate::bindings::airssys::component::messaging::{self, MessagingError};
 use crate::bindings::{now_millis, Message};
@@ -157,13 +158,16 @@ impl MessagingCtx {
         }
     }
 
-    /// The message as it leaves this actor: the host's sender, timestamp and trace id.
+    /// The message as it leaves this actor: the host's sender, timestamp and
+    /// trace id, checked against the whole-message cap, and charged to the
+    /// sender's host budget (the charge travels with the message until its
+    /// receiver takes it).
     fn outgoing(
         &self,
         link: &ActorLink,
         target: &str,
         mut msg: Message,
-    ) -> Result<Message, MessagingError> {
+    ) -> Result<(Message, Charge), MessagingError> {
         let limit = link.cell.options().max_message_bytes;
         if msg.wire_bytes() + target.len() > limit {
             return Err(MessagingError::MessageTooLarge(limit as u64));
@@ -178,7 +182,11 @@ impl MessagingCtx {
             .clone()
             .unwrap_or_else(|| link.router.new_trace());
         msg.metadata.push(("trace-id".into(), trace));
-        Ok(msg)
+        let charge = link
+            .cell
+            .charge(target, &msg)
+            .map_err(|e| undeliverable(target, e))?;
+        Ok((msg, charge))
     }
 
     fn reserve(&self, link: &ActorLink) -> Result<(), MessagingError> {
@@ -220,11 +228,7 @@ impl messaging::Host for MessagingCtx {
         check_name("target", &target)?;
         self.check_send("messaging.send", &target)?;
         let link = self.link()?;
-        let msg = self.outgoing(link, &target, msg)?;
-        let charge = link
-            .cell
-            .charge(&target, &msg)
-            .map_err(|e| undeliverable(&target, e))?;
+        let (msg, charge) = self.outgoing(link, &target, msg)?;
         link.router
             .deliver(&target, msg, None, Some(charge))
             .map_err(|e| undeliverable(&target, e))
@@ -248,11 +252,7 @@ impl messaging::Host for MessagingCtx {
             )));
         }
         self.reserve(link)?;
-        let msg = self.outgoing(link, &target, msg)?;
-        let charge = link
-            .cell
-            .charge(&target, &msg)
-            .map_err(|e| undeliverable(&target, e))?;
+        let (msg, charge) = self.outgoing(link, &target, msg)?;
         link.router
             .request(
                 &link.cell,
@@ -283,11 +283,7 @@ impl messaging::Host for MessagingCtx {
         self.check_send("messaging.send-after", &target)?;
         let link = self.link()?;
         self.reserve(link)?;
-        let msg = self.outgoing(link, &target, msg)?;
-        let charge = link
-            .cell
-            .charge(&target, &msg)
-            .map_err(|e| undeliverable(&target, e))?;
+        let (msg, charge) = self.outgoing(link, &target, msg)?;
         Ok(link.router.send_after(
             &link.cell,
             link.incarnation,
@@ -314,11 +310,10 @@ impl messaging::Host for MessagingCtx {
             )));
         }
         self.check("messaging.publish", &topic, Capability::Publish(&topic))?;
-        let msg = self.outgoing(link, &topic, msg)?;
-        // Fails only when not even one copy fits the budget.
-        if let Err(e) = link.cell.charge(&topic, &msg) {
-            return Err(undeliverable(&topic, e));
-        }
+        // The first copy's charge: publishing fails only when not even one
+        // copy fits; each delivered copy is then charged on its own.
+        let (msg, first) = self.outgoing(link, &topic, msg)?;
+        drop(first);
         Ok(link.router.publish(&topic, msg, Some(&link.cell)))
     }
 
