@@ -88,7 +88,7 @@ fn rate(function: &str, decision: Verdict) -> (f64, f64) {
 struct Sinks {
     file: Option<BufWriter<File>>,
     memory: Option<Vec<AuditEvent>>,
-    meters: HashMap<(String, &'static str, Verdict), Meter>,
+    meters: HashMap<(String, String, Verdict), Meter>,
     /// Totals of kinds whose meters were reset, per function (component `*`).
     totals: HashMap<(String, String, Verdict), u64>,
 }
@@ -186,7 +186,7 @@ impl AuditLog {
             sinks.reset_meters();
         }
         let (per_sec, burst) = rate(function, decision);
-        let key = (event.component.clone(), intern(function), decision);
+        let key = (event.component.clone(), event.function.clone(), decision);
         let meter = sinks.meters.entry(key).or_insert_with(|| Meter {
             tokens: burst,
             at: now,
@@ -226,7 +226,7 @@ impl AuditLog {
         let sinks = sinks.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: HashMap<(String, String, Verdict), u64> = sinks.totals.clone();
         for ((c, f, v), m) in &sinks.meters {
-            *all.entry((c.clone(), f.to_string(), *v)).or_default() += m.total;
+            *all.entry((c.clone(), f.clone(), *v)).or_default() += m.total;
         }
         let mut out: Vec<_> = all.into_iter().map(|((c, f, v), n)| (c, f, v, n)).collect();
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -246,24 +246,6 @@ impl AuditLog {
             }
         }
     }
-}
-
-/// A function name as a `&'static str`: the host's own names are static; any
-/// other (never from a guest) is leaked once per distinct name.
-fn intern(function: &str) -> &'static str {
-    static NAMES: std::sync::OnceLock<Mutex<std::collections::HashSet<&'static str>>> =
-        std::sync::OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = names.get(function) {
-        return n;
-    }
-    let leaked: &'static str =
-        Box::leak(crate::units::truncate(function, MAX_FIELD_BYTES).into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 impl Sinks {
@@ -309,10 +291,7 @@ impl Sinks {
         self.summarize();
         // Folded per function (not per component), so the totals stay bounded.
         for ((_, f, v), m) in self.meters.drain() {
-            *self
-                .totals
-                .entry(("*".to_string(), f.to_string(), v))
-                .or_default() += m.total;
+            *self.totals.entry(("*".to_string(), f, v)).or_default() += m.total;
         }
     }
 }
