@@ -25,14 +25,7 @@ fn probe() -> Component {
     .clone()
 }
 
-/// Grants sending to, publishing and subscribing to everything.
-fn open_caps() -> Capabilities {
-    let mut caps = Capabilities::default();
-    caps.send = NamePatterns::new(&["**"]).unwrap();
-    caps.publish = NamePatterns::new(&["**"]).unwrap();
-    caps.subscribe = NamePatterns::new(&["**"]).unwrap();
-    caps
-}
+use common::open_caps;
 
 fn ctx(caps: Capabilities) -> ExecutionContext {
     ExecutionContext::new("probe")

@@ -30,13 +30,7 @@ fn loaded(name: &'static str) -> Component {
     }
 }
 
-fn open_caps() -> Capabilities {
-    let mut caps = Capabilities::default();
-    caps.send = NamePatterns::new(&["**"]).unwrap();
-    caps.publish = NamePatterns::new(&["**"]).unwrap();
-    caps.subscribe = NamePatterns::new(&["**"]).unwrap();
-    caps
-}
+use common::open_caps;
 
 fn limits(host: HostLimits) -> ResourceLimits {
     let mut l = ResourceLimits::default().with_timeout(Duration::from_secs(5));

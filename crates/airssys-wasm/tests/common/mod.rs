@@ -43,6 +43,16 @@ pub fn p1_probe() -> PathBuf {
     p
 }
 
+/// Grants sending to, publishing and subscribing to everything.
+pub fn open_caps() -> airssys_wasm::Capabilities {
+    use airssys_wasm::security::capability::NamePatterns;
+    let mut caps = airssys_wasm::Capabilities::default();
+    caps.send = NamePatterns::new(&["**"]).unwrap();
+    caps.publish = NamePatterns::new(&["**"]).unwrap();
+    caps.subscribe = NamePatterns::new(&["**"]).unwrap();
+    caps
+}
+
 /// A pooled engine for tests: no compile cache, a small pool, fuel metered.
 pub fn engine() -> airssys_wasm::Engine {
     airssys_wasm::Engine::new(
