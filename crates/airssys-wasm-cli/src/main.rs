@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airssys_wasm::security::capability::HostPattern;
-use airssys_wasm::security::manifest::FilesystemRequest;
+use airssys_wasm::manifest::FilesystemRequest;
 use airssys_wasm::security::signing::{self, SignedIdentity, TrustPolicy};
 use airssys_wasm::{
     Access, AuditLog, Component, DisplayBytes, Engine, EngineConfig, ExecutionContext, HostPolicy,

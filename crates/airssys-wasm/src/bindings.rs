@@ -20,7 +20,7 @@ wasmtime::component::bindgen!({
         "wasi:keyvalue/batch.set-many": async,
         "wasi:keyvalue/batch.delete-many": async,
     },
-    with: { "wasi:keyvalue/store.bucket": crate::host::storage::Bucket },
+    with: { "wasi:keyvalue/store.bucket": Bucket },
 });
 
 pub use airssys::component::messaging::MessagingError;
@@ -28,6 +28,14 @@ pub use airssys::component::types::{
     ComponentMetadata as Metadata, Error as GuestError, HealthStatus, Message, Payload,
     RequestError,
 };
+
+/// A `wasi:keyvalue` bucket as the host keeps it: the instance's own namespace
+/// (`shared: None`) or a shared one, opened for reading or writing. Plain data,
+/// so these bindings stay a leaf: the storage interface fills and reads it.
+pub struct Bucket {
+    pub(crate) shared: Option<std::sync::Arc<str>>,
+    pub(crate) writable: bool,
+}
 
 /// The name of the lifecycle interface every airssys component exports.
 pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.2.0";

@@ -287,6 +287,22 @@ fn suffix(d: &Option<String>) -> String {
     }
 }
 
+/// The error and its causes on one line, without the backtrace.
+pub(crate) fn error_chain(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if s.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        let s = s.lines().next().unwrap_or("").trim().to_string();
+        if !s.is_empty() && !parts.contains(&s) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
 fn describe(e: &GuestError) -> String {
     match e {
         GuestError::InvalidInput(m) => format!("invalid input: {m}"),

@@ -48,7 +48,9 @@ pub mod actor;
 mod bindings;
 mod error;
 mod host;
+mod id;
 mod runtime;
+mod sandbox;
 pub mod security;
 pub mod storage;
 pub mod system;
@@ -67,16 +69,17 @@ pub use error::{DisplayBytes, DisplayDuration, Error, Result};
 pub use host::host_interfaces;
 pub use runtime::command::ExitStatus;
 pub use runtime::component::{Component, ComponentKind};
-pub use runtime::engine::{
-    default_cache_dir, CacheStats, Engine, EngineConfig, MAX_COMPONENT_FILE_BYTES,
-};
-pub use runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
+pub use runtime::engine::{default_cache_dir, CacheStats, Engine, EngineConfig};
 pub use runtime::inspect::Inspection;
 pub use runtime::instance::Instance;
 pub use runtime::invoke::{ExportedFunction, Invoker};
-pub use runtime::limits::{HostLimits, HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
+pub use runtime::load::MAX_COMPONENT_FILE_BYTES;
+pub use sandbox::context::{ComponentHandle, ExecutionContext, ExecutionState};
+pub use sandbox::limits::{HostLimits, HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
+pub use sandbox::manifest::{Access, Manifest};
+/// The `Component.toml` schema: what a [`Manifest`] holds, section by section.
+pub use sandbox::manifest;
 pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
-pub use security::manifest::{Access, Manifest};
 pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};
 /// A component-model value, as [`Invoker::invoke`] takes and returns them.
 pub use wasmtime::component::Val;

@@ -1,7 +1,15 @@
 //! Sizes and durations written the way people write limits: `64MiB`, `250ms`.
-//! Used by the manifest, the host policy and the CLI.
+//! Used by the manifest, the host policy and the CLI, with the serde and TOML
+//! helpers they share (a parse error names the file, line and column).
 
+use std::path::Path;
 use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::Error;
 
 /// Parses a size: `64MiB`, `1GiB`, `512KiB`, `64M` (binary), `64MB` (decimal) or plain bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -151,4 +159,68 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
     }
+}
+
+/// A size: a number of bytes, or a string such as `64MiB`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// A duration: a string such as `250ms`, `5s`, `2m`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(transparent)]
+#[allow(dead_code)]
+pub(crate) struct DurationValue(String);
+
+pub(crate) fn de_opt_size<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    match SizeValue::deserialize(d)? {
+        SizeValue::Bytes(n) => Ok(Some(n)),
+        SizeValue::Text(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Parses TOML into `T`; an error names `path`, the line and the column.
+pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> crate::error::Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let mut what = e.message().trim().to_string();
+        if let Some(span) = e.span() {
+            // toml says "duplicate key" without naming it: the span does.
+            let key = text.get(span.clone()).unwrap_or("").trim();
+            let key = key.split(['=', '\n']).next().unwrap_or("").trim();
+            if what == "duplicate key" && !key.is_empty() {
+                what = format!("duplicate key `{}`", truncate(key, 80));
+            }
+        }
+        let message = match e.span() {
+            Some(span) => at(text, span.start, &what),
+            None => what,
+        };
+        Error::Manifest {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
+/// `line L, column C: message` for byte `offset` of `text`.
+pub(crate) fn at(text: &str, offset: usize, message: &str) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("line {line}, column {column}: {message}")
 }

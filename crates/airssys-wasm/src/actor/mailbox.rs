@@ -17,9 +17,9 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use super::budget::Charge;
 use crate::bindings::{Message, RequestError};
 use crate::error::Error;
+use crate::sandbox::budget::Charge;
 
 /// Where the result of a handled message goes.
 pub(crate) enum ReplyTo {
@@ -319,7 +319,7 @@ mod tests {
         assert!(!m.retire_if_empty(), "not empty: not retired");
         assert!(m.try_pop().is_some());
         assert!(m.retire_if_empty());
-        let budget = super::super::budget::HostBudget::new(1000);
+        let budget = super::crate::sandbox::budget::HostBudget::new(1000);
         let charge = budget.charge(10).unwrap();
         match m.push(msg("b"), None, Some(charge)) {
             Err((_, _, PushError::Retired(Some(c)))) => drop(c),

@@ -4,21 +4,21 @@
 //! the dead letters: every message it cannot deliver is counted and kept.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::budget::{Charge, HostBudget};
-use super::mailbox::{Envelope, Mailbox, PushError, Pushed, ReplyTo};
-use super::{
-    ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, DeadLetter,
-    DeadLetterReason, SystemEvent,
-};
+use super::cell::Cell;
+use super::events::{ActorState, DeadLetter, DeadLetterReason, SystemEvent};
+use super::mailbox::{Envelope, PushError, Pushed, ReplyTo};
+use super::spec::ActorSpec;
 use crate::bindings::{now_millis, Message, RequestError};
-use crate::runtime::limits::ResourceUsage;
+use crate::host::messaging::Undeliverable;
+use crate::id::ActorId;
+use crate::sandbox::budget::Charge;
 use crate::security::pattern::NamePatterns;
 
 /// Dead letters kept for observers (the count is exact; the oldest are dropped from the list).
@@ -34,185 +34,21 @@ pub(crate) const RESERVED_IDS: &[&str] = &["host", "admin", "system", "-"];
 /// What the host holds for a subscription beyond its pattern.
 const SUBSCRIPTION_BYTES: usize = 128;
 
-/// One actor's slot: its mailbox, what it runs, and what observers see.
-pub(crate) struct Cell {
-    pub(crate) spec: ActorSpec,
-    pub(crate) supervisor: String,
-    pub(crate) mailbox: Mailbox,
-    pub(crate) is_virtual: bool,
-    state: AtomicU8,
-    /// Bumped for each new instance; callbacks for an older one are discarded.
-    pub(crate) incarnation: AtomicU64,
-    pub(crate) restarts: AtomicU32,
-    pub(crate) handled: AtomicU64,
-    /// Pending requests plus live timers.
-    pub(crate) pending: AtomicU32,
-    pub(crate) guest_subscriptions: AtomicU32,
-    pub(crate) usage: Mutex<Option<ResourceUsage>>,
-    pub(crate) log_dropped: AtomicU64,
-    pub(crate) health_failures: AtomicU64,
-    pub(crate) fuel_consumed: AtomicU64,
-    /// Used since the eviction scan last looked (second chance).
-    pub(crate) touched: AtomicBool,
-    /// Asked to passivate (to make room for another virtual actor).
-    pub(crate) evict: AtomicBool,
-    /// In the eviction queue (at most once).
-    in_lru: AtomicBool,
-    /// The control channel of a virtual actor's task, while it has one.
-    pub(crate) ctrl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<super::cell::Control>>>,
-    /// What the host holds for this actor's messages, and its cap.
-    pub(crate) budget: Arc<HostBudget>,
-    /// Activations of a virtual actor that failed in a row, and when the last did.
-    pub(crate) activation_failures: Mutex<(u32, Option<tokio::time::Instant>)>,
-}
-
-impl Cell {
-    pub(crate) fn new(mut spec: ActorSpec, supervisor: &str, is_virtual: bool) -> Cell {
-        // The instance runs, logs and audits as its actor id.
-        spec.context = spec.context.renamed(spec.id.as_str());
-        let capacity = spec.options.mailbox_capacity;
-        let budget = HostBudget::new(spec.context.limits().host.held_bytes);
-        Cell {
-            budget,
-            activation_failures: Mutex::new((0, None)),
-            spec,
-            supervisor: supervisor.to_string(),
-            mailbox: Mailbox::new(capacity, !is_virtual),
-            is_virtual,
-            state: AtomicU8::new(if is_virtual {
-                ActorState::Suspended as u8
-            } else {
-                ActorState::Starting as u8
-            }),
-            incarnation: AtomicU64::new(0),
-            restarts: AtomicU32::new(0),
-            handled: AtomicU64::new(0),
-            pending: AtomicU32::new(0),
-            guest_subscriptions: AtomicU32::new(0),
-            usage: Mutex::new(None),
-            log_dropped: AtomicU64::new(0),
-            health_failures: AtomicU64::new(0),
-            fuel_consumed: AtomicU64::new(0),
-            touched: AtomicBool::new(false),
-            evict: AtomicBool::new(false),
-            in_lru: AtomicBool::new(false),
-            ctrl: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn id(&self) -> &ActorId {
-        &self.spec.id
-    }
-
-    pub(crate) fn options(&self) -> &ActorOptions {
-        &self.spec.options
-    }
-
-    pub(crate) fn state(&self) -> ActorState {
-        ActorState::from_u8(self.state.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn set_state(&self, s: ActorState) {
-        self.state.store(s as u8, Ordering::Release);
-    }
-
-    pub(crate) fn status(&self) -> ActorStatus {
-        ActorStatus {
-            metadata: ActorMetadata {
-                id: self.spec.id.clone(),
-                component: self.spec.component.name().to_string(),
-                supervisor: self.supervisor.clone(),
-                restart: self.spec.options.restart,
-            },
-            state: self.state(),
-            restarts: self.restarts.load(Ordering::Relaxed),
-            mailbox: self.mailbox.len(),
-            handled: self.handled.load(Ordering::Relaxed),
-            usage: *self.usage.lock().unwrap_or_else(|p| p.into_inner()),
-            log_dropped: self.log_dropped.load(Ordering::Relaxed),
-            pending: self.pending.load(Ordering::Relaxed),
-            health_failures: self.health_failures.load(Ordering::Relaxed),
-            storage: self
-                .spec
-                .context
-                .storage()
-                .and_then(|s| {
-                    s.usage(&crate::storage::Namespace::actor(self.spec.id.as_str()))
-                        .ok()
-                })
-                .unwrap_or_default(),
-            fuel_consumed: self.fuel_consumed.load(Ordering::Relaxed),
-            host: super::HostUsage {
-                held_bytes: self.budget.held(),
-                peak_bytes: self.budget.peak(),
-                limit_bytes: self.budget.limit(),
-                refused: self.budget.refused(),
-                subscriptions: self.guest_subscriptions.load(Ordering::Relaxed),
-            },
-        }
-    }
-
-    /// Charges `msg` (sent to `target`) to this actor's host budget.
-    pub(crate) fn charge(&self, target: &str, msg: &Message) -> Result<Charge, Undeliverable> {
-        self.budget
-            .charge(msg.wire_bytes() + target.len())
-            .map_err(|o| Undeliverable::OverBudget {
-                held: o.held,
-                asked: o.asked,
-                limit: o.limit,
-            })
-    }
-}
-
-/// Why a message was not delivered, as the sender sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Undeliverable {
-    NoSuchActor,
-    MailboxFull(usize),
-    Refused(String),
-    Stopped,
-    /// The sender's host budget cannot hold the message.
-    OverBudget {
-        held: u64,
-        asked: u64,
-        limit: u64,
-    },
-    /// The sender may hold no more subscriptions.
-    TooManySubscriptions(u32),
-}
-
-impl std::fmt::Display for Undeliverable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Undeliverable::OverBudget { held, asked, limit } => write!(
-                f,
-                "host budget exhausted: holds {held} of {limit} bytes of this actor's messages, \
-                 {asked} more asked (limits.host-bytes)"
-            ),
-            Undeliverable::TooManySubscriptions(n) => {
-                write!(f, "{n} subscriptions is the cap (limits.subscriptions)")
-            }
-            other => write!(f, "{}", other.reason()),
-        }
-    }
-}
-
-impl Undeliverable {
-    fn reason(&self) -> DeadLetterReason {
-        match self {
-            Undeliverable::NoSuchActor => DeadLetterReason::NoSuchActor,
-            Undeliverable::MailboxFull(capacity) => DeadLetterReason::MailboxFull {
-                capacity: *capacity,
-            },
-            Undeliverable::Refused(rule) => DeadLetterReason::Refused { rule: rule.clone() },
-            Undeliverable::Stopped => DeadLetterReason::Stopped,
-            Undeliverable::OverBudget { limit, .. } => DeadLetterReason::OverBudget {
-                limit_bytes: *limit,
-            },
-            Undeliverable::TooManySubscriptions(n) => DeadLetterReason::Refused {
-                rule: format!("{n} subscriptions is the cap"),
-            },
-        }
+/// The dead letter's reason for a message that could not be delivered.
+fn reason(why: &Undeliverable) -> DeadLetterReason {
+    match why {
+        Undeliverable::NoSuchActor => DeadLetterReason::NoSuchActor,
+        Undeliverable::MailboxFull(capacity) => DeadLetterReason::MailboxFull {
+            capacity: *capacity,
+        },
+        Undeliverable::Refused(rule) => DeadLetterReason::Refused { rule: rule.clone() },
+        Undeliverable::Stopped => DeadLetterReason::Stopped,
+        Undeliverable::OverBudget { limit, .. } => DeadLetterReason::OverBudget {
+            limit_bytes: *limit,
+        },
+        Undeliverable::TooManySubscriptions(n) => DeadLetterReason::Refused {
+            rule: format!("{n} subscriptions is the cap"),
+        },
     }
 }
 
@@ -316,10 +152,20 @@ pub(crate) struct Router {
     lru: Mutex<VecDeque<Arc<Cell>>>,
     runtime: tokio::runtime::Handle,
     trace_seed: u64,
+    /// Starts the task of a virtual actor whose mailbox just got a message
+    /// (the actor layer's loop; the router only knows when).
+    activate: Activate,
 }
 
+/// How the router starts a virtual actor's task.
+pub(crate) type Activate = fn(Arc<Router>, Arc<Cell>);
+
 impl Router {
-    pub(crate) fn new(max_active: usize, runtime: tokio::runtime::Handle) -> Arc<Router> {
+    pub(crate) fn new(
+        max_active: usize,
+        runtime: tokio::runtime::Handle,
+        activate: Activate,
+    ) -> Arc<Router> {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         Arc::new(Router {
@@ -338,6 +184,7 @@ impl Router {
             lru: Mutex::default(),
             runtime,
             trace_seed: u64::from_le_bytes(seed),
+            activate,
         })
     }
 
@@ -526,7 +373,7 @@ impl Router {
                 cell.touched.store(true, Ordering::Relaxed);
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Pushed::NeedsTask = pushed {
-                    super::cell::spawn_virtual(self.clone(), cell.clone());
+                    (self.activate)(self.clone(), cell.clone());
                 }
                 Ok(())
             }
@@ -554,7 +401,7 @@ impl Router {
     }
 
     fn undeliverable(&self, to: &str, msg: Message, why: Undeliverable) -> Undeliverable {
-        self.dead_letter(to, msg, why.reason());
+        self.dead_letter(to, msg, reason(&why));
         why
     }
 
@@ -705,7 +552,7 @@ impl Router {
             result,
         });
         match pushed {
-            Pushed::NeedsTask => super::cell::spawn_virtual(self.clone(), cell.clone()),
+            Pushed::NeedsTask => (self.activate)(self.clone(), cell.clone()),
             Pushed::Dropped => {
                 self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
             }

@@ -11,8 +11,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::cell::Control;
 use super::mailbox::ReplyTo;
-use super::router::{Router, Undeliverable};
-use super::supervisor::{register_actors, spawn_supervisor, SupervisorSpec};
+use super::router::Router;
+use super::spec::SupervisorSpec;
+use super::supervisor::{register_actors, spawn_supervisor};
 use super::{
     ActorId, ActorSpec, ActorStatus, ChildSpec, DeadLetter, DeadLetterReason, SystemEvent,
 };
@@ -124,7 +125,7 @@ impl SystemBuilder {
     pub async fn start(self) -> Result<ActorSystem> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ActorSystem::start needs a tokio runtime".into()))?;
-        let router = Router::new(self.max_active, runtime);
+        let router = Router::new(self.max_active, runtime, super::task::spawn_virtual);
         for v in self.virtuals {
             router.register_kind(v).map_err(Error::Config)?;
         }
@@ -209,7 +210,7 @@ impl ActorSystem {
         }
         self.router
             .deliver(target, msg, None, None)
-            .map_err(|e| undeliverable(target, e))
+            .map_err(|e| e.into_error(target))
     }
 
     /// Sends `msg` to `target` and waits up to `timeout` for the reply (the
@@ -228,7 +229,7 @@ impl ActorSystem {
         let (tx, rx) = oneshot::channel();
         self.router
             .deliver(target, msg, Some(ReplyTo::Host(tx)), None)
-            .map_err(|e| undeliverable(target, e))?;
+            .map_err(|e| e.into_error(target))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::ActorStopped {
@@ -373,30 +374,5 @@ impl ActorSystem {
             }
         }
         self.router.resident.close();
-    }
-}
-
-fn undeliverable(target: &str, e: Undeliverable) -> Error {
-    match e {
-        Undeliverable::NoSuchActor => Error::NoSuchActor {
-            actor: target.to_string(),
-        },
-        Undeliverable::MailboxFull(capacity) => Error::MailboxFull {
-            actor: target.to_string(),
-            capacity,
-        },
-        Undeliverable::Refused(rule) => Error::Refused {
-            actor: target.to_string(),
-            rule,
-        },
-        Undeliverable::Stopped => Error::ActorStopped {
-            actor: target.to_string(),
-        },
-        e @ (Undeliverable::OverBudget { .. } | Undeliverable::TooManySubscriptions(_)) => {
-            Error::Refused {
-                actor: target.to_string(),
-                rule: e.to_string(),
-            }
-        }
     }
 }

@@ -19,12 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{
-    Error as HttpError, RequestOptions, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
-};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks, WasiHttpView};
 
-use crate::host::HostState;
-use crate::runtime::limits::HttpLimits;
+use crate::sandbox::limits::HttpLimits;
 use crate::security::capability::{
     Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
 };
@@ -217,20 +214,9 @@ impl Body for Capped {
     }
 }
 
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        self.http_hooks.deadline = self.run.deadline;
-        WasiHttpCtxView {
-            hooks: &mut self.http_hooks,
-            table: &mut self.table,
-            ctx: &mut self.http,
-        }
-    }
-}
-
 /// Adds `wasi:http/types` and `wasi:http/outgoing-handler` to the linker.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<HostState>,
+pub(crate) fn add_to_linker<T: WasiHttpView + Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
 }

@@ -1,7 +1,7 @@
 //! `airssys:component/messaging`: send, request → reply, timers, topics.
 //! Owns its capability table and checks: each call checks the caller's grants
 //! (`messaging.send/publish/subscribe`, then the host's `SecurityPolicy`) and
-//! audits the decision before the router acts. The sender, timestamp and trace
+//! audits the decision before its [`Mailroom`] acts. The sender, timestamp and trace
 //! id of every outgoing message are set here, never by the guest.
 
 use std::collections::HashMap;
@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::actor::budget::Charge;
-use crate::actor::router::{Cell, Router, Undeliverable};
 use crate::bindings::airssys::component::messaging::{self, MessagingError};
 use crate::bindings::{now_millis, Message};
-use crate::host::HostState;
+use crate::error::Error;
 use crate::security::capability::{
     Capabilities, Capability, CapabilityKind, Decision, FunctionSignature, WitInterface,
 };
@@ -48,28 +46,135 @@ pub(crate) const INTERFACE: WitInterface = WitInterface {
     ],
 };
 
-/// An instance's tie to the actor system it runs in. Dropping it (the instance
-/// is dropped: crash, restart, passivation, stop) cancels the instance's pending
-/// requests and timers and drops its subscriptions.
-pub(crate) struct ActorLink {
-    pub(crate) router: Arc<Router>,
-    pub(crate) cell: Arc<Cell>,
-    pub(crate) incarnation: u64,
-    /// The trace id of the message being handled; outgoing messages carry it.
-    pub(crate) trace: Option<String>,
+/// Why a message was not delivered, as its sender sees it. A [`Mailroom`]
+/// returns it; [`Undeliverable::to_guest`] says it to a guest and
+/// [`Undeliverable::into_error`] to an embedder, so each case is worded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Undeliverable {
+    NoSuchActor,
+    MailboxFull(usize),
+    Refused(String),
+    Stopped,
+    /// The sender's host budget cannot hold the message.
+    OverBudget {
+        held: u64,
+        asked: u64,
+        limit: u64,
+    },
+    /// The sender may hold no more subscriptions.
+    TooManySubscriptions(u32),
 }
 
-impl Drop for ActorLink {
-    fn drop(&mut self) {
-        self.router.release(&self.cell, self.incarnation);
+impl std::fmt::Display for Undeliverable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undeliverable::NoSuchActor => f.write_str("no such actor"),
+            Undeliverable::MailboxFull(capacity) => {
+                write!(f, "mailbox full (capacity {capacity})")
+            }
+            Undeliverable::Refused(rule) => write!(f, "refused: {rule}"),
+            Undeliverable::Stopped => f.write_str("target stopped"),
+            Undeliverable::OverBudget { held, asked, limit } => write!(
+                f,
+                "host budget exhausted: holds {held} of {limit} bytes of this actor's messages, \
+                 {asked} more asked (limits.host-bytes)"
+            ),
+            Undeliverable::TooManySubscriptions(n) => {
+                write!(f, "{n} subscriptions is the cap (limits.subscriptions)")
+            }
+        }
     }
+}
+
+impl Undeliverable {
+    /// The error a guest gets for a message to `target`.
+    pub(crate) fn to_guest(self, target: &str) -> MessagingError {
+        match self {
+            Undeliverable::NoSuchActor => MessagingError::NoSuchActor(target.to_string()),
+            Undeliverable::MailboxFull(cap) => {
+                MessagingError::MailboxFull(format!("{target}: mailbox full (capacity {cap})"))
+            }
+            Undeliverable::Refused(rule) => MessagingError::Refused(format!("{target}: {rule}")),
+            Undeliverable::Stopped => MessagingError::NoSuchActor(format!("{target} (stopped)")),
+            e @ Undeliverable::OverBudget { .. } => MessagingError::Unavailable(e.to_string()),
+            Undeliverable::TooManySubscriptions(n) => MessagingError::TooManyPending(n),
+        }
+    }
+
+    /// The error an embedder (or the admin API) gets for a message to `target`.
+    pub(crate) fn into_error(self, target: &str) -> Error {
+        let actor = target.to_string();
+        match self {
+            Undeliverable::NoSuchActor => Error::NoSuchActor { actor },
+            Undeliverable::MailboxFull(capacity) => Error::MailboxFull { actor, capacity },
+            Undeliverable::Refused(rule) => Error::Refused { actor, rule },
+            Undeliverable::Stopped => Error::ActorStopped { actor },
+            e @ (Undeliverable::OverBudget { .. } | Undeliverable::TooManySubscriptions(_)) => {
+                Error::Refused {
+                    actor,
+                    rule: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// The caps a [`Mailroom`] puts on what one instance sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendLimits {
+    /// The largest whole message (payload, metadata, ids and target), in bytes.
+    pub(crate) max_message_bytes: usize,
+    /// Requests and timers the instance may have outstanding at once.
+    pub(crate) max_pending: u32,
+    /// The longest timeout a request may ask for.
+    pub(crate) max_request_timeout: Duration,
+}
+
+/// What a guest may ask of the world it runs in: send, request → reply,
+/// timers and topics. The messaging interface checks names and grants, stamps
+/// the sender, time and trace id, and then asks its mailroom; it never knows
+/// how a message travels. The actor layer implements it for one host
+/// (`actor::link`); a transport to other hosts is the next implementation.
+///
+/// A mailroom belongs to one instance. Dropping it (the instance is dropped:
+/// crash, restart, passivation, stop) must cancel what the instance left
+/// pending: its requests, its timers, its subscriptions.
+pub(crate) trait Mailroom: Send + Sync + 'static {
+    /// The address the instance sends as.
+    fn self_id(&self) -> &str;
+    /// The caps on what it sends.
+    fn limits(&self) -> SendLimits;
+    /// Requests and timers it has outstanding.
+    fn pending(&self) -> u32;
+    /// A fresh trace id for a message that starts a trace.
+    fn new_trace(&self) -> String;
+    /// Delivers `msg` to `target`'s mailbox (charged to the sender until taken).
+    fn send(&self, target: &str, msg: Message) -> Result<(), Undeliverable>;
+    /// Sends a request; its reply (or timeout) comes back as a callback.
+    /// Returns the correlation id.
+    fn request(&self, target: &str, msg: Message, timeout: Duration) -> Result<u64, Undeliverable>;
+    /// Cancels a pending request; false when it is not pending (or not the sender's).
+    fn cancel_request(&self, correlation: u64) -> bool;
+    /// Delivers `msg` to `target` after `delay`. Returns the timer id.
+    fn send_after(&self, target: &str, msg: Message, delay: Duration)
+        -> Result<u64, Undeliverable>;
+    /// Cancels a timer; false when it has fired or is not the sender's.
+    fn cancel_timer(&self, timer: u64) -> bool;
+    /// A copy of `msg` to every subscriber of `topic`; returns how many got one.
+    fn publish(&self, topic: &str, msg: Message) -> Result<u32, Undeliverable>;
+    /// Subscribes the instance to a topic pattern, for its lifetime.
+    fn subscribe(&self, pattern: &str) -> Result<(), Undeliverable>;
+    /// Ends a subscription; false when there was none.
+    fn unsubscribe(&self, pattern: &str) -> bool;
 }
 
 /// Per-instance state of the messaging interface.
 pub(crate) struct MessagingCtx {
     component: Arc<str>,
     caps: Arc<Capabilities>,
-    pub(crate) link: Option<ActorLink>,
+    mailroom: Option<Box<dyn Mailroom>>,
+    /// The trace id of the message being handled; outgoing messages carry it.
+    pub(crate) trace: Option<String>,
     /// `messaging.send` grant decisions by target (the grants of an instance
     /// do not change; the host policy is still asked at every call).
     send_grants: HashMap<String, Decision>,
@@ -96,18 +201,19 @@ impl MessagingCtx {
     pub(crate) fn new(
         component: Arc<str>,
         caps: Arc<Capabilities>,
-        link: Option<ActorLink>,
+        mailroom: Option<Box<dyn Mailroom>>,
     ) -> Self {
         MessagingCtx {
             component,
             caps,
-            link,
+            mailroom,
+            trace: None,
             send_grants: HashMap::new(),
         }
     }
 
-    fn link(&self) -> Result<&ActorLink, MessagingError> {
-        self.link.as_ref().ok_or_else(|| {
+    fn mailroom(&self) -> Result<&dyn Mailroom, MessagingError> {
+        self.mailroom.as_deref().ok_or_else(|| {
             MessagingError::Unavailable(format!(
                 "{} is not running as an actor (no actor system)",
                 self.component
@@ -159,67 +265,49 @@ impl MessagingCtx {
     }
 
     /// The message as it leaves this actor: the host's sender, timestamp and
-    /// trace id, checked against the whole-message cap, and charged to the
-    /// sender's host budget (the charge travels with the message until its
-    /// receiver takes it).
+    /// trace id, checked against the whole-message cap. (The mailroom then
+    /// charges it to the sender's host budget until its receiver takes it.)
     fn outgoing(
         &self,
-        link: &ActorLink,
+        room: &dyn Mailroom,
         target: &str,
         mut msg: Message,
-    ) -> Result<(Message, Charge), MessagingError> {
-        let limit = link.cell.options().max_message_bytes;
+    ) -> Result<Message, MessagingError> {
+        let limit = room.limits().max_message_bytes;
         if msg.wire_bytes() + target.len() > limit {
             return Err(MessagingError::MessageTooLarge(limit as u64));
         }
-        msg.sender = link.cell.id().as_str().to_string();
+        msg.sender = room.self_id().to_string();
         msg.timestamp_ms = now_millis();
         msg.correlation_id = None;
         msg.metadata
             .retain(|(k, _)| k != "trace-id" && k != "topic");
-        let trace = link
-            .trace
-            .clone()
-            .unwrap_or_else(|| link.router.new_trace());
+        let trace = self.trace.clone().unwrap_or_else(|| room.new_trace());
         msg.metadata.push(("trace-id".into(), trace));
-        let charge = link
-            .cell
-            .charge(target, &msg)
-            .map_err(|e| undeliverable(target, e))?;
-        Ok((msg, charge))
+        Ok(msg)
     }
 
-    fn reserve(&self, link: &ActorLink) -> Result<(), MessagingError> {
-        let max = link.cell.options().max_pending;
-        if link.cell.pending.load(std::sync::atomic::Ordering::Relaxed) >= max {
+    fn reserve(&self, room: &dyn Mailroom) -> Result<(), MessagingError> {
+        let max = room.limits().max_pending;
+        if room.pending() >= max {
             return Err(MessagingError::TooManyPending(max));
         }
         Ok(())
     }
 }
 
-fn undeliverable(target: &str, e: Undeliverable) -> MessagingError {
-    match e {
-        Undeliverable::NoSuchActor => MessagingError::NoSuchActor(target.to_string()),
-        Undeliverable::MailboxFull(cap) => {
-            MessagingError::MailboxFull(format!("{target}: mailbox full (capacity {cap})"))
-        }
-        Undeliverable::Refused(rule) => MessagingError::Refused(format!("{target}: {rule}")),
-        Undeliverable::Stopped => MessagingError::NoSuchActor(format!("{target} (stopped)")),
-        e @ Undeliverable::OverBudget { .. } => MessagingError::Unavailable(e.to_string()),
-        Undeliverable::TooManySubscriptions(n) => MessagingError::TooManyPending(n),
-    }
-}
-
 /// Adds the messaging interface to the linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    messaging::add_to_linker::<HostState, HasSelf<MessagingCtx>>(linker, |h| &mut h.messaging)
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut MessagingCtx,
+) -> wasmtime::Result<()> {
+    messaging::add_to_linker::<T, HasSelf<MessagingCtx>>(linker, get)
 }
 
 impl messaging::Host for MessagingCtx {
     fn self_id(&mut self) -> String {
-        match &self.link {
-            Some(link) => link.cell.id().as_str().to_string(),
+        match &self.mailroom {
+            Some(room) => room.self_id().to_string(),
             None => self.component.to_string(),
         }
     }
@@ -227,11 +315,9 @@ impl messaging::Host for MessagingCtx {
     fn send(&mut self, target: String, msg: Message) -> Result<(), MessagingError> {
         check_name("target", &target)?;
         self.check_send("messaging.send", &target)?;
-        let link = self.link()?;
-        let (msg, charge) = self.outgoing(link, &target, msg)?;
-        link.router
-            .deliver(&target, msg, None, Some(charge))
-            .map_err(|e| undeliverable(&target, e))
+        let room = self.mailroom()?;
+        let msg = self.outgoing(room, &target, msg)?;
+        room.send(&target, msg).map_err(|e| e.to_guest(&target))
     }
 
     fn request(
@@ -242,8 +328,8 @@ impl messaging::Host for MessagingCtx {
     ) -> Result<String, MessagingError> {
         check_name("target", &target)?;
         self.check_send("messaging.request", &target)?;
-        let link = self.link()?;
-        let max = link.cell.options().max_request_timeout;
+        let room = self.mailroom()?;
+        let max = room.limits().max_request_timeout;
         let timeout = Duration::from_millis(timeout_ms.into());
         if timeout.is_zero() || timeout > max {
             return Err(MessagingError::Invalid(format!(
@@ -251,24 +337,16 @@ impl messaging::Host for MessagingCtx {
                 max.as_millis()
             )));
         }
-        self.reserve(link)?;
-        let (msg, charge) = self.outgoing(link, &target, msg)?;
-        link.router
-            .request(
-                &link.cell,
-                link.incarnation,
-                &target,
-                msg,
-                timeout,
-                Some(charge),
-            )
+        self.reserve(room)?;
+        let msg = self.outgoing(room, &target, msg)?;
+        room.request(&target, msg, timeout)
             .map(|corr| corr.to_string())
-            .map_err(|e| undeliverable(&target, e))
+            .map_err(|e| e.to_guest(&target))
     }
 
     fn cancel_request(&mut self, correlation_id: String) -> bool {
-        match (&self.link, correlation_id.parse::<u64>()) {
-            (Some(link), Ok(corr)) => link.router.cancel_request(&link.cell, corr),
+        match (&self.mailroom, correlation_id.parse::<u64>()) {
+            (Some(room), Ok(corr)) => room.cancel_request(corr),
             _ => false,
         }
     }
@@ -281,64 +359,50 @@ impl messaging::Host for MessagingCtx {
     ) -> Result<u64, MessagingError> {
         check_name("target", &target)?;
         self.check_send("messaging.send-after", &target)?;
-        let link = self.link()?;
-        self.reserve(link)?;
-        let (msg, charge) = self.outgoing(link, &target, msg)?;
-        Ok(link.router.send_after(
-            &link.cell,
-            link.incarnation,
-            target,
-            msg,
-            Duration::from_millis(delay_ms.into()),
-            Some(charge),
-        ))
+        let room = self.mailroom()?;
+        self.reserve(room)?;
+        let msg = self.outgoing(room, &target, msg)?;
+        room.send_after(&target, msg, Duration::from_millis(delay_ms.into()))
+            .map_err(|e| e.to_guest(&target))
     }
 
     fn cancel_timer(&mut self, timer_id: u64) -> bool {
-        match &self.link {
-            Some(link) => link.router.cancel_timer(&link.cell, timer_id),
+        match &self.mailroom {
+            Some(room) => room.cancel_timer(timer_id),
             None => false,
         }
     }
 
     fn publish(&mut self, topic: String, msg: Message) -> Result<u32, MessagingError> {
         check_name("topic", &topic)?;
-        let link = self.link()?;
+        let room = self.mailroom()?;
         if topic.is_empty() || topic.contains(['*', '?', '[', '{']) {
             return Err(MessagingError::Invalid(format!(
                 "topic {topic:?}: a topic is a dot-separated name without wildcards"
             )));
         }
         self.check("messaging.publish", &topic, Capability::Publish(&topic))?;
-        // The first copy's charge: publishing fails only when not even one
-        // copy fits; each delivered copy is then charged on its own.
-        let (msg, first) = self.outgoing(link, &topic, msg)?;
-        drop(first);
-        Ok(link.router.publish(&topic, msg, Some(&link.cell)))
+        let msg = self.outgoing(room, &topic, msg)?;
+        room.publish(&topic, msg).map_err(|e| e.to_guest(&topic))
     }
 
     fn subscribe(&mut self, topic_pattern: String) -> Result<(), MessagingError> {
         check_name("topic pattern", &topic_pattern)?;
-        let link = self.link()?;
+        let room = self.mailroom()?;
         self.check(
             "messaging.subscribe",
             &topic_pattern,
             Capability::Subscribe(&topic_pattern),
         )?;
-        link.router
-            .add_subscription(&link.cell, &topic_pattern, Some(link.incarnation))
-            .map_err(|e| match e {
-                Undeliverable::Refused(why) => MessagingError::Invalid(why),
-                e => undeliverable(&topic_pattern, e),
-            })
+        room.subscribe(&topic_pattern).map_err(|e| match e {
+            Undeliverable::Refused(why) => MessagingError::Invalid(why),
+            e => e.to_guest(&topic_pattern),
+        })
     }
 
     fn unsubscribe(&mut self, topic_pattern: String) -> bool {
-        match &self.link {
-            Some(link) => {
-                link.router
-                    .remove_subscription(&link.cell, &topic_pattern, link.incarnation)
-            }
+        match &self.mailroom {
+            Some(room) => room.unsubscribe(&topic_pattern),
             None => false,
         }
     }

@@ -17,16 +17,13 @@ pub(crate) mod wasi;
 use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use std::sync::Arc;
 
-use crate::runtime::execution::ExecutionContext;
-use crate::runtime::limits::Limiter;
-use crate::runtime::trap::DeadlineExceeded;
-use crate::security::capability::{Capabilities, WitInterface};
+use crate::sandbox::context::ExecutionContext;
+use crate::sandbox::limits::Limiter;
+use crate::security::capability::WitInterface;
 use services::ServicesCtx;
 use wasi::TailBuffer;
 
@@ -52,9 +49,6 @@ pub(crate) struct HostState {
     table: ResourceTable,
     http: wasmtime_wasi_http::WasiHttpCtx,
     http_hooks: http::HttpHooks,
-    /// Who this instance is, and what it may reach.
-    pub(crate) component: Arc<str>,
-    pub(crate) caps: Arc<Capabilities>,
     pub(crate) services: ServicesCtx,
     pub(crate) messaging: messaging::MessagingCtx,
     pub(crate) storage: storage::StorageCtx,
@@ -89,13 +83,24 @@ impl WasiView for HostState {
     }
 }
 
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        self.http_hooks.deadline = self.run.deadline;
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.http_hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
 impl HostState {
     pub(crate) fn new(
         ctx: &ExecutionContext,
         wasi: WasiCtx,
         resolved: sockets::Resolved,
         output: Option<TailBuffer>,
-        link: Option<messaging::ActorLink>,
+        mailroom: Option<Box<dyn messaging::Mailroom>>,
     ) -> Self {
         HostState {
             wasi,
@@ -106,16 +111,16 @@ impl HostState {
                 ctx.shared_capabilities(),
                 ctx.limits().http,
             ),
-            component: ctx.shared_id(),
-            caps: ctx.shared_capabilities(),
             lookup: sockets::LookupState {
+                component: ctx.shared_id(),
+                caps: ctx.shared_capabilities(),
                 resolved,
-                ..Default::default()
+                streams: Default::default(),
             },
             messaging: messaging::MessagingCtx::new(
                 ctx.shared_id(),
                 ctx.shared_capabilities(),
-                link,
+                mailroom,
             ),
             storage: storage::StorageCtx::new(
                 ctx.shared_id(),
@@ -171,28 +176,14 @@ impl HasRunState for ModuleHost {
     }
 }
 
-/// A store with the limiter installed and the epoch callback that enforces the
-/// call's deadline and otherwise yields to the executor at every tick.
-pub(crate) fn new_store<T: HasRunState>(engine: &crate::Engine, mut data: T) -> Store<T> {
-    data.run().metered = engine.config().consume_fuel;
-    let mut store = Store::new(engine.wasmtime(), data);
-    store.limiter(|d| &mut d.run().limiter);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut cx| match cx.data_mut().run().deadline {
-        Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(DeadlineExceeded)),
-        _ => Ok(UpdateDeadline::Yield(1)),
-    });
-    store
-}
-
 /// The linker for components: WASI p2 and the airssys services.
 pub(crate) fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
+    let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    sockets::add_to_linker(&mut linker)?;
-    services::add_to_linker(&mut linker)?;
-    messaging::add_to_linker(&mut linker)?;
-    storage::add_to_linker(&mut linker)?;
+    sockets::add_to_linker(&mut linker, |h| &mut h.lookup)?;
+    services::add_to_linker(&mut linker, |h| &mut h.services)?;
+    messaging::add_to_linker(&mut linker, |h| &mut h.messaging)?;
+    storage::add_to_linker(&mut linker, |h| &mut h.storage)?;
     http::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -9,8 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::airssys::component::services::{self, LogLevel};
 use crate::bindings::GuestError;
-use crate::host::HostState;
-use crate::runtime::limits::LogBudget;
+use crate::sandbox::limits::LogBudget;
 use crate::security::capability::{
     Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
 };
@@ -170,13 +169,15 @@ impl ServicesCtx {
 }
 
 /// Adds the services interface to the linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ServicesCtx,
+) -> wasmtime::Result<()> {
     // `services` uses the type-only `types` interface, which must be linked too.
-    crate::bindings::airssys::component::types::add_to_linker::<HostState, HasSelf<ServicesCtx>>(
-        linker,
-        |h| &mut h.services,
+    crate::bindings::airssys::component::types::add_to_linker::<T, HasSelf<ServicesCtx>>(
+        linker, get,
     )?;
-    services::add_to_linker::<HostState, HasSelf<ServicesCtx>>(linker, |h| &mut h.services)
+    services::add_to_linker::<T, HasSelf<ServicesCtx>>(linker, get)
 }
 
 impl services::Host for ServicesCtx {

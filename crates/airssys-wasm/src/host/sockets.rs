@@ -21,18 +21,18 @@ use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
 };
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddress, Network};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 
-use crate::host::HostState;
-use crate::runtime::execution::ExecutionContext;
+use crate::sandbox::context::ExecutionContext;
 use crate::security::capability::{Capabilities, Capability, Decision, PolicyDecision};
 
 /// Addresses resolved by allowed lookups, with the name they came from.
 pub(crate) type Resolved = Arc<Mutex<HashMap<IpAddr, String>>>;
 
 /// Per-instance state of the interposed name lookup.
-#[derive(Default)]
 pub(crate) struct LookupState {
+    pub(crate) component: Arc<str>,
+    pub(crate) caps: Arc<Capabilities>,
     pub(crate) resolved: Resolved,
     /// Resolve streams opened by allowed lookups, by resource rep, with the name.
     pub(crate) streams: HashMap<u32, String>,
@@ -124,19 +124,22 @@ fn by_name(caps: &Capabilities, name: &str, port: u16) -> Option<Decision> {
 }
 
 /// Interposes `resolve-addresses` and `resolve-next-address` over wasmtime-wasi's.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: WasiView + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LookupState,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut inst = linker.instance(IP_NAME_LOOKUP)?;
     inst.func_wrap(
         "resolve-addresses",
-        |mut store: StoreContextMut<'_, HostState>,
-         (network, name): (Resource<Network>, String)| {
+        move |mut store: StoreContextMut<'_, T>, (network, name): (Resource<Network>, String)| {
             let state = store.data_mut();
-            let d = state
+            let lookup = get(state);
+            let d = lookup
                 .caps
-                .decide(&state.component, &Capability::Lookup(&name));
-            state.caps.record(
-                &state.component,
+                .decide(&lookup.component, &Capability::Lookup(&name));
+            lookup.caps.record(
+                &lookup.component,
                 "wasi:sockets/ip-name-lookup.resolve-addresses",
                 &name,
                 &d,
@@ -147,7 +150,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let mut view = WasiSocketsView::sockets(state);
             match ip_name_lookup::Host::resolve_addresses(&mut view, network, name.clone()) {
                 Ok(stream) => {
-                    state.lookup.streams.insert(stream.rep(), name);
+                    get(state).streams.insert(stream.rep(), name);
                     Ok((Ok(stream),))
                 }
                 Err(e) => Ok((Err(e.downcast()?),)),
@@ -156,14 +159,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     )?;
     inst.func_wrap(
         "[method]resolve-address-stream.resolve-next-address",
-        |mut store: StoreContextMut<'_, HostState>,
-         (stream,): (Resource<ResolveAddressStream>,)| {
+        move |mut store: StoreContextMut<'_, T>, (stream,): (Resource<ResolveAddressStream>,)| {
             let state = store.data_mut();
             let rep = stream.rep();
             let mut view = WasiSocketsView::sockets(state);
             match HostResolveAddressStream::resolve_next_address(&mut view, stream) {
                 Ok(addr) => {
-                    match (&addr, state.lookup.streams.get(&rep)) {
+                    let lookup = get(state);
+                    match (&addr, lookup.streams.get(&rep)) {
                         (Some(addr), Some(name)) => {
                             let ip = match *addr {
                                 IpAddress::Ipv4((a, b, c, d)) => IpAddr::from([a, b, c, d]),
@@ -171,11 +174,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                                     IpAddr::from([a, b, c, d, e, f, g, h])
                                 }
                             };
-                            let mut resolved = state
-                                .lookup
-                                .resolved
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner());
+                            let mut resolved =
+                                lookup.resolved.lock().unwrap_or_else(|p| p.into_inner());
                             if resolved.len() >= RESOLVED_LIMIT {
                                 // Bounded: a guest cannot grow host memory by looking names up.
                                 resolved.clear();
@@ -184,7 +184,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                         }
                         // The stream is exhausted: forget it.
                         (None, _) => {
-                            state.lookup.streams.remove(&rep);
+                            lookup.streams.remove(&rep);
                         }
                         (Some(_), None) => {}
                     }

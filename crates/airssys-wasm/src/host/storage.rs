@@ -18,7 +18,7 @@ use crate::bindings::airssys::component::storage::{
     StorageUsage as WitUsage,
 };
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
-use crate::host::HostState;
+use crate::bindings::Bucket;
 use crate::security::capability::{Capabilities, Capability, FunctionSignature, WitInterface};
 use crate::storage::commit::{WriteOp, WriteOutcome};
 use crate::storage::{BatchOp, Namespace, Quota, Reader, Storage, StorageError};
@@ -32,12 +32,6 @@ pub(crate) const INTERFACE: WitInterface = WitInterface {
         required_capabilities: &[],
     }],
 };
-
-/// A `wasi:keyvalue` bucket: a namespace, opened for reading or writing.
-pub struct Bucket {
-    ns: Namespace,
-    writable: bool,
-}
 
 /// Per-instance state of the storage interfaces.
 pub(crate) struct StorageCtx {
@@ -126,7 +120,14 @@ impl StorageCtx {
             .table
             .get(b)
             .map_err(|e| store::Error::Other(e.to_string()))?;
-        Ok((b.ns.clone(), b.writable))
+        let ns = match &b.shared {
+            None => match &self.backend {
+                Some(backend) => backend.own.clone(),
+                None => return Err(store::Error::Other("no storage is configured".into())),
+            },
+            Some(name) => Namespace::shared(name.clone()),
+        };
+        Ok((ns, b.writable))
     }
 
     fn writable(&self, b: &Resource<Bucket>) -> Result<Namespace, store::Error> {
@@ -140,11 +141,14 @@ impl StorageCtx {
 }
 
 /// Adds both interfaces to the linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    airssys_storage::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
-    store::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
-    atomics::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)?;
-    batch::add_to_linker::<HostState, HasSelf<StorageCtx>>(linker, |h| &mut h.storage)
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut StorageCtx,
+) -> wasmtime::Result<()> {
+    airssys_storage::add_to_linker::<T, HasSelf<StorageCtx>>(linker, get)?;
+    store::add_to_linker::<T, HasSelf<StorageCtx>>(linker, get)?;
+    atomics::add_to_linker::<T, HasSelf<StorageCtx>>(linker, get)?;
+    batch::add_to_linker::<T, HasSelf<StorageCtx>>(linker, get)
 }
 
 impl From<StorageError> for WitError {
@@ -268,14 +272,11 @@ impl store::Host for StorageCtx {
     /// `""` or `"default"` opens the instance's own namespace; any other
     /// identifier is a shared namespace, opened under the grants.
     fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, store::Error> {
-        let own = self
-            .backend()
-            .map_err(|e| store::Error::Other(e.to_string()))?
-            .own
-            .clone();
+        self.backend()
+            .map_err(|e| store::Error::Other(e.to_string()))?;
         let bucket = if identifier.is_empty() || identifier == "default" {
             Bucket {
-                ns: own,
+                shared: None,
                 writable: true,
             }
         } else {
@@ -294,7 +295,7 @@ impl store::Host for StorageCtx {
                 return Err(store::Error::AccessDenied);
             }
             Bucket {
-                ns: Namespace::shared(identifier),
+                shared: Some(identifier.into()),
                 writable,
             }
         };

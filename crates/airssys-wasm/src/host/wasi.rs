@@ -13,7 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::{Error, Result};
-use crate::runtime::execution::ExecutionContext;
+use crate::sandbox::context::ExecutionContext;
 use crate::security::capability::{CapabilityKind, FunctionSignature, WitInterface};
 
 /// Where a guest's stdio goes.
@@ -93,7 +93,7 @@ pub(crate) fn builder(
                 "{component}: cannot grant directory {} as {}: {}",
                 dir.host.display(),
                 dir.guest,
-                crate::runtime::trap::error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
     }

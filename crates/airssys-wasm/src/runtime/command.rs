@@ -4,12 +4,13 @@
 
 use wasmtime_wasi::I32Exit;
 
+use crate::error::error_chain;
 use crate::error::{Error, Result};
 use crate::host::{self, wasi, HasRunState, HostState, ModuleHost};
 use crate::runtime::component::{Component, Prepared};
-use crate::runtime::execution::ExecutionContext;
-use crate::runtime::limits::ResourceUsage;
-use crate::runtime::trap::{error_chain, Failure};
+use crate::runtime::trap::Failure;
+use crate::sandbox::context::ExecutionContext;
+use crate::sandbox::limits::ResourceUsage;
 
 /// How a WASI command ended, and what it consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +44,8 @@ impl Component {
                             ),
                         }
                     })?;
-                let mut store = host::new_store(
-                    engine,
-                    HostState::new(ctx, builder.build(), resolved, None, None),
-                );
+                let mut store =
+                    engine.store(HostState::new(ctx, builder.build(), resolved, None, None));
                 let fuel = crate::runtime::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let cmd = command.instantiate_async(&mut store).await?;
@@ -57,7 +56,7 @@ impl Component {
                 finish(ctx, &mut store, fuel, start, code)
             }
             Prepared::Module { pre } => {
-                let mut store = host::new_store(engine, ModuleHost::new(ctx, builder.build_p1()));
+                let mut store = engine.store(ModuleHost::new(ctx, builder.build_p1()));
                 let fuel = crate::runtime::instance::prepare_call(&mut store, ctx, start)?;
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;

@@ -6,24 +6,24 @@ use std::sync::Arc;
 use wasmtime::component::InstancePre;
 
 use crate::bindings::{self, LIFECYCLE_INTERFACE};
+use crate::error::error_chain;
 use crate::error::{Error, Result};
 use crate::host::{self, wasi, HostState, ModuleHost};
 use crate::runtime::engine::Engine;
-use crate::runtime::execution::ExecutionContext;
 use crate::runtime::instance::Instance;
-use crate::runtime::trap::error_chain;
+use crate::sandbox::context::ExecutionContext;
 
 /// Compiled code before linking.
-pub(crate) enum Kind {
+pub(crate) enum Compiled {
     Component(wasmtime::component::Component),
     Module(wasmtime::Module),
 }
 
-impl Kind {
+impl Compiled {
     pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         match self {
-            Kind::Component(c) => c.serialize(),
-            Kind::Module(m) => m.serialize(),
+            Compiled::Component(c) => c.serialize(),
+            Compiled::Module(m) => m.serialize(),
         }
     }
 }
@@ -84,14 +84,14 @@ impl Component {
         name: &str,
         hash: String,
         size: usize,
-        kind: Kind,
+        kind: Compiled,
     ) -> Result<Self> {
         let link = |e: wasmtime::Error| Error::Link {
             component: name.to_string(),
             reason: error_chain(&e),
         };
         let prepared = match kind {
-            Kind::Component(c) => {
+            Compiled::Component(c) => {
                 let pre = engine.inner.linker.instantiate_pre(&c).map_err(link)?;
                 let lifecycle = bindings::ComponentPre::new(pre.clone()).map_err(|e| {
                     format!(
@@ -101,7 +101,7 @@ impl Component {
                 });
                 Prepared::Component { pre, lifecycle }
             }
-            Kind::Module(m) => Prepared::Module {
+            Compiled::Module(m) => Prepared::Module {
                 pre: engine
                     .inner
                     .module_linker
@@ -170,15 +170,15 @@ impl Component {
     /// lifecycle, and with [`Error::MemoryLimit`] when its initial memory alone
     /// exceeds the limit.
     pub async fn instantiate(&self, ctx: &ExecutionContext) -> Result<Instance> {
-        self.instantiate_linked(ctx, None).await
+        self.instantiate_with_mailroom(ctx, None).await
     }
 
-    /// [`Component::instantiate`] as an actor: `link` ties the instance's
-    /// messaging to its actor system.
-    pub(crate) async fn instantiate_linked(
+    /// [`Component::instantiate`] with the [`Mailroom`](host::messaging::Mailroom)
+    /// its messaging interface asks (an actor's tie to its actor system).
+    pub(crate) async fn instantiate_with_mailroom(
         &self,
         ctx: &ExecutionContext,
-        link: Option<host::messaging::ActorLink>,
+        mailroom: Option<Box<dyn host::messaging::Mailroom>>,
     ) -> Result<Instance> {
         let pre = match &self.inner.prepared {
             Prepared::Component {
@@ -211,10 +211,13 @@ impl Component {
             &resolved,
         )?
         .build();
-        let mut store = host::new_store(
-            &self.inner.engine,
-            HostState::new(ctx, wasi_ctx, resolved, Some(output), link),
-        );
+        let mut store = self.inner.engine.store(HostState::new(
+            ctx,
+            wasi_ctx,
+            resolved,
+            Some(output),
+            mailroom,
+        ));
         crate::runtime::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,

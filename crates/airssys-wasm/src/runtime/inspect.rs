@@ -7,10 +7,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::bindings::LIFECYCLE_INTERFACE;
+use crate::error::error_chain;
 use crate::error::{Error, Result};
 use crate::runtime::component::ComponentKind;
-use crate::runtime::engine::{detect_kind, Engine, WasmKind};
-use crate::runtime::trap::error_chain;
+use crate::runtime::engine::Engine;
+use crate::runtime::load::detect_kind;
 use crate::units::hex;
 
 /// What [`Engine::inspect`] found.
@@ -41,7 +42,7 @@ impl Engine {
     /// Inspects a file; see [`Engine::inspect`].
     pub fn inspect_file(&self, path: impl AsRef<Path>) -> Result<Inspection> {
         let path = path.as_ref();
-        let bytes = crate::runtime::engine::read_wasm_file(path)?;
+        let bytes = crate::runtime::load::read_wasm_file(path)?;
         self.inspect(&path.display().to_string(), &bytes)
     }
 
@@ -54,7 +55,7 @@ impl Engine {
         };
         let sha256 = hex(&Sha256::digest(bytes));
         match detect_kind(name, bytes)? {
-            WasmKind::Component => {
+            ComponentKind::Component => {
                 let decoded =
                     wit_component::decode(bytes).map_err(|e| invalid(format!("{e:#}")))?;
                 let wit_component::DecodedWasm::Component(resolve, world_id) = decoded else {
@@ -96,7 +97,7 @@ impl Engine {
                     wit,
                 })
             }
-            WasmKind::Module => {
+            ComponentKind::Module => {
                 let module = wasmtime::Module::new(self.wasmtime(), bytes)
                     .map_err(|e| invalid(error_chain(&e)))?;
                 Ok(Inspection {

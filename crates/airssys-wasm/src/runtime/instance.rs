@@ -8,9 +8,9 @@ use wasmtime::Store;
 use crate::bindings::{self, GuestError, HealthStatus, Message, Metadata, RequestError};
 use crate::error::{Error, Result};
 use crate::host::{HasRunState, HostState};
-use crate::runtime::execution::{ComponentHandle, ExecutionContext, ExecutionState};
-use crate::runtime::limits::ResourceUsage;
 use crate::runtime::trap::Failure;
+use crate::sandbox::context::{ComponentHandle, ExecutionContext, ExecutionState};
+use crate::sandbox::limits::ResourceUsage;
 
 /// One instance of a lifecycle component.
 ///

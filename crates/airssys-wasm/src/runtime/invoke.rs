@@ -13,9 +13,9 @@ use wasmtime::Store;
 use crate::error::{Error, Result};
 use crate::host::{self, wasi, HasRunState, HostState, ModuleHost};
 use crate::runtime::component::{Component, Prepared};
-use crate::runtime::execution::ExecutionContext;
-use crate::runtime::limits::ResourceUsage;
 use crate::runtime::trap::Failure;
+use crate::sandbox::context::ExecutionContext;
+use crate::sandbox::limits::ResourceUsage;
 
 /// One exported function and its signature in WIT syntax.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,10 +64,9 @@ impl Component {
         )?;
         let live = match self.prepared() {
             Prepared::Component { pre, .. } => {
-                let mut store = host::new_store(
-                    self.engine(),
-                    HostState::new(ctx, builder.build(), resolved, None, None),
-                );
+                let mut store =
+                    self.engine()
+                        .store(HostState::new(ctx, builder.build(), resolved, None, None));
                 crate::runtime::instance::prepare_call(&mut store, ctx, start)?;
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
@@ -76,8 +75,9 @@ impl Component {
                 Live::Component { store, instance }
             }
             Prepared::Module { pre } => {
-                let mut store =
-                    host::new_store(self.engine(), ModuleHost::new(ctx, builder.build_p1()));
+                let mut store = self
+                    .engine()
+                    .store(ModuleHost::new(ctx, builder.build_p1()));
                 crate::runtime::instance::prepare_call(&mut store, ctx, start)?;
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,

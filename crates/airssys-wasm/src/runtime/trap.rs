@@ -5,20 +5,8 @@ use std::time::Duration;
 
 use wasmtime::{Trap, WasmBacktrace};
 
-use crate::error::Error;
-use crate::runtime::limits::ResourceLimits;
-
-/// Raised by the epoch-deadline callback when a call passes its deadline.
-#[derive(Debug)]
-pub(crate) struct DeadlineExceeded;
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("wall-clock deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
+use crate::error::{error_chain, Error};
+use crate::sandbox::limits::{DeadlineExceeded, ResourceLimits};
 
 /// The facts about one failed call needed to explain it.
 pub(crate) struct Failure<'a> {
@@ -109,20 +97,4 @@ fn last_line(s: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
-}
-
-/// The error and its causes on one line, without the backtrace.
-pub(crate) fn error_chain(err: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let s = cause.to_string();
-        if s.starts_with("error while executing at wasm backtrace") {
-            continue;
-        }
-        let s = s.lines().next().unwrap_or("").trim().to_string();
-        if !s.is_empty() && !parts.contains(&s) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }

@@ -10,10 +10,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::security::manifest::{
-    de_opt_duration, de_opt_size, parse_toml, DurationValue, SizeValue,
-};
 use crate::security::pattern::{NamePatterns, PathPatterns};
+use crate::units::{de_opt_duration, de_opt_size, parse_toml, DurationValue, SizeValue};
 
 /// One capability a component is about to exercise, as the host's
 /// [`SecurityPolicy`] sees it.

@@ -135,7 +135,8 @@ impl Storage {
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
                     if !component_like {
-                        crate::ActorId::parse(name).map_err(|e| invalid(i + 1, e.to_string()))?;
+                        crate::id::ActorId::parse(name)
+                            .map_err(|e| invalid(i + 1, e.to_string()))?;
                     }
                 }
                 NamespaceKind::Shared => {

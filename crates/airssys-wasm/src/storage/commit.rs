@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use redb::{ReadableTable, Table};
 use tokio::sync::oneshot;
 
-use super::{
-    check_key, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits,
-    ACCOUNTS, DATA, USAGE,
+use super::keys::{
+    check_key, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError,
+    StorageLimits, ACCOUNTS, DATA, USAGE,
 };
 
 /// A write request.
@@ -378,7 +378,7 @@ fn apply_ops(
     }
     // The size of each key's value after the ops before it (None: absent).
     let mut after: HashMap<&str, Option<usize>> = HashMap::new();
-    let before = super::usage_in(&**usage, ns)?;
+    let before = usage_in(&**usage, ns)?;
     let (mut bytes, mut keys) = (before.bytes as i128, before.keys as i128);
     let mut written = 0u64;
     let mut existed = false;
@@ -452,7 +452,7 @@ fn apply_ops(
         let (total_bytes, total_keys) = if own {
             (bytes + ab as i128, keys + ak as i128)
         } else {
-            let mine = super::usage_in(&**usage, &Namespace::actor(id))?;
+            let mine = usage_in(&**usage, &Namespace::actor(id))?;
             let nb = (ab as i128 + bytes - before.bytes as i128).max(0);
             let nk = (ak as i128 + keys - before.keys as i128).max(0);
             account_after = Some((nb as u64, nk as u64));

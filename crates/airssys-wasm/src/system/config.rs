@@ -61,10 +61,11 @@ use crate::actor::{
 };
 use crate::error::{Error, Result};
 use crate::runtime::engine::Engine;
-use crate::runtime::execution::ExecutionContext;
+use crate::sandbox::context::ExecutionContext;
+use crate::sandbox::manifest::Manifest;
 use crate::security::capability::AuditLog;
-use crate::security::manifest::{at, de_opt_duration, parse_toml, DurationValue, Manifest};
 use crate::security::policy::HostPolicy;
+use crate::units::{at, de_opt_duration, parse_toml, DurationValue};
 
 /// A parsed `system.toml`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -304,6 +304,18 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Raised by the epoch-deadline callback when a call passes its deadline.
+#[derive(Debug)]
+pub(crate) struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wall-clock deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

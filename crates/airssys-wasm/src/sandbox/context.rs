@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::runtime::limits::{LogBudget, ResourceLimits};
+use crate::sandbox::limits::{LogBudget, ResourceLimits};
 use crate::security::capability::Capabilities;
 
 /// An opaque handle naming one live instance, unique within the process.

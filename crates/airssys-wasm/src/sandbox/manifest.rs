@@ -37,16 +37,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
-use crate::runtime::execution::ExecutionContext;
-use crate::runtime::limits::ResourceLimits;
+use crate::sandbox::context::ExecutionContext;
+use crate::sandbox::limits::ResourceLimits;
 use crate::security::capability::{
     AuditLog, Capabilities, Decision, DirGrant, HostPattern, HostPolicy, NamePatterns,
 };
-use crate::units::{parse_duration, parse_size};
+use crate::units::{de_opt_duration, de_opt_size, parse_toml, DurationValue, SizeValue};
 
 /// A parsed `Component.toml`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -243,39 +242,6 @@ fn yes() -> bool {
     true
 }
 
-/// A size: a number of bytes, or a string such as `64MiB`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub(crate) enum SizeValue {
-    Bytes(u64),
-    Text(String),
-}
-
-/// A duration: a string such as `250ms`, `5s`, `2m`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(transparent)]
-#[allow(dead_code)]
-pub(crate) struct DurationValue(String);
-
-pub(crate) fn de_opt_size<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<u64>, D::Error> {
-    match SizeValue::deserialize(d)? {
-        SizeValue::Bytes(n) => Ok(Some(n)),
-        SizeValue::Text(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
 fn de_host_patterns<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Vec<HostPattern>, D::Error> {
@@ -310,37 +276,6 @@ fn de_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Er
             "invalid component name {s:?}: expected letters, digits, '-', '_' or '.'"
         )))
     }
-}
-
-/// Parses TOML into `T`; an error names `path`, the line and the column.
-pub(crate) fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let mut what = e.message().trim().to_string();
-        if let Some(span) = e.span() {
-            // toml says "duplicate key" without naming it: the span does.
-            let key = text.get(span.clone()).unwrap_or("").trim();
-            let key = key.split(['=', '\n']).next().unwrap_or("").trim();
-            if what == "duplicate key" && !key.is_empty() {
-                what = format!("duplicate key `{}`", crate::units::truncate(key, 80));
-            }
-        }
-        let message = match e.span() {
-            Some(span) => at(text, span.start, &what),
-            None => what,
-        };
-        Error::Manifest {
-            path: path.to_path_buf(),
-            message,
-        }
-    })
-}
-
-/// `line L, column C: message` for byte `offset` of `text`.
-pub(crate) fn at(text: &str, offset: usize, message: &str) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("line {line}, column {column}: {message}")
 }
 
 impl Manifest {
@@ -515,7 +450,7 @@ impl Manifest {
                     .unwrap_or(defaults.storage.keys)
                     .min(policy.max_storage_keys.unwrap_or(u64::MAX)),
             },
-            http: crate::runtime::limits::HttpLimits {
+            http: crate::sandbox::limits::HttpLimits {
                 requests_per_sec: match (
                     self.limits.http_requests_per_sec,
                     policy.max_http_requests_per_sec,
@@ -525,7 +460,7 @@ impl Manifest {
                 },
                 ..defaults.http
             },
-            host: crate::runtime::limits::HostLimits {
+            host: crate::sandbox::limits::HostLimits {
                 held_bytes: self
                     .limits
                     .host_bytes

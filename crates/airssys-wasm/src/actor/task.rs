@@ -1,0 +1,767 @@
+//! The actor loop: one tokio task per actor that owns its [`Instance`] (and so
+//! its `Store`) and handles one envelope at a time.
+//!
+//! An incarnation starts from the `InstancePre` and `initialize(config)`, then
+//! serves the mailbox, polls `health()`, and passivates when idle. A trap, an
+//! exhausted limit, a failed `initialize` or failed health checks end it as a
+//! crash: the message being handled becomes a dead letter, the instance is
+//! dropped (its pending requests, timers and subscriptions with it) and the
+//! supervisor decides. Queued messages stay for the next instance.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::cell::{Cell, ChildExit, Control, Parent};
+use super::link::ActorLink;
+use super::mailbox::{Envelope, ReplyTo};
+use super::router::Router;
+use super::{ActorState, DeadLetterReason, SystemEvent};
+use crate::bindings::{now_millis, HealthStatus, Message, RequestError};
+use crate::error::Error;
+use crate::runtime::instance::Instance;
+
+/// Envelopes handled in a row before the loop looks at control and timers again.
+const BATCH: usize = 64;
+
+enum Outcome {
+    Crashed(String),
+    Restart { delay: Duration, generation: u64 },
+    Stopped(Option<oneshot::Sender<()>>),
+    Passivated,
+    Closed,
+}
+
+struct ActorTask {
+    router: Arc<Router>,
+    cell: Arc<Cell>,
+    ctrl: mpsc::UnboundedReceiver<Control>,
+    parent: Option<Parent>,
+    generation: u64,
+    permit: Option<OwnedSemaphorePermit>,
+    /// An envelope taken while suspended, handled first by the next instance.
+    carry: Option<Envelope>,
+    /// Log lines the current instance had dropped when last looked at.
+    seen_dropped: u64,
+    /// A tighter bound than the call timeout on the next calls (while draining).
+    call_limit: Option<Duration>,
+}
+
+/// Starts the task of a declared actor under a supervisor.
+pub(crate) fn spawn_static(
+    router: Arc<Router>,
+    cell: Arc<Cell>,
+    ctrl: mpsc::UnboundedReceiver<Control>,
+    parent: Parent,
+) {
+    let task = ActorTask {
+        router: router.clone(),
+        cell,
+        ctrl,
+        parent: Some(parent),
+        generation: 0,
+        permit: None,
+        carry: None,
+        seen_dropped: 0,
+        call_limit: None,
+    };
+    router.runtime().spawn(task.run());
+}
+
+/// Starts the task of a virtual actor whose mailbox just got a message.
+pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    *cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    let task = ActorTask {
+        router: router.clone(),
+        cell,
+        ctrl: rx,
+        parent: None,
+        generation: 0,
+        permit: None,
+        carry: None,
+        seen_dropped: 0,
+        call_limit: None,
+    };
+    router.runtime().spawn(task.run());
+}
+
+/// How a backoff wait ended.
+enum Waited {
+    /// The delay passed.
+    Elapsed,
+    /// A stop came (handled: the actor is stopped).
+    Stopped,
+    /// The control channel closed.
+    Closed,
+}
+
+impl ActorTask {
+    async fn run(mut self) {
+        let mut started_before = false;
+        let mut restarted = false;
+        loop {
+            // A virtual actor whose activations keep failing backs off before
+            // the next attempt, reading its control channel meanwhile.
+            if self.cell.is_virtual {
+                let wait = self.activation_delay();
+                if !wait.is_zero() {
+                    match self.backoff(wait).await {
+                        Waited::Elapsed => {}
+                        Waited::Stopped => return,
+                        Waited::Closed => {
+                            self.discard_queued(DeadLetterReason::Stopped);
+                            return;
+                        }
+                    }
+                }
+            }
+            let (outcome, start_failed) = match self.start(started_before, restarted).await {
+                Ok(instance) => {
+                    if self.cell.is_virtual {
+                        *self.failures() = (0, None);
+                    }
+                    (self.serve(instance).await, false)
+                }
+                Err(reason) => (Outcome::Crashed(reason), true),
+            };
+            started_before = true;
+            restarted = false;
+            let park = match outcome {
+                Outcome::Restart { delay, generation } => {
+                    self.generation = generation;
+                    match self.backoff(delay).await {
+                        Waited::Elapsed => {
+                            restarted = true;
+                            continue;
+                        }
+                        Waited::Stopped => None,
+                        Waited::Closed => {
+                            self.discard_queued(DeadLetterReason::Stopped);
+                            return;
+                        }
+                    }
+                }
+                Outcome::Closed => return,
+                Outcome::Passivated => {
+                    self.permit = None;
+                    self.cell.set_state(ActorState::Suspended);
+                    self.router.emit(SystemEvent::Passivated {
+                        id: self.cell.id().clone(),
+                    });
+                    if self.cell.is_virtual {
+                        if self.detach(true) {
+                            return;
+                        }
+                        continue;
+                    }
+                    // A declared actor waits for its next message or a control.
+                    tokio::select! {
+                        biased;
+                        c = self.ctrl.recv() => match self.on_parked_control(c) {
+                            Some(next) => next,
+                            None => return,
+                        },
+                        env = self.cell.mailbox.recv() => {
+                            self.carry = env;
+                            continue;
+                        }
+                    }
+                }
+                Outcome::Crashed(reason) => {
+                    self.permit = None;
+                    self.cell.set_state(ActorState::Failed);
+                    tracing::warn!(actor = %self.cell.id(), "actor crashed: {reason}");
+                    self.router.emit(SystemEvent::Crashed {
+                        id: self.cell.id().clone(),
+                        reason: reason.clone(),
+                    });
+                    match &self.parent {
+                        Some(p) => {
+                            let _ = p.exits.send(ChildExit {
+                                index: p.index,
+                                generation: self.generation,
+                                crash: Some(reason),
+                            });
+                        }
+                        // A virtual actor has no supervisor: the next message
+                        // activates a fresh instance (none once the system is
+                        // shut down), after a backoff when activation failed.
+                        None => {
+                            if self.router.resident.is_closed() {
+                                self.discard_queued(DeadLetterReason::ShuttingDown);
+                                self.cell.set_state(ActorState::Stopped);
+                            }
+                            if start_failed {
+                                let attempts = self.note_activation_failure();
+                                let max = self.cell.options().max_activation_attempts.max(1);
+                                if attempts >= max {
+                                    // Poison: what waits for it cannot be handled.
+                                    self.discard_queued(DeadLetterReason::ActivationFailed {
+                                        attempts,
+                                        reason,
+                                    });
+                                }
+                            }
+                            restarted = true;
+                            if self.detach(false) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    None
+                }
+                Outcome::Stopped(ack) => {
+                    self.stopped(ack);
+                    None
+                }
+            };
+            // Parked (failed or stopped): wait for the supervisor.
+            let mut next = park;
+            loop {
+                let (delay, generation) = match next.take() {
+                    Some(n) => n,
+                    None => {
+                        let c = self.ctrl.recv().await;
+                        match self.on_parked_control(c) {
+                            Some(Some(n)) => n,
+                            Some(None) => continue,
+                            None => {
+                                self.discard_queued(DeadLetterReason::Stopped);
+                                return;
+                            }
+                        }
+                    }
+                };
+                self.generation = generation;
+                match self.backoff(delay).await {
+                    Waited::Elapsed => {
+                        restarted = true;
+                        break;
+                    }
+                    Waited::Stopped => continue,
+                    Waited::Closed => {
+                        self.discard_queued(DeadLetterReason::Stopped);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits `delay` (a restart's backoff) while reading the control channel:
+    /// a restart resets the wait, a stop stops the actor at once.
+    async fn backoff(&mut self, mut delay: Duration) -> Waited {
+        loop {
+            tokio::select! {
+                biased;
+                c = self.ctrl.recv() => match c {
+                    Some(Control::Restart { delay: d, generation }) => {
+                        self.generation = generation;
+                        delay = d;
+                    }
+                    Some(Control::Stop { ack, .. }) => {
+                        self.stopped(Some(ack));
+                        return Waited::Stopped;
+                    }
+                    Some(Control::Add { ack, .. }) => {
+                        let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                    }
+                    None => return Waited::Closed,
+                },
+                _ = tokio::time::sleep(delay) => return Waited::Elapsed,
+            }
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, (u32, Option<Instant>)> {
+        self.cell
+            .activation_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a failed activation; returns the failures in a row.
+    fn note_activation_failure(&self) -> u32 {
+        let mut f = self.failures();
+        f.0 = f.0.saturating_add(1);
+        f.1 = Some(Instant::now());
+        f.0
+    }
+
+    /// How long a virtual actor waits before its next activation: the
+    /// supervisor's default backoff after as many failures in a row.
+    fn activation_delay(&self) -> Duration {
+        let (n, last) = *self.failures();
+        match last {
+            Some(at) if n > 0 => super::Backoff::default()
+                .delay(n)
+                .saturating_sub(at.elapsed()),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A control received while parked: `None` when the channel closed,
+    /// `Some(Some((delay, generation)))` for a restart, `Some(None)` otherwise.
+    #[allow(clippy::type_complexity)]
+    fn on_parked_control(&mut self, c: Option<Control>) -> Option<Option<(Duration, u64)>> {
+        match c? {
+            Control::Restart { delay, generation } => Some(Some((delay, generation))),
+            Control::Stop { ack, .. } => {
+                if self.cell.state() != ActorState::Stopped {
+                    self.stopped(Some(ack));
+                } else {
+                    let _ = ack.send(());
+                }
+                Some(None)
+            }
+            Control::Add { ack, .. } => {
+                let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                Some(None)
+            }
+        }
+    }
+
+    fn stopped(&mut self, ack: Option<oneshot::Sender<()>>) {
+        self.permit = None;
+        self.discard_queued(DeadLetterReason::Stopped);
+        self.cell.set_state(ActorState::Stopped);
+        self.router.emit(SystemEvent::Stopped {
+            id: self.cell.id().clone(),
+        });
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Lets go of a virtual actor's mailbox when it is empty (the task
+    /// ends). With `retire`, an idle actor that holds nothing also leaves the
+    /// registry, so it costs nothing but its durable data until its next message.
+    fn detach(&self, retire: bool) -> bool {
+        let retire = retire
+            && self.failures().0 == 0
+            && self.cell.pending.load(Ordering::Relaxed) == 0
+            && self.cell.guest_subscriptions.load(Ordering::Relaxed) == 0;
+        let detached = if retire {
+            self.cell.mailbox.retire_if_empty()
+        } else {
+            self.cell.mailbox.detach_if_empty()
+        };
+        if detached {
+            *self.cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if retire {
+                self.router.retire(&self.cell);
+            }
+        }
+        detached
+    }
+
+    async fn start(&mut self, started_before: bool, restarted: bool) -> Result<Instance, String> {
+        let cell = self.cell.clone();
+        cell.set_state(ActorState::Starting);
+        if cell.is_virtual && self.permit.is_none() {
+            let permit = match self.router.resident.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.router.make_room();
+                    self.router
+                        .resident
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| "the system is shut down".to_string())?
+                }
+            };
+            self.permit = Some(permit);
+        }
+        // A restart counts when it is attempted, so an actor whose
+        // `initialize` keeps failing shows its restarts.
+        let restarts = restarted.then(|| cell.restarts.fetch_add(1, Ordering::Relaxed) + 1);
+        let incarnation = cell.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
+        let link = ActorLink {
+            router: self.router.clone(),
+            cell: cell.clone(),
+            incarnation,
+        };
+        let ctx = &cell.spec.context;
+        let mut instance = cell
+            .spec
+            .component
+            .instantiate_with_mailroom(ctx, Some(Box::new(link)))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.seen_dropped = 0;
+        let init = instance.initialize().await;
+        self.record_usage(&instance);
+        init.map_err(|e| e.to_string())?;
+        cell.set_state(ActorState::Running);
+        let id = cell.id().clone();
+        if let Some(restarts) = restarts {
+            self.router.emit(SystemEvent::Restarted { id, restarts });
+        } else if started_before || cell.is_virtual {
+            self.router.emit(SystemEvent::Activated { id });
+        } else {
+            self.router.emit(SystemEvent::Started { id });
+        }
+        if cell.is_virtual {
+            self.router.note_resident(&cell);
+        }
+        Ok(instance)
+    }
+
+    async fn serve(&mut self, mut instance: Instance) -> Outcome {
+        let options = self.cell.options().clone();
+        let far = Duration::from_secs(86400 * 365);
+        let mut health = tokio::time::interval_at(
+            Instant::now() + options.health.map(|h| h.interval).unwrap_or(far),
+            options.health.map(|h| h.interval).unwrap_or(far),
+        );
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let idle = options.passivate_after;
+        let idle_sleep = tokio::time::sleep(idle.unwrap_or(far));
+        tokio::pin!(idle_sleep);
+        let mut last = Instant::now();
+        let mut unhealthy = 0u32;
+        if let Some(env) = self.carry.take() {
+            if let Err(reason) = self.handle(&mut instance, env).await {
+                return Outcome::Crashed(reason);
+            }
+        }
+        loop {
+            if self.cell.evict.swap(false, Ordering::AcqRel) {
+                self.shutdown(&mut instance).await;
+                return Outcome::Passivated;
+            }
+            tokio::select! {
+                biased;
+                c = self.ctrl.recv() => {
+                    return match c {
+                        Some(Control::Restart { delay, generation }) => {
+                            self.shutdown(&mut instance).await;
+                            Outcome::Restart { delay, generation }
+                        }
+                        Some(Control::Stop { drain, ack }) => {
+                            if drain {
+                                if let Err(reason) = self.drain(&mut instance).await {
+                                    // Crashed while draining: reported, and stopped
+                                    // (the instance is unusable: no shutdown call).
+                                    tracing::warn!(actor = %self.cell.id(), "actor crashed while draining: {reason}");
+                                    self.router.emit(SystemEvent::Crashed {
+                                        id: self.cell.id().clone(),
+                                        reason,
+                                    });
+                                    return Outcome::Stopped(Some(ack));
+                                }
+                            }
+                            self.shutdown(&mut instance).await;
+                            Outcome::Stopped(Some(ack))
+                        }
+                        Some(Control::Add { ack, .. }) => {
+                            let _ = ack.send(Err(Error::Config("an actor has no children".into())));
+                            continue;
+                        }
+                        None => {
+                            self.shutdown(&mut instance).await;
+                            Outcome::Closed
+                        }
+                    };
+                }
+                env = self.cell.mailbox.recv() => {
+                    let Some(env) = env else { continue };
+                    if let Err(reason) = self.handle(&mut instance, env).await {
+                        return Outcome::Crashed(reason);
+                    }
+                    for _ in 1..BATCH {
+                        if !self.ctrl.is_empty() {
+                            break;
+                        }
+                        let Some(env) = self.cell.mailbox.try_pop() else { break };
+                        if let Err(reason) = self.handle(&mut instance, env).await {
+                            return Outcome::Crashed(reason);
+                        }
+                    }
+                    last = Instant::now();
+                }
+                _ = health.tick(), if options.health.is_some() => {
+                    let Some(check) = options.health else { continue };
+                    match instance.health_within(Some(check.timeout)).await {
+                        Ok(HealthStatus::Healthy) => unhealthy = 0,
+                        Ok(HealthStatus::Degraded) => {
+                            unhealthy = 0;
+                            tracing::info!(actor = %self.cell.id(), "health: degraded");
+                        }
+                        Ok(HealthStatus::Unhealthy) => {
+                            unhealthy += 1;
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(actor = %self.cell.id(), unhealthy, threshold = check.failures, "health: unhealthy");
+                            if unhealthy >= check.failures.max(1) {
+                                return Outcome::Crashed(format!(
+                                    "{}: health check unhealthy {unhealthy} times in a row (threshold {})",
+                                    self.cell.id(), check.failures
+                                ));
+                            }
+                        }
+                        Err(e) if e.is_fatal() => {
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
+                            return Outcome::Crashed(format!("health check failed: {e}"));
+                        }
+                        Err(e) => {
+                            unhealthy += 1;
+                            self.cell.health_failures.fetch_add(1, Ordering::Relaxed);
+                            if unhealthy >= check.failures.max(1) {
+                                return Outcome::Crashed(format!("health check failed {unhealthy} times in a row: {e}"));
+                            }
+                        }
+                    }
+                    self.record_usage(&instance);
+                }
+                _ = &mut idle_sleep, if idle.is_some() => {
+                    let Some(idle) = idle else { continue };
+                    if last.elapsed() >= idle && self.cell.mailbox.len() == 0 {
+                        self.shutdown(&mut instance).await;
+                        return Outcome::Passivated;
+                    }
+                    idle_sleep.as_mut().reset(last + idle);
+                }
+            }
+        }
+    }
+
+    /// Handles what is queued, up to the shutdown timeout (each call is cut
+    /// short at it too).
+    async fn drain(&mut self, instance: &mut Instance) -> Result<(), String> {
+        let deadline = Instant::now() + self.cell.options().shutdown_timeout;
+        let mut result = Ok(());
+        while Instant::now() < deadline {
+            let Some(env) = self.cell.mailbox.try_pop() else {
+                break;
+            };
+            self.call_limit = Some(deadline.saturating_duration_since(Instant::now()));
+            result = self.handle(instance, env).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        self.call_limit = None;
+        result
+    }
+
+    /// Calls `shutdown()` under the shutdown timeout; a failure is logged
+    /// (the instance is dropped anyway).
+    async fn shutdown(&mut self, instance: &mut Instance) {
+        self.cell.set_state(ActorState::Stopping);
+        let within = self.cell.options().shutdown_timeout;
+        if let Err(e) = instance.shutdown_within(Some(within)).await {
+            tracing::warn!(actor = %self.cell.id(), "shutdown failed: {e}");
+        }
+        self.record_usage(instance);
+    }
+
+    /// Everything still queued becomes a dead letter (requests are answered).
+    fn discard_queued(&self, reason: DeadLetterReason) {
+        for env in self.cell.mailbox.drain() {
+            match env {
+                Envelope::Message { msg, reply } => {
+                    self.fail_reply(reply, RequestError::Stopped(self.cell.id().to_string()));
+                    self.router
+                        .dead_letter(self.cell.id().as_str(), msg, reason.clone());
+                }
+                Envelope::Callback { .. } => {
+                    self.router
+                        .counters
+                        .late_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn record_usage(&mut self, instance: &Instance) {
+        if let Some(u) = instance.last_usage() {
+            *self.cell.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+            self.cell
+                .fuel_consumed
+                .fetch_add(u.fuel_consumed, Ordering::Relaxed);
+        }
+        let dropped = instance.log_dropped();
+        if dropped > self.seen_dropped {
+            self.cell
+                .log_dropped
+                .fetch_add(dropped - self.seen_dropped, Ordering::Relaxed);
+            self.seen_dropped = dropped;
+        }
+    }
+
+    /// Handles one envelope; `Err` is a crash.
+    async fn handle(&mut self, instance: &mut Instance, env: Envelope) -> Result<(), String> {
+        match env {
+            Envelope::Message { msg, reply } => {
+                let trace = msg.metadata_value("trace-id").map(str::to_string);
+                let span = tracing::debug_span!(
+                    "actor.message",
+                    actor = %self.cell.id(),
+                    from = %msg.sender,
+                    trace_id = trace.as_deref().unwrap_or(""),
+                );
+                instance.host_mut().messaging.trace = trace;
+                let result = instance
+                    .handle_message_within(&msg, self.call_limit)
+                    .instrument(span)
+                    .await;
+                let trace = match &reply {
+                    Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
+                    _ => None,
+                };
+                self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.observe_call(instance);
+                self.record_usage(instance);
+                match result {
+                    Ok(payload) => {
+                        self.reply_ok(reply, &msg, trace, payload);
+                        Ok(())
+                    }
+                    Err(e) if !e.is_fatal() => {
+                        match reply {
+                            Some(ReplyTo::Host(tx)) => {
+                                let _ = tx.send(Err(e));
+                            }
+                            other => self.fail_reply(other, RequestError::Failed(e.to_string())),
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        match reply {
+                            Some(ReplyTo::Host(tx)) => {
+                                let _ = tx.send(Err(e));
+                            }
+                            other => self.fail_reply(other, RequestError::Failed(reason.clone())),
+                        }
+                        self.router.dead_letter(
+                            self.cell.id().as_str(),
+                            msg,
+                            DeadLetterReason::Crashed {
+                                reason: reason.clone(),
+                            },
+                        );
+                        Err(reason)
+                    }
+                }
+            }
+            Envelope::Callback {
+                correlation_id,
+                incarnation,
+                result,
+            } => {
+                if incarnation != self.cell.incarnation.load(Ordering::Acquire) {
+                    self.router
+                        .counters
+                        .late_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                let r = instance
+                    .handle_callback_within(&correlation_id.to_string(), &result, self.call_limit)
+                    .await;
+                self.cell.handled.fetch_add(1, Ordering::Relaxed);
+                self.observe_call(instance);
+                self.record_usage(instance);
+                match r {
+                    Err(e) if e.is_fatal() => Err(e.to_string()),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn observe_call(&self, instance: &Instance) {
+        if let Some(u) = instance.last_usage() {
+            self.router
+                .counters
+                .call_seconds
+                .observe(u.wall_time.as_secs_f64());
+        }
+    }
+
+    fn reply_ok(
+        &self,
+        reply: Option<ReplyTo>,
+        request: &Message,
+        trace: Option<String>,
+        payload: Option<Vec<u8>>,
+    ) {
+        match reply {
+            None => {}
+            Some(ReplyTo::Host(tx)) => {
+                let limit = self.cell.options().max_message_bytes;
+                let bytes = payload.as_ref().map_or(0, Vec::len);
+                let answer = if bytes > limit {
+                    let mut cut =
+                        Message::new(self.cell.id().as_str(), payload.unwrap_or_default());
+                    cut.correlation_id = request.correlation_id.clone();
+                    self.router.dead_letter(
+                        "host",
+                        cut,
+                        DeadLetterReason::TooLarge {
+                            limit_bytes: limit as u64,
+                        },
+                    );
+                    Err(Error::ReplyTooLarge {
+                        actor: self.cell.id().to_string(),
+                        bytes,
+                        limit,
+                    })
+                } else {
+                    Ok(payload)
+                };
+                let late = tx.send(answer).is_err();
+                // The embedder stopped waiting (its timeout passed).
+                self.router
+                    .counters
+                    .late_replies
+                    .fetch_add(u64::from(late), Ordering::Relaxed);
+            }
+            Some(ReplyTo::Actor(corr)) => {
+                let mut metadata = Vec::new();
+                if let Some(t) = trace {
+                    metadata.push(("trace-id".to_string(), t));
+                }
+                let reply = Message {
+                    sender: self.cell.id().as_str().to_string(),
+                    payload: payload.unwrap_or_default(),
+                    content_type: request.content_type.clone(),
+                    correlation_id: request.correlation_id.clone(),
+                    metadata,
+                    timestamp_ms: now_millis(),
+                };
+                self.router.complete(corr, Ok(reply));
+            }
+        }
+    }
+
+    fn fail_reply(&self, reply: Option<ReplyTo>, why: RequestError) {
+        match reply {
+            None => {}
+            Some(ReplyTo::Host(tx)) => {
+                let e = match why {
+                    RequestError::Stopped(actor) => Error::ActorStopped { actor },
+                    RequestError::Failed(reason) => Error::Runtime {
+                        component: self.cell.id().to_string(),
+                        message: reason,
+                    },
+                    RequestError::Timeout => Error::RequestTimeout {
+                        actor: self.cell.id().to_string(),
+                        timeout: Duration::ZERO,
+                    },
+                };
+                let _ = tx.send(Err(e));
+            }
+            Some(ReplyTo::Actor(corr)) => self.router.complete(corr, Err(why)),
+        }
+    }
+}
