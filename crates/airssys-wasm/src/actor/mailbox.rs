@@ -319,7 +319,7 @@ mod tests {
         assert!(!m.retire_if_empty(), "not empty: not retired");
         assert!(m.try_pop().is_some());
         assert!(m.retire_if_empty());
-        let budget = super::crate::sandbox::budget::HostBudget::new(1000);
+        let budget = crate::sandbox::budget::HostBudget::new(1000);
         let charge = budget.charge(10).unwrap();
         match m.push(msg("b"), None, Some(charge)) {
             Err((_, _, PushError::Retired(Some(c)))) => drop(c),

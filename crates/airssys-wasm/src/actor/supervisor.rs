@@ -218,21 +218,3 @@ async fn stop_all(children: &[Child], drain: bool) {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let b = Backoff {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        };
-        assert_eq!(b.delay(1), Duration::from_millis(10));
-        assert_eq!(b.delay(2), Duration::from_millis(20));
-        assert_eq!(b.delay(3), Duration::from_millis(40));
-        assert_eq!(b.delay(4), Duration::from_millis(50));
-        assert_eq!(b.delay(100), Duration::from_millis(50));
-    }
-}
