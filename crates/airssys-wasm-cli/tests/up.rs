@@ -241,7 +241,18 @@ fn every_admin_route_answers_and_a_crash_shows_as_a_restart() {
         post(&format!("{u}/components/tiny/messages"), "spin").0,
         202
     );
-    std::thread::sleep(Duration::from_millis(100));
+    // Wait until tiny has taken the spin off its mailbox (it is then busy).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = get(&format!("{u}/components"), None);
+        let actors: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let tiny = actors.iter().find(|a| a["id"] == "tiny").unwrap();
+        if tiny["mailbox"].as_u64() == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(
         post(&format!("{u}/components/tiny/messages"), "queued").0,
         202

@@ -212,7 +212,9 @@ fn benches(c: &mut Criterion) {
 
     // --- list 10k keys ---
     let mut lister = rt.block_on(instance(&kv, "lister", &storage));
-    rt.block_on(lister.handle_message(&msg("fill 10000 16".into())))
+    // Setup in batches (10 commits, not 10,000 fsyncs): a busy machine must
+    // not make it run into the call timeout.
+    rt.block_on(lister.handle_message(&msg("fill-batch 10000 16".into())))
         .unwrap();
     {
         let tx = bare.begin_write().unwrap();

@@ -76,9 +76,9 @@ pub use runtime::invoke::{ExportedFunction, Invoker};
 pub use runtime::load::MAX_COMPONENT_FILE_BYTES;
 pub use sandbox::context::{ComponentHandle, ExecutionContext, ExecutionState};
 pub use sandbox::limits::{HostLimits, HttpLimits, LogBudget, ResourceLimits, ResourceUsage};
-pub use sandbox::manifest::{Access, Manifest};
 /// The `Component.toml` schema: what a [`Manifest`] holds, section by section.
 pub use sandbox::manifest;
+pub use sandbox::manifest::{Access, Manifest};
 pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
 pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};
 /// A component-model value, as [`Invoker::invoke`] takes and returns them.

@@ -210,7 +210,9 @@ async fn a_crash_restarts_the_actor_keeps_the_queue_and_dead_letters_the_message
     system.shutdown().await;
 }
 
-async fn restarts_under(strategy: Strategy) -> Vec<u32> {
+/// The restarts of x, y, z once y has crashed under `strategy`, waited for
+/// until they are `expected` (a wrong strategy times out with what it did).
+async fn restarts_under(strategy: Strategy, expected: [u32; 3]) -> Vec<u32> {
     let sup = SupervisorSpec::new("trio")
         .strategy(strategy)
         .actor(actor("x"))
@@ -222,8 +224,21 @@ async fn restarts_under(strategy: Strategy) -> Vec<u32> {
         .await
         .unwrap();
     system.send("y", msg("panic")).unwrap();
-    eventually("y restarted", || system.status("y").unwrap().restarts == 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let restarts = || {
+        ["x", "y", "z"]
+            .iter()
+            .map(|id| system.status(id).unwrap().restarts)
+            .collect::<Vec<u32>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while restarts() != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{strategy:?}: restarts {:?}, expected {expected:?}",
+            restarts()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for id in ["x", "y", "z"] {
         eventually("running", || {
             system.status(id).unwrap().state == ActorState::Running
@@ -240,9 +255,18 @@ async fn restarts_under(strategy: Strategy) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategies_restart_the_right_children() {
-    assert_eq!(restarts_under(Strategy::OneForOne).await, vec![0, 1, 0]);
-    assert_eq!(restarts_under(Strategy::OneForAll).await, vec![1, 1, 1]);
-    assert_eq!(restarts_under(Strategy::RestForOne).await, vec![0, 1, 1]);
+    assert_eq!(
+        restarts_under(Strategy::OneForOne, [0, 1, 0]).await,
+        vec![0, 1, 0]
+    );
+    assert_eq!(
+        restarts_under(Strategy::OneForAll, [1, 1, 1]).await,
+        vec![1, 1, 1]
+    );
+    assert_eq!(
+        restarts_under(Strategy::RestForOne, [0, 1, 1]).await,
+        vec![0, 1, 1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,7 +399,10 @@ async fn dead_letters_for_unknown_targets_and_full_mailboxes() {
     assert_eq!(e.to_string(), "nobody: no such actor");
     // Keep `small` busy, then fill its mailbox: the guest sees backpressure.
     system.send("small", msg("spin")).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("small took the spin", || {
+        system.status("small").unwrap().mailbox == 0
+    })
+    .await;
     let out = ask(&system, "a", "flood small 100").await;
     assert!(out.starts_with("sent 2 err MailboxFull"), "{out}");
     assert!(out.contains("capacity 2"), "{out}");
@@ -578,10 +605,31 @@ async fn timers_fire_cancel_and_tick() {
         ask(&system, "a", &format!("cancel-timer {id2}")).await,
         "true"
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let log = log_of(&system, "a").await;
+    // A later timer fires after the cancelled one would have: once it has,
+    // the cancelled one is known not to have fired.
+    let mut log = String::new();
+    for _ in 0..500 {
+        log = log_of(&system, "a").await;
+        if log.contains("msg:a:fired") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(log.contains("msg:a:fired"), "{log}");
+    ask(&system, "a", "after a 30 sentinel").await;
+    for _ in 0..500 {
+        log = log_of(&system, "a").await;
+        if log.contains("msg:a:sentinel") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(log.contains("msg:a:sentinel"), "{log}");
     assert!(!log.contains("msg:a:never"), "{log}");
+    eventually("periodic ticks", || {
+        system.status("ticker").unwrap().handled >= 4
+    })
+    .await;
     let ticks = system.status("ticker").unwrap().handled;
     assert!(ticks >= 4, "periodic ticks: {ticks}");
     system.shutdown().await;

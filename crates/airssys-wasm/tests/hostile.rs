@@ -318,6 +318,7 @@ async fn a_virtual_actor_whose_initialize_traps_backs_off_and_its_messages_are_d
         let _ = system.send("hostile/k", Message::new("host", "again"));
     }
     bystander_answers(&system).await;
+    // Not a wait for an event: the window the crash rate is measured over.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut crashes = 0;
     while let Ok(e) = events.try_recv() {

@@ -47,7 +47,7 @@ pub(crate) const INTERFACE: WitInterface = WitInterface {
 };
 
 /// Why a message was not delivered, as its sender sees it. A [`Mailroom`]
-/// returns it; [`Undeliverable::to_guest`] says it to a guest and
+/// returns it; [`Undeliverable::into_guest`] says it to a guest and
 /// [`Undeliverable::into_error`] to an embedder, so each case is worded once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Undeliverable {
@@ -88,7 +88,7 @@ impl std::fmt::Display for Undeliverable {
 
 impl Undeliverable {
     /// The error a guest gets for a message to `target`.
-    pub(crate) fn to_guest(self, target: &str) -> MessagingError {
+    pub(crate) fn into_guest(self, target: &str) -> MessagingError {
         match self {
             Undeliverable::NoSuchActor => MessagingError::NoSuchActor(target.to_string()),
             Undeliverable::MailboxFull(cap) => {
@@ -317,7 +317,7 @@ impl messaging::Host for MessagingCtx {
         self.check_send("messaging.send", &target)?;
         let room = self.mailroom()?;
         let msg = self.outgoing(room, &target, msg)?;
-        room.send(&target, msg).map_err(|e| e.to_guest(&target))
+        room.send(&target, msg).map_err(|e| e.into_guest(&target))
     }
 
     fn request(
@@ -341,7 +341,7 @@ impl messaging::Host for MessagingCtx {
         let msg = self.outgoing(room, &target, msg)?;
         room.request(&target, msg, timeout)
             .map(|corr| corr.to_string())
-            .map_err(|e| e.to_guest(&target))
+            .map_err(|e| e.into_guest(&target))
     }
 
     fn cancel_request(&mut self, correlation_id: String) -> bool {
@@ -363,7 +363,7 @@ impl messaging::Host for MessagingCtx {
         self.reserve(room)?;
         let msg = self.outgoing(room, &target, msg)?;
         room.send_after(&target, msg, Duration::from_millis(delay_ms.into()))
-            .map_err(|e| e.to_guest(&target))
+            .map_err(|e| e.into_guest(&target))
     }
 
     fn cancel_timer(&mut self, timer_id: u64) -> bool {
@@ -383,7 +383,7 @@ impl messaging::Host for MessagingCtx {
         }
         self.check("messaging.publish", &topic, Capability::Publish(&topic))?;
         let msg = self.outgoing(room, &topic, msg)?;
-        room.publish(&topic, msg).map_err(|e| e.to_guest(&topic))
+        room.publish(&topic, msg).map_err(|e| e.into_guest(&topic))
     }
 
     fn subscribe(&mut self, topic_pattern: String) -> Result<(), MessagingError> {
@@ -396,7 +396,7 @@ impl messaging::Host for MessagingCtx {
         )?;
         room.subscribe(&topic_pattern).map_err(|e| match e {
             Undeliverable::Refused(why) => MessagingError::Invalid(why),
-            e => e.to_guest(&topic_pattern),
+            e => e.into_guest(&topic_pattern),
         })
     }
 

@@ -20,7 +20,6 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-
 use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::limits::Limiter;
 use crate::security::capability::WitInterface;

@@ -5,7 +5,7 @@
 //! - `get` replies the value (0 when never set);
 //! - `crash` traps;
 //! - `usage` replies `BYTES KEYS`;
-//! - `set KEY VALUE` / `read KEY` / `fill N SIZE` / `list PREFIX` / `delete KEY` /
+//! - `set KEY VALUE` / `read KEY` / `fill N SIZE` / `fill-batch N SIZE` / `list PREFIX` / `delete KEY` /
 //!   `swap KEY OLD NEW` / `batch K1=V1 K2=V2 -K3` exercise the rest of the
 //!   interface (replies are text; errors come back as the guest error);
 //! - `get-loop N KEY` gets one key N times in one call (for benchmarks);
@@ -97,6 +97,22 @@ impl Component for KvCounter {
                 let value = vec![b'x'; size];
                 for i in 0..n {
                     storage::set(&format!("fill/{i:06}"), &value).map_err(describe)?;
+                }
+                text(n)
+            }
+            // Bulk setup: the same keys as `fill`, written 1,000 to a batch
+            // (one commit each), so setting up 10,000 keys costs 10 fsyncs.
+            "fill-batch" => {
+                let n: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                let size: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                let value = vec![b'x'; size];
+                let keys: Vec<usize> = (0..n).collect();
+                for chunk in keys.chunks(1000) {
+                    let ops: Vec<BatchOp> = chunk
+                        .iter()
+                        .map(|i| BatchOp::Set((format!("fill/{i:06}"), value.clone())))
+                        .collect();
+                    storage::batch(&ops).map_err(describe)?;
                 }
                 text(n)
             }

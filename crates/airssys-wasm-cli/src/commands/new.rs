@@ -8,23 +8,23 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-const AIRSSYS_WIT: &str = include_str!("../../../wit/airssys.wit");
+const AIRSSYS_WIT: &str = include_str!("../../../../wit/airssys.wit");
 const KV_WIT: [(&str, &str); 4] = [
     (
         "store.wit",
-        include_str!("../../../wit/deps/keyvalue/store.wit"),
+        include_str!("../../../../wit/deps/keyvalue/store.wit"),
     ),
     (
         "atomic.wit",
-        include_str!("../../../wit/deps/keyvalue/atomic.wit"),
+        include_str!("../../../../wit/deps/keyvalue/atomic.wit"),
     ),
     (
         "batch.wit",
-        include_str!("../../../wit/deps/keyvalue/batch.wit"),
+        include_str!("../../../../wit/deps/keyvalue/batch.wit"),
     ),
     (
         "world.wit",
-        include_str!("../../../wit/deps/keyvalue/world.wit"),
+        include_str!("../../../../wit/deps/keyvalue/world.wit"),
     ),
 ];
 

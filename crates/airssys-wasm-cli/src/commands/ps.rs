@@ -1,0 +1,60 @@
+//! `airssys-wasm ps`: the actors of a running system, through its admin API.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::commands::client::{agent, api_error, auth, url, ClientArgs};
+
+#[derive(Args)]
+pub(crate) struct PsArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Print the JSON the API returned.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn ps(a: PsArgs) -> Result<ExitCode> {
+    let url = url(&a.client, "/components");
+    let mut req = agent().get(&url);
+    if let Some(h) = auth(&a.client)? {
+        req = req.header("Authorization", &h);
+    }
+    let mut resp = req.call().with_context(|| url.clone())?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_vec()?;
+    if status != 200 {
+        return Err(api_error(status, &body));
+    }
+    if a.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let actors: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+    println!(
+        "{:<24} {:<14} {:<12} {:<10} {:>8} {:>8} {:>8}",
+        "ID", "COMPONENT", "SUPERVISOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED"
+    );
+    for v in actors {
+        let s: ActorStatusRow = serde_json::from_value(v)?;
+        println!(
+            "{:<24} {:<14} {:<12} {:<10} {:>8} {:>8} {:>8}",
+            s.id, s.component, s.supervisor, s.state, s.restarts, s.mailbox, s.handled
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The columns `ps` shows, as `airssys_wasm::ActorStatus` serializes them.
+#[derive(serde::Deserialize)]
+pub(crate) struct ActorStatusRow {
+    pub(crate) id: String,
+    pub(crate) component: String,
+    pub(crate) supervisor: String,
+    pub(crate) state: String,
+    pub(crate) restarts: u32,
+    pub(crate) mailbox: usize,
+    pub(crate) handled: u64,
+}

@@ -1,0 +1,124 @@
+//! `airssys-wasm up`: run a system of actors from system.toml until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use airssys_wasm::storage::{Storage, StorageLimits};
+use airssys_wasm::system::{admin, config::SystemConfig};
+use airssys_wasm::{AuditLog, HostPolicy};
+
+use crate::args::EngineArgs;
+use crate::commands::client::read_token;
+
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    /// Serve the admin API (JSON, Prometheus metrics) on ADDR, e.g. 127.0.0.1:9090 (port 0: any).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<SocketAddr>,
+    /// A file holding the bearer token every admin request must carry (required off loopback).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// The host policy (TOML): forbidden paths, ports and env, maximum limits.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Append every capability decision to PATH as JSON Lines.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) audit_log: Option<PathBuf>,
+    /// The data directory of the actors' durable storage (default: `[system] data`
+    /// in the system file; neither: no storage).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+    /// The system file.
+    pub(crate) file: PathBuf,
+}
+
+pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
+    // Listen first: a signal that arrives once the admin address or the "up:"
+    // line is out must find its handler installed, not the default (death).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let config = SystemConfig::from_file(&a.file)?;
+    let token = match (&a.admin, &a.admin_token_file) {
+        (Some(addr), None) if !addr.ip().is_loopback() => bail!(
+            "--admin {addr} is not a loopback address: give --admin-token-file so that every request must carry a bearer token"
+        ),
+        (_, Some(f)) => Some(read_token(f)?),
+        _ => None,
+    };
+    let policy = match &a.policy {
+        Some(p) => HostPolicy::from_file(p)?,
+        None => HostPolicy::default(),
+    };
+    let audit = match &a.audit_log {
+        Some(p) => AuditLog::to_file(p).with_context(|| format!("audit log {}", p.display()))?,
+        None => AuditLog::default(),
+    };
+    let engine = engine.pooled_engine()?;
+    let storage = match a.data.clone().or_else(|| config.data_dir()) {
+        Some(dir) => Some(Storage::open(&dir, StorageLimits::default())?),
+        None => None,
+    };
+    let system = Arc::new(
+        config
+            .builder(&engine, &policy, &audit, storage.as_ref())?
+            .start()
+            .await?,
+    );
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = match a.admin {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--admin {addr}"))?;
+            let local = listener.local_addr()?;
+            println!("admin: http://{local}");
+            let system = system.clone();
+            Some(tokio::spawn(admin::serve(listener, system, token, async {
+                let _ = admin_stopped.await;
+            })))
+        }
+        None => None,
+    };
+    let name = config
+        .system
+        .name
+        .clone()
+        .unwrap_or_else(|| "system".into());
+    match &storage {
+        Some(s) => println!(
+            "up: {name}: {} actors, storage in {}",
+            system.actors().len(),
+            s.dir().display()
+        ),
+        None => println!("up: {name}: {} actors", system.actors().len()),
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+
+    let failure = tokio::select! {
+        _ = sigint.recv() => { eprintln!("SIGINT: shutting down"); None }
+        _ = sigterm.recv() => { eprintln!("SIGTERM: shutting down"); None }
+        e = system.failed() => Some(e),
+    };
+    system.shutdown().await;
+    let _ = stop_admin.send(());
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    match failure {
+        None => {
+            println!("stopped: {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
