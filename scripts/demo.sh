@@ -3,8 +3,13 @@
 # airssys-wasm does with them. Every command is printed before it runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+echo "== Building the example components (Rust guests for wasm32-wasip2, a Python and a JavaScript guest)"
 scripts/build-components.sh || exit 1
-cargo build --release --quiet -p airssys-wasm-cli || exit 1
+# One build for the CLI and the embedding example: built together, the
+# library and wasmtime are compiled once with one set of features (built
+# apart, the example's dev-dependencies would rebuild them).
+echo "== Building the CLI and the embedding example (release; wasmtime takes several minutes on a fresh machine)"
+cargo build --release -p airssys-wasm-cli -p airssys-wasm --bins --example actor_system || exit 1
 
 bin=target/release/airssys-wasm
 g2=target/guests/wasm32-wasip2/release
@@ -64,7 +69,7 @@ show $bin storage export --data "$demo_dir/data" tally
 show $bin storage verify --data "$demo_dir/data"
 
 echo; echo "== The same from Rust: an actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
-show cargo run --release --quiet -p airssys-wasm --example actor_system
+show target/release/examples/actor_system
 
 echo; echo "== Inspect a lifecycle component"
 show $bin inspect $g2/echo.wasm

@@ -23,7 +23,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, Component, Engine, EngineConfig,
     ExecutionContext, Message,

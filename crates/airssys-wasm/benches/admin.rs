@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::system::admin;
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, Engine, EngineConfig,

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use airssys_wasm::security::capability::{CapabilityKind, NamePatterns};
+use airssys_wasm::security::capability::CapabilityKind;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::Capabilities;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, Engine, EngineConfig,
     ExecutionContext, Message, Strategy, SupervisorSpec, SystemEvent,

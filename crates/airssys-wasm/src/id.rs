@@ -29,6 +29,10 @@ const MAX_KEY: usize = 128;
 
 impl ActorId {
     /// A declared actor's id; fails unless `name` is DNS-label-like.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidActorId`] unless `name` is DNS-label-like.
     pub fn new(name: &str) -> Result<ActorId> {
         check_name(name).map_err(|reason| Error::InvalidActorId {
             id: crate::units::truncate(name, 80),
@@ -39,6 +43,10 @@ impl ActorId {
 
     /// The id of the virtual actor of `component` under `key`: `component/key`.
     /// The key may hold any printable character but `/`, up to 128 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidActorId`] for an invalid component name or key.
     pub fn keyed(component: &str, key: &str) -> Result<ActorId> {
         let id = format!("{component}/{key}");
         let invalid = |reason: String| Error::InvalidActorId {
@@ -56,6 +64,10 @@ impl ActorId {
     }
 
     /// Parses either form: `name` or `component/key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidActorId`] for anything but a name or `component/key`.
     pub fn parse(s: &str) -> Result<ActorId> {
         match s.split_once('/') {
             Some((component, key)) => ActorId::keyed(component, key),

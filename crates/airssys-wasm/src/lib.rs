@@ -5,8 +5,11 @@
 //! files, environment or network by default), bounded memory, fuel and
 //! wall-clock time per call, and reports what every call consumed.
 //!
-//! The types follow wasmtime's embedding API, one per role, and the folders
-//! follow the path a message travels (`runtime/` → `security/` → `host/` → `actor/`):
+//! The types follow wasmtime's embedding API, one per role. The modules import
+//! one way, from the composition root down to the leaves (`actor/` →
+//! `runtime/` → `host/` → `sandbox/` → `security/`, `storage/` → `error`,
+//! `units`); the messaging host interface reaches the actor layer only through
+//! the trait it defines (`Mailroom`). `scripts/check-deps.py` fails on a cycle.
 //!
 //! | type | role |
 //! |---|---|
@@ -44,7 +47,7 @@
 //! `wit/`; guests are written with the `airssys-wasm-sdk` crate.
 #![warn(missing_docs)]
 
-pub mod actor;
+mod actor;
 mod bindings;
 mod error;
 mod host;
@@ -79,7 +82,8 @@ pub use sandbox::limits::{HostLimits, HttpLimits, LogBudget, ResourceLimits, Res
 /// The `Component.toml` schema: what a [`Manifest`] holds, section by section.
 pub use sandbox::manifest;
 pub use sandbox::manifest::{Access, Manifest};
-pub use security::capability::{AuditEvent, AuditLog, Capabilities, DirGrant, HostPolicy, Verdict};
-pub use security::policy::{Capability, PolicyDecision, SecurityPolicy};
+pub use security::audit::{AuditEvent, AuditLog, Verdict};
+pub use security::capability::{Capabilities, DirGrant};
+pub use security::policy::{Capability, HostPolicy, PolicyDecision, SecurityPolicy};
 /// A component-model value, as [`Invoker::invoke`] takes and returns them.
 pub use wasmtime::component::Val;

@@ -12,6 +12,10 @@ use serde::{Deserialize, Deserializer};
 use crate::error::Error;
 
 /// Parses a size: `64MiB`, `1GiB`, `512KiB`, `64M` (binary), `64MB` (decimal) or plain bytes.
+///
+/// # Errors
+///
+/// A message naming the text when it is not a size.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -38,6 +42,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses a duration: `250ms`, `5s`, `2m`, `1h`, `100us`; a plain number is seconds.
+///
+/// # Errors
+///
+/// A message naming the text when it is not a duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorState, ActorSystem, AuditLog, Capabilities, Capability,
     Component, DeadLetterReason, Error, ExecutionContext, HealthCheck, Message, PolicyDecision,

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorSystem, AuditLog, Capabilities, Component,
     DeadLetterReason, Error, ExecutionContext, HostLimits, Message, ResourceLimits, SystemEvent,

@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use airssys_wasm::security::capability::NamePatterns;
+use airssys_wasm::security::pattern::NamePatterns;
 use airssys_wasm::storage::{Namespace, Quota, Storage, StorageLimits};
 use airssys_wasm::{
     ActorId, ActorOptions, ActorSpec, ActorState, ActorSystem, AuditLog, Capabilities, Component,

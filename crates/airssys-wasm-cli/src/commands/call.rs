@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use airssys_wasm::security::capability::HostPattern;
+use airssys_wasm::security::pattern::HostPattern;
 use airssys_wasm::{Component, DisplayBytes, ExecutionContext, Manifest, Message, ResourceUsage};
 
 use crate::args::{

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use airssys_wasm::manifest::FilesystemRequest;
-use airssys_wasm::security::capability::HostPattern;
+use airssys_wasm::security::pattern::HostPattern;
 use airssys_wasm::{Access, Manifest, ResourceLimits};
 
 use crate::args::{file_stem, load, parse_dir, parse_env, EngineArgs, LimitArgs, SecurityArgs};

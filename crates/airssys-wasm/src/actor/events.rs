@@ -115,8 +115,8 @@ pub struct HostUsage {
     pub subscriptions: u32,
 }
 
-/// Something that happened in an [`ActorSystem`], for embedders that watch it
-/// ([`ActorSystem::events`]).
+/// Something that happened in an [`ActorSystem`](crate::ActorSystem), for embedders that watch it
+/// ([`ActorSystem::events`](crate::ActorSystem::events)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SystemEvent {

@@ -72,7 +72,7 @@ pub struct ActorOptions {
     /// How long `shutdown()` and the drain before it may take (default 5 s).
     pub shutdown_timeout: Duration,
     /// The largest message it may send or be replied with, counted whole
-    /// ([`Message::wire_bytes`]: payload, content type, metadata, target;
+    /// ([`Message::wire_bytes`](crate::Message::wire_bytes): payload, content type, metadata, target;
     /// default 1 MiB): `message-too-large`.
     pub max_message_bytes: usize,
     /// The longest request timeout it may ask for (default 60 s).

@@ -122,6 +122,11 @@ impl SystemBuilder {
     /// Starts the system on the current tokio runtime: registers every actor,
     /// starts the tree, and returns once every declared actor has left
     /// `Starting` (running, or failed and in its supervisor's hands).
+    ///
+    /// # Errors
+    ///
+    /// A declared id twice or reserved, a subscription pattern that does not parse, or an actor
+    /// whose `initialize` fails at start ([`Error::Config`] and the failure of the call).
     pub async fn start(self) -> Result<ActorSystem> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ActorSystem::start needs a tokio runtime".into()))?;
@@ -203,6 +208,11 @@ impl ActorSystem {
 
     /// Queues `msg` in actor `target`'s mailbox (sender `host`). A virtual
     /// actor (`component/key`) is activated if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchActor`], [`Error::MailboxFull`], [`Error::Refused`] (the target's
+    /// `messaging.accept`) or [`Error::ActorStopped`]; the message is then a dead letter.
     pub fn send(&self, target: &str, msg: Message) -> Result<()> {
         let msg = self.host_message(msg);
         if !self.router.is_accepting() {
@@ -215,6 +225,11 @@ impl ActorSystem {
 
     /// Sends `msg` to `target` and waits up to `timeout` for the reply (the
     /// target's `handle-message` result).
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorSystem::send`], and [`Error::RequestTimeout`] when no reply comes within `timeout`,
+    /// or the target's own failure (a trap while handling it).
     pub async fn request(
         &self,
         target: &str,
@@ -262,6 +277,10 @@ impl ActorSystem {
     }
 
     /// Adds an actor under the root supervisor while the system runs.
+    ///
+    /// # Errors
+    ///
+    /// The id is taken or reserved, or the actor's `initialize` fails.
     pub async fn spawn(&self, spec: ActorSpec) -> Result<()> {
         let id = spec.id.clone();
         let (ack, done) = oneshot::channel();

@@ -22,9 +22,8 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks, WasiHttpView};
 
 use crate::sandbox::limits::HttpLimits;
-use crate::security::capability::{
-    Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
-};
+use crate::security::capability::{Capabilities, CapabilityKind, FunctionSignature, WitInterface};
+use crate::security::policy::Capability;
 
 /// What each function of the interface requires.
 pub(crate) const INTERFACE: WitInterface = WitInterface {

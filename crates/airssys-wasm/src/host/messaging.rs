@@ -14,8 +14,9 @@ use crate::bindings::airssys::component::messaging::{self, MessagingError};
 use crate::bindings::{now_millis, Message};
 use crate::error::Error;
 use crate::security::capability::{
-    Capabilities, Capability, CapabilityKind, Decision, FunctionSignature, WitInterface,
+    Capabilities, CapabilityKind, Decision, FunctionSignature, WitInterface,
 };
+use crate::security::policy::Capability;
 
 const SEND: &[CapabilityKind] = &[CapabilityKind::MessagingSend];
 

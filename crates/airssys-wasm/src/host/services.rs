@@ -10,9 +10,8 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::bindings::airssys::component::services::{self, LogLevel};
 use crate::bindings::GuestError;
 use crate::sandbox::limits::LogBudget;
-use crate::security::capability::{
-    Capabilities, Capability, CapabilityKind, FunctionSignature, WitInterface,
-};
+use crate::security::capability::{Capabilities, CapabilityKind, FunctionSignature, WitInterface};
+use crate::security::policy::Capability;
 
 /// What each function of the interface requires.
 pub(crate) const INTERFACE: WitInterface = WitInterface {

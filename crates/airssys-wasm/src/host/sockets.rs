@@ -24,7 +24,8 @@ use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 
 use crate::sandbox::context::ExecutionContext;
-use crate::security::capability::{Capabilities, Capability, Decision, PolicyDecision};
+use crate::security::capability::{Capabilities, Decision};
+use crate::security::policy::{Capability, PolicyDecision};
 
 /// Addresses resolved by allowed lookups, with the name they came from.
 pub(crate) type Resolved = Arc<Mutex<HashMap<IpAddr, String>>>;

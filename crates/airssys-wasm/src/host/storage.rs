@@ -19,7 +19,8 @@ use crate::bindings::airssys::component::storage::{
 };
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::bindings::Bucket;
-use crate::security::capability::{Capabilities, Capability, FunctionSignature, WitInterface};
+use crate::security::capability::{Capabilities, FunctionSignature, WitInterface};
+use crate::security::policy::Capability;
 use crate::storage::commit::{WriteOp, WriteOutcome};
 use crate::storage::{BatchOp, Namespace, Quota, Reader, Storage, StorageError};
 

@@ -27,6 +27,11 @@ impl Component {
     /// argv, program name first. Stdio is the host's; files, environment and
     /// network are exactly those granted by `ctx`'s capabilities (none by
     /// default). The limits of `ctx` apply to the whole run.
+    ///
+    /// # Errors
+    ///
+    /// A component without `wasi:cli/run` or a module without `_start`, and the call failures
+    /// (trap, limits).
     pub async fn run_command(&self, ctx: &ExecutionContext, args: &[String]) -> Result<ExitStatus> {
         let resolved = host::sockets::Resolved::default();
         let mut builder = wasi::builder(ctx, args, wasi::Stdio::Inherit, &resolved)?;

@@ -166,9 +166,12 @@ impl Component {
     /// Creates an instance of a lifecycle component under `ctx`'s limits and
     /// capabilities. Call [`Instance::initialize`] next.
     ///
-    /// Fails with [`Error::Unsupported`] when the component does not export the
-    /// lifecycle, and with [`Error::MemoryLimit`] when its initial memory alone
-    /// exceeds the limit.
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when the component does not export the lifecycle,
+    /// [`Error::MemoryLimit`] when its initial memory alone exceeds the limit,
+    /// [`Error::Config`] when a granted directory cannot be opened, and a trap
+    /// in the component's start.
     pub async fn instantiate(&self, ctx: &ExecutionContext) -> Result<Instance> {
         self.instantiate_with_mailroom(ctx, None).await
     }

@@ -158,6 +158,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Builds an engine. With pooling on, falls back to on-demand allocation
     /// (and logs a warning) when the pool cannot be reserved.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when wasmtime refuses the configuration (for example a pool too large
+    /// for the address space).
     pub fn new(config: EngineConfig) -> Result<Engine> {
         let (wasmtime, pooling) = if config.pooling {
             match wasmtime::Engine::new(&config.wasmtime_config(true)) {

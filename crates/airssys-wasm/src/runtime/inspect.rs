@@ -40,6 +40,10 @@ pub struct Inspection {
 
 impl Engine {
     /// Inspects a file; see [`Engine::inspect`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::InvalidWasm`] (also for a file past [`MAX_COMPONENT_FILE_BYTES`](crate::MAX_COMPONENT_FILE_BYTES)).
     pub fn inspect_file(&self, path: impl AsRef<Path>) -> Result<Inspection> {
         let path = path.as_ref();
         let bytes = crate::runtime::load::read_wasm_file(path)?;
@@ -48,6 +52,10 @@ impl Engine {
 
     /// Inspects WebAssembly bytes without instantiating them. Works on
     /// components whose imports this host does not provide.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidWasm`] when the bytes are not WebAssembly.
     pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<Inspection> {
         let invalid = |reason: String| Error::InvalidWasm {
             name: name.to_string(),

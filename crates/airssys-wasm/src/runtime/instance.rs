@@ -136,6 +136,13 @@ impl Instance {
     }
 
     /// Calls `initialize` with the context's configuration.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn initialize(&mut self) -> Result<()> {
         let start = self.begin()?;
         let config = self.ctx.config().to_vec();
@@ -148,6 +155,13 @@ impl Instance {
     }
 
     /// Delivers one message; returns the reply payload, if the component gave one.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn handle_message(&mut self, msg: &Message) -> Result<Option<Vec<u8>>> {
         self.handle_message_within(msg, None).await
     }
@@ -170,6 +184,13 @@ impl Instance {
 
     /// Delivers the outcome of a request this component made earlier: the
     /// reply, or why there is none.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn handle_callback(
         &mut self,
         correlation_id: &str,
@@ -197,6 +218,13 @@ impl Instance {
     }
 
     /// Asks the component for its metadata.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn metadata(&mut self) -> Result<Metadata> {
         let start = self.begin()?;
         let r = self
@@ -209,6 +237,13 @@ impl Instance {
     }
 
     /// Asks the component for its health.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn health(&mut self) -> Result<HealthStatus> {
         self.health_within(self.ctx.timeout()).await
     }
@@ -230,6 +265,13 @@ impl Instance {
 
     /// Calls `shutdown`. The instance is still usable afterwards, but a
     /// well-behaved embedder drops it.
+    ///
+    /// # Errors
+    ///
+    /// a trap ([`Error::Trap`]), an exhausted limit ([`Error::FuelExhausted`],
+    /// [`Error::Timeout`], [`Error::MemoryLimit`] …), an error the guest returned
+    /// ([`Error::Guest`]), or [`Error::Poisoned`] when an earlier call left the instance
+    /// unusable.
     pub async fn shutdown(&mut self) -> Result<()> {
         self.shutdown_within(None).await
     }

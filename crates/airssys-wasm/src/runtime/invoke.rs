@@ -53,6 +53,10 @@ pub struct Invoker {
 impl Component {
     /// Instantiates this component or module for [`Invoker::invoke`]; it need
     /// not implement the airssys lifecycle. Nothing is called yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Component::instantiate`], without the lifecycle requirement.
     pub async fn instantiate_invoker(&self, ctx: &ExecutionContext) -> Result<Invoker> {
         let start = Instant::now();
         let resolved = host::sockets::Resolved::default();
@@ -273,6 +277,11 @@ impl Invoker {
 
     /// Calls the component export `name` with `args`; returns its results.
     /// A wrong name, arity or type is [`Error::Invoke`] showing the signature.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invoke`] for an unknown export or arguments of the wrong type, and the call
+    /// failures of [`Instance::handle_message`](crate::Instance::handle_message).
     pub async fn invoke(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>> {
         if !matches!(self.live, Live::Component { .. }) {
             return Err(self.invalid(name, "a core module: use invoke_core".into()));
@@ -346,6 +355,10 @@ impl Invoker {
     /// Parses `call` (`name(arg, ...)`, arguments in WAVE syntax, checked
     /// against the function's parameter types), calls it, and returns each
     /// result in WAVE syntax.
+    ///
+    /// # Errors
+    ///
+    /// As [`Invoker::invoke`], and [`Error::Invoke`] for a call that does not parse as WAVE.
     pub async fn invoke_wave(&mut self, call: &str) -> Result<Vec<String>> {
         let bad = |reason: String| Error::Invoke {
             component: self.ctx.component_id().to_string(),

@@ -17,6 +17,12 @@ use crate::units::hex;
 impl Engine {
     /// Loads a component or core module from a `.wasm` (or `.wat`) file. The
     /// component id is the file stem.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidWasm`] for a file past
+    /// [`MAX_COMPONENT_FILE_BYTES`](crate::MAX_COMPONENT_FILE_BYTES), [`Error::InvalidWasm`]
+    /// when it does not compile, [`Error::Link`] when its imports are not all provided.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Component> {
         self.load_file_trusted(path, &TrustPolicy::default(), None)
     }
@@ -26,6 +32,11 @@ impl Engine {
     /// wrongly-signed component is refused before it is compiled; the bytes
     /// verified are the bytes compiled. With an empty `trust`, as
     /// [`Engine::load_file`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_file`], and a signature error when the trust policy requires one that
+    /// is missing, tampered or made by another key or for another identity.
     pub fn load_file_trusted(
         &self,
         path: impl AsRef<Path>,
@@ -50,6 +61,11 @@ impl Engine {
 
     /// Loads a component or core module from bytes, naming it `name`.
     /// (The bytes are the caller's: a file is size-checked by the `load_file` family.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidWasm`] when the bytes do not compile, [`Error::Link`] when the imports
+    /// are not all provided.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Component> {
         self.load_named(name, name, bytes)
     }
@@ -163,6 +179,11 @@ impl Engine {
     /// As [`wasmtime::component::Component::deserialize_file`]: the file must have
     /// been produced by `precompile` of a compatible engine and not tampered with,
     /// because it is machine code that is run without validation.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::InvalidWasm`] when the file is not code precompiled by this
+    /// engine's configuration.
     pub unsafe fn load_precompiled_file(&self, path: impl AsRef<Path>) -> Result<Component> {
         // SAFETY: this function's contract is the caller's.
         unsafe { self.load_precompiled_file_trusted(path, &TrustPolicy::default(), None) }
@@ -174,6 +195,11 @@ impl Engine {
     ///
     /// # Safety
     /// As [`Engine::load_precompiled_file`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_precompiled_file`], and the signature errors of
+    /// [`Engine::load_file_trusted`].
     pub unsafe fn load_precompiled_file_trusted(
         &self,
         path: impl AsRef<Path>,
@@ -220,6 +246,10 @@ impl Engine {
 
     /// Compiles a component or module ahead of time; the output loads with
     /// [`Engine::load_precompiled_file`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidWasm`] when the bytes do not compile.
     pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         let engine = &self.inner.wasmtime;
         let invalid = |e: wasmtime::Error| Error::InvalidWasm {

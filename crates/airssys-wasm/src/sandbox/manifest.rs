@@ -42,9 +42,10 @@ use serde::{Deserialize, Deserializer};
 use crate::error::{Error, Result};
 use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::limits::ResourceLimits;
-use crate::security::capability::{
-    AuditLog, Capabilities, Decision, DirGrant, HostPattern, HostPolicy, NamePatterns,
-};
+use crate::security::audit::AuditLog;
+use crate::security::capability::{Capabilities, Decision, DirGrant};
+use crate::security::pattern::{HostPattern, NamePatterns};
+use crate::security::policy::HostPolicy;
 use crate::units::{de_opt_duration, de_opt_size, parse_toml, DurationValue, SizeValue};
 
 /// A parsed `Component.toml`.
@@ -298,6 +299,11 @@ impl Manifest {
     }
 
     /// Reads and validates a manifest file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::Manifest`] naming the file, line and column of what does not
+    /// parse.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -308,6 +314,10 @@ impl Manifest {
     }
 
     /// Parses manifest text; `path` names it in errors and anchors relative grants.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manifest`] naming the line and column of what does not parse.
     pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self> {
         let path = path.as_ref();
         let mut m: Manifest = parse_toml(path, text)?;
@@ -325,6 +335,11 @@ impl Manifest {
     /// intersected with `policy`. Every grant and every refusal is recorded in
     /// `audit`; a refused request is not granted, and the component sees it as
     /// absent (no such directory, variable or route).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manifest`] when a request exceeds what the policy allows in a way that cannot
+    /// be narrowed (a limit over the policy's maximum, a directory that does not exist).
     pub fn context(&self, policy: &HostPolicy, audit: AuditLog) -> Result<ExecutionContext> {
         let name = self.component.name.as_str();
         let (forbidden_paths, forbidden_env) = policy.compiled(&self.path)?;
@@ -545,7 +560,7 @@ k = "v"
         let denied: Vec<_> = audit
             .events()
             .into_iter()
-            .filter(|e| e.decision == crate::security::capability::Verdict::Deny)
+            .filter(|e| e.decision == crate::security::audit::Verdict::Deny)
             .collect();
         assert_eq!(denied.len(), 1);
         assert_eq!(denied[0].resource, "AWS_SECRET");

@@ -110,6 +110,10 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// An audit log that appends JSON Lines to `path` (created if missing).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be opened for appending.
     pub fn to_file(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)

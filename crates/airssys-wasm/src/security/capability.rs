@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-pub use super::audit::{AuditEvent, AuditLog, Verdict};
-pub use super::pattern::{HostPattern, NamePatterns, PathPatterns};
-pub use super::policy::{Capability, HostPolicy, PolicyDecision, SecurityPolicy};
+use super::audit::{AuditLog, Verdict};
+use super::pattern::{HostPattern, NamePatterns};
+use super::policy::{Capability, HostPolicy, PolicyDecision, SecurityPolicy};
 
 /// A kind of capability a host function may require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -1,10 +1,11 @@
-//! Security: what a component may reach and who decides. Patterns and grants
-//! ([`capability`]), the audit trail, the
-//! host's [`policy`] (the [`SecurityPolicy`](policy::SecurityPolicy) trait and
-//! its TOML implementation [`HostPolicy`](policy::HostPolicy)), and [`signing`].
+//! Security: what a component may reach and who decides. Name and address
+//! [`pattern`]s, grants ([`capability`]), the audit trail
+//! ([`AuditLog`](crate::AuditLog)), the host's policy (the
+//! [`SecurityPolicy`](crate::SecurityPolicy) trait and its TOML implementation
+//! [`HostPolicy`](crate::HostPolicy)), and [`signing`].
 
-mod audit;
+pub(crate) mod audit;
 pub mod capability;
 pub mod pattern;
-pub mod policy;
+pub(crate) mod policy;
 pub mod signing;

@@ -235,6 +235,11 @@ impl Default for HostPolicy {
 
 impl HostPolicy {
     /// Reads a policy from a TOML file; errors name the file, line and column.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::Manifest`] naming the file, line and column of what does not
+    /// parse.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

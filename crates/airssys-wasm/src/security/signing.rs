@@ -82,6 +82,10 @@ pub fn signature_path(component: &Path) -> PathBuf {
 
 /// Generates a key pair and writes `out` (secret) and `out.pub` (public).
 /// Returns the public key's hex.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the key files cannot be written.
 pub fn keygen(out: &Path) -> Result<String> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Config(format!("no system randomness: {e}")))?;
@@ -115,6 +119,11 @@ fn signature_path_pub(key: &Path) -> PathBuf {
 }
 
 /// Signs `component` with the secret key in `key_file`; writes and returns `component.sig`.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the component or key cannot be read or the signature written;
+/// [`Error::Signature`] for a malformed key.
 pub fn sign(component: &Path, key_file: &Path, identity: &SignedIdentity) -> Result<PathBuf> {
     let seed = unhex::<32>(&String::from_utf8_lossy(&read(key_file)?))
         .ok_or_else(|| sig_err(key_file, "not a secret key (expected 64 hex digits)"))?;
@@ -145,6 +154,10 @@ pub struct TrustPolicy {
 
 impl TrustPolicy {
     /// Trusts the public key in `path` (64 hex digits).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::Signature`] for a malformed public key.
     pub fn trust_key_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = unhex::<32>(&String::from_utf8_lossy(&read(path)?))

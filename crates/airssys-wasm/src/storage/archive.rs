@@ -59,6 +59,10 @@ impl Record {
 impl Storage {
     /// Writes every entry (of `only` when given) as JSON Lines, in namespace
     /// then key order, from one consistent snapshot. Returns the number written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] from the backend, [`Error::Io`] from the writer.
     pub fn export(&self, only: Option<&Namespace>, out: &mut dyn Write) -> Result<u64> {
         let fail = |e: &dyn std::fmt::Display| Error::Storage {
             dir: self.dir().to_path_buf(),
@@ -96,6 +100,11 @@ impl Storage {
     /// any error (a malformed line, an invalid key, a value over the limit),
     /// none; the error names the line. Quotas are not applied (an operator
     /// restores what was there). Returns the number of entries imported.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] naming the line of a malformed record or a namespace no actor could
+    /// have; nothing is imported then.
     pub fn import(&self, input: &mut dyn BufRead) -> Result<u64> {
         let invalid = |line: usize, message: String| Error::Storage {
             dir: self.dir().to_path_buf(),

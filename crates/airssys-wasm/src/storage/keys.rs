@@ -144,7 +144,7 @@ pub struct Usage {
     pub keys: u64,
 }
 
-/// The per-request limits of a [`Storage`], the same for every namespace.
+/// The per-request limits of a [`Storage`](super::Storage), the same for every namespace.
 /// Each has its own error when exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StorageLimits {

@@ -10,7 +10,7 @@
 //! - **Durable before acknowledged.** A write returns only after its
 //!   transaction is committed with fsync. Concurrent writers share commits: a
 //!   committer thread takes every write waiting and commits them in one
-//!   transaction ([group commit](commit)), so durability costs one fsync per
+//!   transaction (group commit), so durability costs one fsync per
 //!   group, not per write.
 //! - **Atomic per request.** A batch, an increment or a compare-and-swap is
 //!   checked in full (limits, quota, expectation) before anything is written;
@@ -105,6 +105,11 @@ impl Storage {
     /// Opens (creating if needed) the database in `dir`. A database left by a
     /// crashed process is repaired on open. Fails with
     /// [`Error::StorageInUse`] naming the holder when another process has it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StorageInUse`] naming the holder when another process has the directory,
+    /// [`Error::Storage`] when the database cannot be created or repaired.
     pub fn open(dir: impl AsRef<Path>, limits: StorageLimits) -> Result<Storage> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -202,6 +207,11 @@ impl Storage {
 
     /// Sets `key` in `ns`, blocking until it is durable. (Guests go through
     /// the same committer without blocking a thread.)
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`]: an invalid key, a value over the limit, the namespace's quota, or the
+    /// backend.
     pub fn set_blocking(
         &self,
         ns: &Namespace,
@@ -214,6 +224,10 @@ impl Storage {
     }
 
     /// Sets `key` in `ns`, resolving once it is durable.
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::set_blocking`].
     pub async fn set(
         &self,
         ns: &Namespace,
@@ -249,6 +263,10 @@ impl Storage {
 
     /// Deletes every entry of `ns`, durably, in one transaction. Returns the
     /// number of keys deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] from the backend.
     pub fn delete_namespace(&self, ns: &Namespace) -> std::result::Result<u64, StorageError> {
         match self.write_blocking(ns, WriteOp::DeleteNamespace, Quota::unlimited())? {
             WriteOutcome::Deleted(n) => Ok(n),

@@ -139,11 +139,19 @@ impl Reader {
 
 impl Storage {
     /// Checks a key against the limits.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::InvalidKey`] for an empty key or one over the key limit.
     pub fn check_key(&self, key: &str) -> std::result::Result<(), StorageError> {
         check_key(&self.inner.limits, key)
     }
 
     /// The value of `key` in `ns`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`]: an invalid key, or the backend.
     pub fn get(
         &self,
         ns: &Namespace,
@@ -159,15 +167,23 @@ impl Storage {
     }
 
     /// What `ns` holds.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] from the backend.
     pub fn usage(&self, ns: &Namespace) -> std::result::Result<Usage, StorageError> {
         let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
         let table = tx.open_table(USAGE).map_err(StorageError::backend)?;
         usage_in(&table, ns)
     }
 
-    /// Up to `limit` (capped by [`StorageLimits::max_page`]) keys of `ns` that
+    /// Up to `limit` (capped by [`StorageLimits::max_page`](super::StorageLimits::max_page)) keys of `ns` that
     /// start with `prefix`, in byte order, after `cursor` (a key of a previous
     /// page's `cursor`).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`]: a page over the limit, or the backend.
     pub fn list_keys(
         &self,
         ns: &Namespace,
@@ -198,6 +214,10 @@ impl Storage {
     }
 
     /// Every namespace holding at least one key, with its usage.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] from the backend.
     pub fn namespaces(&self) -> std::result::Result<Vec<NamespaceUsage>, StorageError> {
         let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
         let table = tx.open_table(USAGE).map_err(StorageError::backend)?;

@@ -28,6 +28,11 @@ impl Storage {
     /// Checks the database's integrity (page checksums, tree structure; this
     /// needs the database to itself, so it runs on a fresh open of the
     /// directory) and that every usage counter matches the data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] when there is no database in `dir`, [`Error::StorageInUse`] when a
+    /// process holds it.
     pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
         let dir = dir.as_ref();
         let file = dir.join(DATABASE_FILE);

@@ -63,7 +63,7 @@ use crate::error::{Error, Result};
 use crate::runtime::engine::Engine;
 use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::manifest::Manifest;
-use crate::security::capability::AuditLog;
+use crate::security::audit::AuditLog;
 use crate::security::policy::HostPolicy;
 use crate::units::{at, de_opt_duration, parse_toml, DurationValue};
 
@@ -284,6 +284,11 @@ pub struct ActorEntry {
 impl SystemConfig {
     /// Reads and checks a `system.toml`: unknown keys, components, supervisors
     /// and duplicate ids are errors with the line and column.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], or [`Error::Manifest`] naming the file, line and column of what does not
+    /// parse or does not hold together.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -294,6 +299,11 @@ impl SystemConfig {
     }
 
     /// Parses `system.toml` text; `path` names it in errors and anchors relative paths.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manifest`] naming the line and column of what does not parse or does not hold
+    /// together.
     pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self> {
         let path = path.as_ref();
         let mut c: SystemConfig = parse_toml(path, text)?;

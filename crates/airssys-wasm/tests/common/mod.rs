@@ -45,7 +45,7 @@ pub fn p1_probe() -> PathBuf {
 
 /// Grants sending to, publishing and subscribing to everything.
 pub fn open_caps() -> airssys_wasm::Capabilities {
-    use airssys_wasm::security::capability::NamePatterns;
+    use airssys_wasm::security::pattern::NamePatterns;
     let mut caps = airssys_wasm::Capabilities::default();
     caps.send = NamePatterns::new(&["**"]).unwrap();
     caps.publish = NamePatterns::new(&["**"]).unwrap();
