@@ -99,11 +99,13 @@ impl Mailroom for ActorLink {
 
     fn subscribe(&self, pattern: &str) -> Result<(), Undeliverable> {
         self.router
-            .add_subscription(&self.cell, pattern, Some(self.incarnation))
+            .topics
+            .add(&self.cell, pattern, Some(self.incarnation))
     }
 
     fn unsubscribe(&self, pattern: &str) -> bool {
         self.router
-            .remove_subscription(&self.cell, pattern, self.incarnation)
+            .topics
+            .remove(&self.cell, pattern, self.incarnation)
     }
 }

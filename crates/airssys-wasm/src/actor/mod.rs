@@ -6,8 +6,9 @@
 //!
 //! - `mailbox` — the bounded queue in front of each actor (a user lane with a
 //!   capacity, and a lane for replies and control bounded by the pending caps);
-//! - `router` — ids to mailboxes: send, request → reply with correlation ids,
-//!   timers, topics, dead letters, activation of virtual actors;
+//! - `router` — ids to mailboxes (the registry): send, request → reply with
+//!   correlation ids, timers, activation of virtual actors; with `topics`
+//!   (subscriptions), `dead_letters` and `residency` (the LRU of virtual actors);
 //! - `cell` — what the host keeps of one actor across instances;
 //! - `link` — an instance's [`Mailroom`](crate::host::messaging::Mailroom):
 //!   what its guest sends, charged to its host budget, handed to the router;
@@ -18,14 +19,17 @@
 //! - `spec` and `events` — what an embedder declares and what observers see.
 
 pub(crate) mod cell;
+pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+pub(crate) mod residency;
 pub(crate) mod router;
 pub(crate) mod spec;
 pub(crate) mod supervisor;
 pub(crate) mod system;
 pub(crate) mod task;
+pub(crate) mod topics;
 
 pub use crate::id::ActorId;
 pub use events::{

@@ -3,7 +3,7 @@
 //! to subscribers, activates virtual actors on their first message, and keeps
 //! the dead letters: every message it cannot deliver is counted and kept.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -12,28 +12,19 @@ use tokio::sync::{broadcast, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::cell::Cell;
+use super::dead_letters::DeadLetters;
 use super::events::{ActorState, DeadLetter, DeadLetterReason, SystemEvent};
 use super::mailbox::{Envelope, PushError, Pushed, ReplyTo};
+use super::residency::Residency;
 use super::spec::ActorSpec;
-use crate::bindings::{now_millis, Message, RequestError};
+use super::topics::Topics;
+use crate::bindings::{Message, RequestError};
 use crate::host::messaging::Undeliverable;
 use crate::id::ActorId;
 use crate::sandbox::budget::Charge;
-use crate::security::pattern::NamePatterns;
 
-/// Dead letters kept for observers (the count is exact; the oldest are dropped from the list).
-const DEAD_LETTERS_KEPT: usize = 1024;
-/// The payload bytes a dead letter keeps (its full size is recorded).
-pub(crate) const DEAD_LETTER_PAYLOAD_KEPT: usize = 256;
-/// The bytes of each string a dead letter keeps (ids, content type, metadata).
-const DEAD_LETTER_TEXT_KEPT: usize = 256;
-/// The metadata entries a dead letter keeps.
-const DEAD_LETTER_METADATA_KEPT: usize = 8;
 /// Ids no actor may be declared with: the senders the system itself uses.
 pub(crate) const RESERVED_IDS: &[&str] = &["host", "admin", "system", "-"];
-/// What the host holds for a subscription beyond its pattern.
-const SUBSCRIPTION_BYTES: usize = 128;
-
 /// The dead letter's reason for a message that could not be delivered.
 fn reason(why: &Undeliverable) -> DeadLetterReason {
     match why {
@@ -59,27 +50,6 @@ enum Retry {
     Retired(Message, Option<ReplyTo>, Option<Charge>),
 }
 
-/// What a dead letter keeps of `msg`: strings cut to
-/// [`DEAD_LETTER_TEXT_KEPT`], the payload to [`DEAD_LETTER_PAYLOAD_KEPT`],
-/// at most [`DEAD_LETTER_METADATA_KEPT`] metadata entries.
-fn dead_prefix(mut msg: Message) -> Message {
-    use crate::units::truncate;
-    msg.payload.truncate(DEAD_LETTER_PAYLOAD_KEPT);
-    msg.payload.shrink_to_fit();
-    msg.sender = truncate(&msg.sender, DEAD_LETTER_TEXT_KEPT);
-    msg.content_type = truncate(&msg.content_type, DEAD_LETTER_TEXT_KEPT);
-    msg.correlation_id = msg
-        .correlation_id
-        .map(|c| truncate(&c, DEAD_LETTER_TEXT_KEPT));
-    msg.metadata.truncate(DEAD_LETTER_METADATA_KEPT);
-    for (k, v) in &mut msg.metadata {
-        *k = truncate(k, DEAD_LETTER_TEXT_KEPT);
-        *v = truncate(v, DEAD_LETTER_TEXT_KEPT);
-    }
-    msg.metadata.shrink_to_fit();
-    msg
-}
-
 struct Pending {
     requester: Arc<Cell>,
     incarnation: u64,
@@ -92,16 +62,6 @@ struct Timer {
     owner: Arc<Cell>,
     incarnation: u64,
     abort: Option<AbortHandle>,
-}
-
-struct Subscription {
-    pattern: String,
-    matcher: NamePatterns,
-    cell: Arc<Cell>,
-    /// The instance that subscribed; `None` for a subscription the host declared.
-    incarnation: Option<u64>,
-    /// A guest's subscription is charged to its host budget.
-    _charge: Option<Charge>,
 }
 
 /// A component whose actors are activated on demand as `component/key`.
@@ -141,15 +101,15 @@ pub(crate) struct Router {
     pending: Mutex<HashMap<u64, Pending>>,
     timers: Mutex<HashMap<u64, Timer>>,
     next_id: AtomicU64,
-    topics: RwLock<Vec<Subscription>>,
-    dead: Mutex<VecDeque<DeadLetter>>,
-    dead_seq: AtomicU64,
+    pub(crate) topics: Topics,
+    dead: DeadLetters,
     pub(crate) counters: Counters,
     events: broadcast::Sender<SystemEvent>,
     accepting: AtomicBool,
     /// Instances virtual actors may hold at once.
     pub(crate) resident: Arc<Semaphore>,
-    lru: Mutex<VecDeque<Arc<Cell>>>,
+    /// Which virtual actors hold an instance, least recently used first.
+    pub(crate) residency: Residency,
     runtime: tokio::runtime::Handle,
     trace_seed: u64,
     /// Starts the task of a virtual actor whose mailbox just got a message
@@ -174,14 +134,13 @@ impl Router {
             pending: Mutex::default(),
             timers: Mutex::default(),
             next_id: AtomicU64::new(1),
-            topics: RwLock::default(),
-            dead: Mutex::default(),
-            dead_seq: AtomicU64::new(0),
+            topics: Topics::default(),
+            dead: DeadLetters::default(),
             counters: Counters::default(),
             events: broadcast::channel(1024).0,
             accepting: AtomicBool::new(true),
             resident: Arc::new(Semaphore::new(max_active.max(1))),
-            lru: Mutex::default(),
+            residency: Residency::default(),
             runtime,
             trace_seed: u64::from_le_bytes(seed),
             activate,
@@ -231,7 +190,8 @@ impl Router {
             ));
         }
         for pattern in &cell.options().subscriptions {
-            self.add_subscription(&cell, pattern, None)
+            self.topics
+                .add(&cell, pattern, None)
                 .map_err(|e| format!("actor {id}: subscription {pattern:?}: {e}"))?;
         }
         actors.insert(id, cell);
@@ -407,42 +367,19 @@ impl Router {
 
     /// Records a dead letter: the facts, and a bounded prefix of the message
     /// (so the list holds at most about 1024 × 4.5 KiB, whatever was sent).
+    /// Records a dead letter (counted, kept, traced).
     pub(crate) fn dead_letter(&self, to: &str, msg: Message, reason: DeadLetterReason) {
         self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-        let to = crate::units::truncate(to, DEAD_LETTER_TEXT_KEPT);
-        let payload_bytes = msg.payload.len();
-        let message_bytes = msg.wire_bytes();
-        let message = dead_prefix(msg);
-        tracing::debug!(%to, from = %message.sender, %reason, "dead letter");
-        let mut letter = DeadLetter {
-            seq: 0,
-            to,
-            from: message.sender.clone(),
-            reason,
-            payload_bytes,
-            message_bytes,
-            message,
-            timestamp_ms: now_millis(),
-        };
-        let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
-        // Numbered under the lock, so the kept list is in `seq` order (paging
-        // relies on it) whichever thread records first.
-        letter.seq = self.dead_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        if dead.len() >= DEAD_LETTERS_KEPT {
-            dead.pop_front();
-        }
-        dead.push_back(letter);
+        self.dead.record(to, msg, reason);
     }
 
     /// Up to `limit` kept dead letters with `seq` above `after`, oldest first.
     pub(crate) fn dead_letters_page(&self, after: u64, limit: usize) -> Vec<DeadLetter> {
-        let dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
-        let start = dead.partition_point(|d| d.seq <= after);
-        dead.range(start..).take(limit).cloned().collect()
+        self.dead.page(after, limit)
     }
 
     pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.dead_letters_page(0, DEAD_LETTERS_KEPT)
+        self.dead.all()
     }
 
     /// Sends a request from an actor: registers it as pending, delivers it, and
@@ -664,69 +601,6 @@ impl Router {
         }
     }
 
-    pub(crate) fn add_subscription(
-        &self,
-        cell: &Arc<Cell>,
-        pattern: &str,
-        incarnation: Option<u64>,
-    ) -> Result<(), Undeliverable> {
-        let matcher = NamePatterns::new(&[pattern]).map_err(Undeliverable::Refused)?;
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        let dup = topics.iter().any(|s| {
-            Arc::ptr_eq(&s.cell, cell) && s.pattern == pattern && s.incarnation == incarnation
-        });
-        if !dup {
-            let charge = match incarnation {
-                None => None,
-                Some(_) => {
-                    let cap = cell.spec.context.limits().host.subscriptions;
-                    if cell.guest_subscriptions.load(Ordering::Relaxed) >= cap {
-                        return Err(Undeliverable::TooManySubscriptions(cap));
-                    }
-                    let charge = cell
-                        .budget
-                        .charge(pattern.len() + SUBSCRIPTION_BYTES)
-                        .map_err(|o| Undeliverable::OverBudget {
-                            held: o.held,
-                            asked: o.asked,
-                            limit: o.limit,
-                        })?;
-                    Some(charge)
-                }
-            };
-            topics.push(Subscription {
-                pattern: pattern.to_string(),
-                matcher,
-                cell: cell.clone(),
-                incarnation,
-                _charge: charge,
-            });
-            if incarnation.is_some() {
-                cell.guest_subscriptions.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn remove_subscription(
-        &self,
-        cell: &Arc<Cell>,
-        pattern: &str,
-        incarnation: u64,
-    ) -> bool {
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        let before = topics.len();
-        topics.retain(|s| {
-            !(Arc::ptr_eq(&s.cell, cell)
-                && s.pattern == pattern
-                && s.incarnation == Some(incarnation))
-        });
-        let removed = before - topics.len();
-        cell.guest_subscriptions
-            .fetch_sub(removed as u32, Ordering::Relaxed);
-        removed > 0
-    }
-
     /// Delivers `msg` to every subscriber of `topic` (once each); returns how
     /// many got it. A subscription a guest made delivers only topics its
     /// `messaging.subscribe` grant covers.
@@ -738,30 +612,7 @@ impl Router {
         msg: Message,
         budget: Option<&Arc<Cell>>,
     ) -> u32 {
-        let targets: Vec<Arc<Cell>> = {
-            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-            let mut out: Vec<Arc<Cell>> = Vec::new();
-            for s in topics.iter() {
-                if s.matcher.matching(topic).is_none()
-                    || out.iter().any(|c| Arc::ptr_eq(c, &s.cell))
-                {
-                    continue;
-                }
-                if s.incarnation.is_some()
-                    && !s
-                        .cell
-                        .spec
-                        .context
-                        .capabilities()
-                        .check_subscribe(topic)
-                        .allowed
-                {
-                    continue;
-                }
-                out.push(s.cell.clone());
-            }
-            out
-        };
+        let targets = self.topics.subscribers(topic);
         let mut delivered = 0;
         for cell in targets {
             let mut m = msg.clone();
@@ -816,42 +667,6 @@ impl Router {
                 });
             cell.pending.fetch_sub(n, Ordering::Relaxed);
         }
-        if cell.guest_subscriptions.load(Ordering::Relaxed) > 0 {
-            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            topics.retain(|s| !(Arc::ptr_eq(&s.cell, cell) && s.incarnation == Some(incarnation)));
-            cell.guest_subscriptions.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Notes that a virtual actor holds an instance, for eviction.
-    pub(crate) fn note_resident(&self, cell: &Arc<Cell>) {
-        if cell.in_lru.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.lru
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(cell.clone());
-    }
-
-    /// Asks the least recently used resident virtual actor to passivate
-    /// (second chance: one used since the last scan goes to the back once).
-    pub(crate) fn make_room(&self) {
-        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
-        for _ in 0..lru.len().saturating_mul(2) {
-            let Some(cell) = lru.pop_front() else { break };
-            if cell.state() != ActorState::Running {
-                cell.in_lru.store(false, Ordering::Release);
-                continue;
-            }
-            if cell.touched.swap(false, Ordering::Relaxed) {
-                lru.push_back(cell);
-                continue;
-            }
-            cell.in_lru.store(false, Ordering::Release);
-            cell.evict.store(true, Ordering::Release);
-            cell.mailbox.poke();
-            return;
-        }
+        self.topics.release(cell, incarnation);
     }
 }

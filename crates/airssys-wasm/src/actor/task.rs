@@ -368,7 +368,7 @@ impl ActorTask {
             let permit = match self.router.resident.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
-                    self.router.make_room();
+                    self.router.residency.make_room();
                     self.router
                         .resident
                         .clone()
@@ -409,7 +409,7 @@ impl ActorTask {
             self.router.emit(SystemEvent::Started { id });
         }
         if cell.is_virtual {
-            self.router.note_resident(&cell);
+            self.router.residency.note(&cell);
         }
         Ok(instance)
     }
