@@ -25,10 +25,12 @@ pub(crate) mod link;
 pub(crate) mod mailbox;
 pub(crate) mod residency;
 pub(crate) mod router;
+pub(crate) mod rpc;
 pub(crate) mod spec;
 pub(crate) mod supervisor;
 pub(crate) mod system;
 pub(crate) mod task;
+pub(crate) mod timers;
 pub(crate) mod topics;
 
 pub use crate::id::ActorId;

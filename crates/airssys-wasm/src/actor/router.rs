@@ -14,11 +14,11 @@ use tokio::task::AbortHandle;
 use super::cell::Cell;
 use super::dead_letters::DeadLetters;
 use super::events::{ActorState, DeadLetter, DeadLetterReason, SystemEvent};
-use super::mailbox::{Envelope, PushError, Pushed, ReplyTo};
+use super::mailbox::{PushError, Pushed, ReplyTo};
 use super::residency::Residency;
 use super::spec::ActorSpec;
 use super::topics::Topics;
-use crate::bindings::{Message, RequestError};
+use crate::bindings::Message;
 use crate::host::messaging::Undeliverable;
 use crate::id::ActorId;
 use crate::sandbox::budget::Charge;
@@ -50,18 +50,20 @@ enum Retry {
     Retired(Message, Option<ReplyTo>, Option<Charge>),
 }
 
-struct Pending {
-    requester: Arc<Cell>,
-    incarnation: u64,
-    target: Arc<str>,
-    timeout: Duration,
-    timer: Option<AbortHandle>,
+/// A request awaiting its reply.
+pub(super) struct Pending {
+    pub(super) requester: Arc<Cell>,
+    pub(super) incarnation: u64,
+    pub(super) target: Arc<str>,
+    pub(super) timeout: Duration,
+    pub(super) timer: Option<AbortHandle>,
 }
 
-struct Timer {
-    owner: Arc<Cell>,
-    incarnation: u64,
-    abort: Option<AbortHandle>,
+/// An armed timer.
+pub(super) struct Timer {
+    pub(super) owner: Arc<Cell>,
+    pub(super) incarnation: u64,
+    pub(super) abort: Option<AbortHandle>,
 }
 
 /// A component whose actors are activated on demand as `component/key`.
@@ -98,9 +100,11 @@ impl Default for Counters {
 pub(crate) struct Router {
     actors: RwLock<HashMap<Arc<str>, Arc<Cell>>>,
     kinds: RwLock<HashMap<String, VirtualKind>>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    timers: Mutex<HashMap<u64, Timer>>,
-    next_id: AtomicU64,
+    /// Requests awaiting a reply (`rpc`), by correlation id.
+    pub(super) pending: Mutex<HashMap<u64, Pending>>,
+    /// Armed `send-after` timers (`timers`), by id.
+    pub(super) timers: Mutex<HashMap<u64, Timer>>,
+    pub(super) next_id: AtomicU64,
     pub(crate) topics: Topics,
     dead: DeadLetters,
     pub(crate) counters: Counters,
@@ -110,11 +114,11 @@ pub(crate) struct Router {
     pub(crate) resident: Arc<Semaphore>,
     /// Which virtual actors hold an instance, least recently used first.
     pub(crate) residency: Residency,
-    runtime: tokio::runtime::Handle,
+    pub(super) runtime: tokio::runtime::Handle,
     trace_seed: u64,
     /// Starts the task of a virtual actor whose mailbox just got a message
     /// (the actor layer's loop; the router only knows when).
-    activate: Activate,
+    pub(super) activate: Activate,
 }
 
 /// How the router starts a virtual actor's task.
@@ -380,225 +384,6 @@ impl Router {
 
     pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
         self.dead.all()
-    }
-
-    /// Sends a request from an actor: registers it as pending, delivers it, and
-    /// arms its timeout. Returns the correlation id.
-    pub(crate) fn request(
-        self: &Arc<Self>,
-        requester: &Arc<Cell>,
-        incarnation: u64,
-        target: &str,
-        mut msg: Message,
-        timeout: Duration,
-        charge: Option<Charge>,
-    ) -> Result<u64, Undeliverable> {
-        let corr = self.next_id.fetch_add(1, Ordering::Relaxed);
-        msg.correlation_id = Some(corr.to_string());
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                corr,
-                Pending {
-                    requester: requester.clone(),
-                    incarnation,
-                    target: Arc::from(target),
-                    timeout,
-                    timer: None,
-                },
-            );
-        requester.pending.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.deliver(target, msg, Some(ReplyTo::Actor(corr)), charge) {
-            if self.take_pending(corr).is_some() {
-                requester.pending.fetch_sub(1, Ordering::Relaxed);
-            }
-            return Err(e);
-        }
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let router = self.clone();
-        let timer = self.runtime.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            router.expire(corr);
-        });
-        if let Some(p) = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&corr)
-        {
-            p.timer = Some(timer.abort_handle());
-        }
-        Ok(corr)
-    }
-
-    fn take_pending(&self, corr: u64) -> Option<Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&corr)
-    }
-
-    /// The reply to request `corr`: to the requester's `handle-callback`, or,
-    /// when it is no longer pending, counted as a late reply.
-    pub(crate) fn complete(self: &Arc<Self>, corr: u64, result: Result<Message, RequestError>) {
-        let Some(p) = self.take_pending(corr) else {
-            self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
-            if let Ok(msg) = result {
-                self.dead_letter("-", msg, DeadLetterReason::LateReply);
-            }
-            return;
-        };
-        if let Some(t) = &p.timer {
-            t.abort();
-        }
-        p.requester.pending.fetch_sub(1, Ordering::Relaxed);
-        // The requester takes no reply larger than it may send itself.
-        let cap = p.requester.options().max_message_bytes;
-        let result = match result {
-            Ok(reply) if reply.wire_bytes() > cap => {
-                let why = format!(
-                    "reply of {} bytes from {} exceeds the requester's cap of {cap} bytes (max-message-bytes)",
-                    reply.wire_bytes(),
-                    crate::units::truncate(&reply.sender, 256),
-                );
-                self.dead_letter(
-                    p.requester.id().as_str(),
-                    reply,
-                    DeadLetterReason::TooLarge {
-                        limit_bytes: cap as u64,
-                    },
-                );
-                Err(RequestError::Failed(why))
-            }
-            other => other,
-        };
-        self.callback(&p.requester, corr, p.incarnation, result);
-    }
-
-    fn callback(
-        self: &Arc<Self>,
-        cell: &Arc<Cell>,
-        corr: u64,
-        incarnation: u64,
-        result: Result<Message, RequestError>,
-    ) {
-        let pushed = cell.mailbox.push_system(Envelope::Callback {
-            correlation_id: corr,
-            incarnation,
-            result,
-        });
-        match pushed {
-            Pushed::NeedsTask => (self.activate)(self.clone(), cell.clone()),
-            Pushed::Dropped => {
-                self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
-            }
-            Pushed::Queued => {}
-        }
-    }
-
-    fn expire(self: &Arc<Self>, corr: u64) {
-        let Some(p) = self.take_pending(corr) else {
-            return;
-        };
-        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-        p.requester.pending.fetch_sub(1, Ordering::Relaxed);
-        let mut msg = Message::new(p.requester.id().as_str(), Vec::new());
-        msg.correlation_id = Some(corr.to_string());
-        self.dead_letter(
-            &p.target,
-            msg,
-            DeadLetterReason::RequestTimeout {
-                timeout_ms: p.timeout.as_millis() as u64,
-            },
-        );
-        self.callback(
-            &p.requester,
-            corr,
-            p.incarnation,
-            Err(RequestError::Timeout),
-        );
-    }
-
-    /// Cancels a pending request of `owner`; no callback comes for it.
-    pub(crate) fn cancel_request(&self, owner: &Arc<Cell>, corr: u64) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match pending.get(&corr) {
-            Some(p) if Arc::ptr_eq(&p.requester, owner) => {
-                if let Some(p) = pending.remove(&corr) {
-                    if let Some(t) = p.timer {
-                        t.abort();
-                    }
-                    owner.pending.fetch_sub(1, Ordering::Relaxed);
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Arms a timer that delivers `msg` to `target` after `delay`.
-    pub(crate) fn send_after(
-        self: &Arc<Self>,
-        owner: &Arc<Cell>,
-        incarnation: u64,
-        target: String,
-        msg: Message,
-        delay: Duration,
-        charge: Option<Charge>,
-    ) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.timers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id,
-                Timer {
-                    owner: owner.clone(),
-                    incarnation,
-                    abort: None,
-                },
-            );
-        owner.pending.fetch_add(1, Ordering::Relaxed);
-        let router = self.clone();
-        let task = self.runtime.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let fired = router
-                .timers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            if let Some(t) = fired {
-                t.owner.pending.fetch_sub(1, Ordering::Relaxed);
-                let _ = router.deliver(&target, msg, None, charge);
-            }
-        });
-        if let Some(t) = self
-            .timers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            t.abort = Some(task.abort_handle());
-        }
-        id
-    }
-
-    /// Cancels a timer of `owner`.
-    pub(crate) fn cancel_timer(&self, owner: &Arc<Cell>, id: u64) -> bool {
-        let mut timers = self.timers.lock().unwrap_or_else(|p| p.into_inner());
-        match timers.get(&id) {
-            Some(t) if Arc::ptr_eq(&t.owner, owner) => {
-                if let Some(t) = timers.remove(&id) {
-                    if let Some(a) = t.abort {
-                        a.abort();
-                    }
-                    owner.pending.fetch_sub(1, Ordering::Relaxed);
-                }
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Delivers `msg` to every subscriber of `topic` (once each); returns how
