@@ -44,7 +44,7 @@ use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::limits::ResourceLimits;
 use crate::security::audit::AuditLog;
 use crate::security::capability::{Capabilities, Decision, DirGrant};
-use crate::security::pattern::{HostPattern, NamePatterns};
+use crate::security::pattern::{HostPattern, NamePatterns, PathPatterns};
 use crate::security::policy::HostPolicy;
 use crate::units::{de_opt_duration, de_opt_size, parse_toml, DurationValue, SizeValue};
 
@@ -344,8 +344,39 @@ impl Manifest {
         let name = self.component.name.as_str();
         let (forbidden_paths, forbidden_env) = policy.compiled(&self.path)?;
         let mut caps = Capabilities::default().with_audit(audit);
-        let base = self.path.parent().unwrap_or(Path::new("."));
 
+        self.grant_dirs(&mut caps, &forbidden_paths)?;
+        self.grant_env(&mut caps, &forbidden_env);
+        self.grant_network(&mut caps, policy);
+        caps.storage_shared = self.capabilities.storage.shared.clone();
+        caps.storage_shared_read = self.capabilities.storage.shared_read_only.clone();
+        caps.send = self.capabilities.messaging.send.clone();
+        caps.publish = self.capabilities.messaging.publish.clone();
+        caps.subscribe = self.capabilities.messaging.subscribe.clone();
+        caps.accept = self.capabilities.messaging.accept.clone();
+        caps.policy = std::sync::Arc::new(policy.clone());
+        let s = self.capabilities.services;
+        caps.services = crate::security::capability::ServiceGrants {
+            log: s.log,
+            clocks: s.clocks,
+            config: s.config,
+        };
+
+        let limits = self.limits_under(policy);
+        let mut ctx = ExecutionContext::new(name)
+            .with_limits(limits)
+            .with_capabilities(caps);
+        for (k, v) in &self.config {
+            ctx = ctx.with_config(k, v);
+        }
+        Ok(ctx)
+    }
+
+    /// The manifest's filesystem requests that the policy does not forbid,
+    /// each decision audited.
+    fn grant_dirs(&self, caps: &mut Capabilities, forbidden_paths: &PathPatterns) -> Result<()> {
+        let name = self.component.name.as_str();
+        let base = self.path.parent().unwrap_or(Path::new("."));
         for fs in &self.capabilities.filesystem {
             let host = base.join(&fs.host);
             let canonical = host.canonicalize().map_err(|e| Error::Manifest {
@@ -377,6 +408,13 @@ impl Manifest {
             });
         }
 
+        Ok(())
+    }
+
+    /// The manifest's environment requests that the policy does not forbid
+    /// and the host has, each decision audited.
+    fn grant_env(&self, caps: &mut Capabilities, forbidden_env: &NamePatterns) {
+        let name = self.component.name.as_str();
         for entry in &self.capabilities.environment {
             let (var, value) = match entry.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -405,7 +443,11 @@ impl Manifest {
                 None => caps.record(name, function, var, &Decision::deny("not set on the host")),
             }
         }
+    }
 
+    /// The manifest's outbound patterns, when the policy allows the network.
+    fn grant_network(&self, caps: &mut Capabilities, policy: &HostPolicy) {
+        let name = self.component.name.as_str();
         let outbound = &self.capabilities.network.outbound;
         if !outbound.is_empty() {
             if policy.allow_network {
@@ -422,26 +464,17 @@ impl Manifest {
                 }
             }
         }
-        caps.storage_shared = self.capabilities.storage.shared.clone();
-        caps.storage_shared_read = self.capabilities.storage.shared_read_only.clone();
-        caps.send = self.capabilities.messaging.send.clone();
-        caps.publish = self.capabilities.messaging.publish.clone();
-        caps.subscribe = self.capabilities.messaging.subscribe.clone();
-        caps.accept = self.capabilities.messaging.accept.clone();
-        caps.policy = std::sync::Arc::new(policy.clone());
-        let s = self.capabilities.services;
-        caps.services = crate::security::capability::ServiceGrants {
-            log: s.log,
-            clocks: s.clocks,
-            config: s.config,
-        };
+    }
 
+    /// The manifest's limits, the defaults where it is silent, each capped by
+    /// the policy's maximum.
+    fn limits_under(&self, policy: &HostPolicy) -> ResourceLimits {
         let defaults = ResourceLimits::default();
         let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let limits = ResourceLimits {
+        ResourceLimits {
             memory_bytes: min(
                 self.limits.memory.or(defaults.memory_bytes),
                 policy.max_memory,
@@ -488,14 +521,7 @@ impl Manifest {
                     .min(policy.max_subscriptions.unwrap_or(u32::MAX)),
                 mailbox_capacity: self.limits.mailbox_capacity.map(|n| n.max(1) as usize),
             },
-        };
-        let mut ctx = ExecutionContext::new(name)
-            .with_limits(limits)
-            .with_capabilities(caps);
-        for (k, v) in &self.config {
-            ctx = ctx.with_config(k, v);
         }
-        Ok(ctx)
     }
 }
 
