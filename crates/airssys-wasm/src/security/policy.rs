@@ -91,7 +91,7 @@ pub enum PolicyDecision {
 /// next call is denied and audited.
 ///
 /// ```
-/// use airssys_wasm::security::policy::{Capability, PolicyDecision, SecurityPolicy};
+/// use airssys_wasm::{Capability, PolicyDecision, SecurityPolicy};
 /// use std::sync::atomic::{AtomicBool, Ordering};
 ///
 /// struct Revocable(AtomicBool);
