@@ -55,6 +55,7 @@ mod id;
 mod runtime;
 mod sandbox;
 pub mod security;
+pub mod serve;
 pub mod storage;
 pub mod system;
 pub mod units;

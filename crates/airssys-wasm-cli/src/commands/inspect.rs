@@ -67,6 +67,14 @@ pub(crate) fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
             "no".to_string()
         }
     );
+    println!(
+        "http handler: {}",
+        if info.http_handler {
+            "yes (wasi:http/incoming-handler; run it with `airssys-wasm serve`)"
+        } else {
+            "no"
+        }
+    );
     println!("imports:");
     info.imports.iter().for_each(|i| println!("  {i}"));
     println!("exports:");

@@ -43,6 +43,8 @@ pub(crate) enum Prepared {
         pre: InstancePre<HostState>,
         /// Present when the component exports the airssys lifecycle.
         lifecycle: std::result::Result<bindings::ComponentPre<HostState>, String>,
+        /// Present when it exports `wasi:http/incoming-handler` (a `wasi:http/proxy`).
+        http: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>>,
     },
     Module {
         pre: wasmtime::InstancePre<ModuleHost>,
@@ -99,7 +101,12 @@ impl Component {
                         error_chain(&e)
                     )
                 });
-                Prepared::Component { pre, lifecycle }
+                let http = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).ok();
+                Prepared::Component {
+                    pre,
+                    lifecycle,
+                    http,
+                }
             }
             Compiled::Module(m) => Prepared::Module {
                 pre: engine
@@ -151,6 +158,15 @@ impl Component {
                 lifecycle: Ok(_),
                 ..
             }
+        )
+    }
+
+    /// Whether it exports `wasi:http/incoming-handler` (the `wasi:http/proxy`
+    /// world), so that [`HttpHandler`](crate::serve::HttpHandler) can serve it.
+    pub fn is_http_handler(&self) -> bool {
+        matches!(
+            &self.inner.prepared,
+            Prepared::Component { http: Some(_), .. }
         )
     }
 

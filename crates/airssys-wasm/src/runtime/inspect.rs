@@ -32,6 +32,9 @@ pub struct Inspection {
     pub exports: Vec<String>,
     /// Whether it exports `airssys:component/lifecycle`.
     pub lifecycle: bool,
+    /// Whether it exports `wasi:http/incoming-handler` (0.2.x): a `wasi:http/proxy`
+    /// component that `airssys-wasm serve` and HTTP routes can serve.
+    pub http_handler: bool,
     /// The component's world as WIT text (imports and exports by name).
     pub world: Option<String>,
     /// The world and every interface it uses, as WIT text.
@@ -99,6 +102,9 @@ impl Engine {
                     size: bytes.len(),
                     sha256,
                     lifecycle: exports.iter().any(|e| e == LIFECYCLE_INTERFACE),
+                    http_handler: exports
+                        .iter()
+                        .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
                     imports,
                     exports,
                     world: world_text,
@@ -119,6 +125,7 @@ impl Engine {
                         .collect(),
                     exports: module.exports().map(|e| e.name().to_string()).collect(),
                     lifecycle: false,
+                    http_handler: false,
                     world: None,
                     wit: None,
                 })

@@ -120,58 +120,25 @@ pub async fn serve_with(
     limits: AdminLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
     let app = router_with(system, token, limits);
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!("admin API: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse_connection(stream, limits.max_connections));
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(64 << 10);
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(slot);
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    let conn = crate::serve::listener::ConnLimits {
+        name: "admin API",
+        max_connections: limits.max_connections,
+        header_read_timeout: limits.header_read_timeout,
+        max_header_bytes: 64 << 10,
+        drain_timeout: Duration::from_secs(5),
+        refusal: (
+            "application/json",
+            format!(
+                "{{\"error\":\"the admin API holds {} connections at once; retry\"}}",
+                limits.max_connections
+            )
+            .into(),
+        ),
+    };
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    crate::serve::listener::accept_loop(listener, conn, service, shutdown).await;
     Ok(())
-}
-
-/// Answers a connection over the cap with a 503 and closes it.
-async fn refuse_connection(mut stream: tokio::net::TcpStream, cap: usize) {
-    use tokio::io::AsyncWriteExt;
-    let body = format!("{{\"error\":\"the admin API holds {cap} connections at once; retry\"}}");
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(body.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
