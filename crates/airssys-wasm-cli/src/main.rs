@@ -16,7 +16,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use args::EngineArgs;
-use commands::{call, compile, inspect, keygen, new, ps, run, send, sign, storage, up, verify};
+use commands::{
+    call, compile, inspect, keygen, new, ps, run, send, serve, sign, storage, up, verify,
+};
 use logging::LogFormat;
 
 /// Run untrusted WebAssembly components as sandboxed actors.
@@ -43,6 +45,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Instantiate a lifecycle component, initialize it, deliver one message, print the reply.
     Call(call::CallArgs),
+    /// Answer HTTP requests with a wasi:http/proxy component (a fresh instance per request).
+    Serve(serve::ServeArgs),
     /// Generate an Ed25519 key pair: KEY (secret) and KEY.pub.
     Keygen(keygen::KeygenArgs),
     /// Sign a component: writes FILE.sig over its content hash and the manifest's name and version.
@@ -114,6 +118,7 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Inspect(a) => inspect::inspect(engine.engine(false)?, a),
         Command::Compile(a) => compile::compile(engine.engine(false)?, a),
         Command::Call(a) => call::call(&engine, a).await,
+        Command::Serve(a) => serve::serve(&engine, a).await,
         Command::Keygen(a) => keygen::keygen(a),
         Command::Sign(a) => sign::sign(a),
         Command::Verify(a) => verify::verify(a),

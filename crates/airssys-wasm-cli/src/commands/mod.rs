@@ -10,6 +10,7 @@ pub(crate) mod new;
 pub(crate) mod ps;
 pub(crate) mod run;
 pub(crate) mod send;
+pub(crate) mod serve;
 pub(crate) mod sign;
 pub(crate) mod storage;
 pub(crate) mod up;

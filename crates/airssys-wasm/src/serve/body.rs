@@ -88,9 +88,9 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
-                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(
-                    Some(format!("reading the request body: {e}")),
-                ))))
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                    format!("reading the request body: {e}"),
+                )))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -113,11 +113,17 @@ where
 pub(crate) struct GuestBody<B> {
     inner: B,
     exchange: Arc<Exchange>,
+    /// Whether the guest made this response (a host-made one is never cut).
+    from_guest: bool,
 }
 
 impl<B> GuestBody<B> {
-    pub(crate) fn new(inner: B, exchange: Arc<Exchange>) -> Self {
-        GuestBody { inner, exchange }
+    pub(crate) fn new(inner: B, exchange: Arc<Exchange>, from_guest: bool) -> Self {
+        GuestBody {
+            inner,
+            exchange,
+            from_guest,
+        }
     }
 }
 
@@ -145,6 +151,7 @@ where
                 this.exchange.mark_cut();
                 Poll::Ready(Some(Err(e.into())))
             }
+            Poll::Ready(None) if !this.from_guest => Poll::Ready(None),
             Poll::Ready(None) => match this.exchange.failure() {
                 // The body's sender went away with the guest's store: the
                 // guest failed before finishing the body.

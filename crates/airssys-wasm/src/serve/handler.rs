@@ -96,16 +96,18 @@ impl HttpHandler {
         metrics: Arc<HttpMetrics>,
         route: Arc<str>,
     ) -> Result<Self> {
-        let pre = match component.prepared() {
-            Prepared::Component { http: Some(pre), .. } => pre.clone(),
-            _ => {
-                return Err(Error::Unsupported {
+        let pre =
+            match component.prepared() {
+                Prepared::Component {
+                    http: Some(pre), ..
+                } => pre.clone(),
+                _ => return Err(Error::Unsupported {
                     component: ctx.component_id().to_string(),
-                    reason: "does not export wasi:http/incoming-handler@0.2 (the wasi:http/proxy world)"
-                        .into(),
-                })
-            }
-        };
+                    reason:
+                        "does not export wasi:http/incoming-handler@0.2 (the wasi:http/proxy world)"
+                            .into(),
+                }),
+            };
         let timeout = ctx.timeout().unwrap_or(limits.request_timeout);
         Ok(HttpHandler {
             inner: Arc::new(Inner {
@@ -145,16 +147,34 @@ impl HttpHandler {
     {
         let inner = &self.inner;
         let exchange = Exchange::start(inner.metrics.clone(), inner.route.clone(), &req);
-        let response = self.answer(req, &exchange).await;
+        let (response, from_guest) = self.answer(req, &exchange).await;
         exchange.set_status(response.status().as_u16());
-        response.map(|b| GuestBody::new(b, exchange).boxed_unsync())
+        response.map(|b| GuestBody::new(b, exchange, from_guest).boxed_unsync())
     }
 
+    /// The response, and whether the guest made it (a host-made answer is
+    /// never cut by the guest's failure: it is the report of that failure).
     async fn answer<B>(
         &self,
         req: http::Request<B>,
         exchange: &Arc<Exchange>,
-    ) -> http::Response<ResponseBody>
+    ) -> (http::Response<ResponseBody>, bool)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match self.answer_inner(req, exchange).await {
+            Ok(guest) => (guest, true),
+            Err(host) => (host, false),
+        }
+    }
+
+    /// `Ok` the guest's response, `Err` the host's.
+    async fn answer_inner<B>(
+        &self,
+        req: http::Request<B>,
+        exchange: &Arc<Exchange>,
+    ) -> std::result::Result<http::Response<ResponseBody>, http::Response<ResponseBody>>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
@@ -167,11 +187,26 @@ impl HttpHandler {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cap) {
-            return text(
+        let internal = || {
+            text(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error",
+            )
+        };
+        let too_large = || {
+            text(
                 http::StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body over {cap} bytes"),
-            );
+            )
+        };
+        let too_late = || {
+            text(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                &format!("no response within {:?}", inner.timeout),
+            )
+        };
+        if declared.is_some_and(|n| n > cap) {
+            return Err(too_large());
         }
         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
             let mut r = text(
@@ -181,16 +216,19 @@ impl HttpHandler {
                     inner.limits.max_concurrency
                 ),
             );
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            return r;
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return Err(r);
         };
         let (mut parts, body) = req.into_parts();
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
             // HTTP/1.0 without Host: wasi:http needs an authority.
-            parts
-                .headers
-                .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
         }
         let body = CappedBody::new(body, cap, exchange.body_too_large.clone());
         let req = http::Request::from_parts(parts, body);
@@ -201,7 +239,7 @@ impl HttpHandler {
             Err(e) => {
                 exchange.fail(e.to_string());
                 tracing::warn!(target: "airssys_wasm::http", "{e}");
-                return text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+                return Err(internal());
             }
         };
         inner.metrics.instance_created(&inner.route);
@@ -216,43 +254,34 @@ impl HttpHandler {
             permit,
         ));
         match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(Ok(resp))) => resp.map(|b| b.map_err(BoxError::from).boxed_unsync()),
+            Ok(Ok(Ok(resp))) => Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync())),
             Ok(Ok(Err(code))) => {
                 let reason = format!("{component}: the guest answered with error {code:?}");
                 tracing::warn!(target: "airssys_wasm::http", "{reason}");
                 exchange.fail(reason);
-                text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                Err(internal())
             }
             Ok(Err(_)) => {
                 // The guest's store is gone without a response: its task has
                 // recorded why (or it returned without answering).
                 let _ = guest.await;
-                if exchange.body_too_large.load(std::sync::atomic::Ordering::Relaxed) {
-                    return text(
-                        http::StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("request body over {cap} bytes"),
-                    );
+                if exchange
+                    .body_too_large
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    return Err(too_large());
                 }
-                match exchange.failure() {
-                    Some(_) if exchange.timed_out() => text(
-                        http::StatusCode::GATEWAY_TIMEOUT,
-                        &format!("no response within {:?}", inner.timeout),
-                    ),
-                    Some(_) => {
-                        text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-                    }
-                    None => {
-                        let reason = format!("{component}: returned without sending a response");
-                        tracing::warn!(target: "airssys_wasm::http", "{reason}");
-                        exchange.fail(reason);
-                        text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-                    }
+                if exchange.timed_out() {
+                    return Err(too_late());
                 }
+                if exchange.failure().is_none() {
+                    let reason = format!("{component}: returned without sending a response");
+                    tracing::warn!(target: "airssys_wasm::http", "{reason}");
+                    exchange.fail(reason);
+                }
+                Err(internal())
             }
-            Err(_) => text(
-                http::StatusCode::GATEWAY_TIMEOUT,
-                &format!("no response within {:?}", inner.timeout),
-            ),
+            Err(_) => Err(too_late()),
         }
     }
 
@@ -300,7 +329,10 @@ async fn run_guest<B>(
     let fuel_start = store.get_fuel().ok();
     let call = async {
         let proxy = inner.pre.instantiate_async(&mut store).await?;
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         proxy
             .wasi_http_incoming_handler()

@@ -241,9 +241,7 @@ impl Drop for Exchange {
             fuel = self.fuel.load(Ordering::Relaxed),
             cut = self.cut.load(Ordering::Relaxed),
             error = failure.as_deref().unwrap_or(""),
-            "{} {} {status}",
-            self.method,
-            self.path,
+            "request"
         );
     }
 }

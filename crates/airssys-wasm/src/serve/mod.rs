@@ -103,3 +103,39 @@ pub async fn serve(
     });
     listener::accept_loop(listener, conn, service, shutdown).await
 }
+
+/// Serves `GET /metrics` (Prometheus text format) on `listener` until
+/// `shutdown`: the figures of `metrics`, kept off the guest's own routes.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<HttpMetrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let conn = listener::ConnLimits {
+        name: "metrics",
+        max_connections: 16,
+        header_read_timeout: Duration::from_secs(10),
+        max_header_bytes: 16 << 10,
+        drain_timeout: Duration::from_secs(1),
+        refusal: ("text/plain", "too many connections\n".into()),
+    };
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let metrics = metrics.clone();
+        async move {
+            let r = if req.uri().path() == "/metrics" {
+                let mut r = body::text(http::StatusCode::OK, metrics.encode().trim_end());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            } else {
+                body::text(http::StatusCode::NOT_FOUND, "only /metrics here")
+            };
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    });
+    listener::accept_loop(listener, conn, service, shutdown).await;
+}

@@ -3,6 +3,7 @@
 //!
 //! - `GET /` — `hello from airssys-wasm`
 //! - `/echo` — streams the request body back as it arrives (content type kept)
+//! - `/consume` — reads the whole request body, then answers its length
 //! - `/headers` — the request's headers, one `name: value` a line
 //! - `/status/N` — answers status N
 //! - `/sleep/MS` — waits MS milliseconds in the host (a monotonic-clock pollable), then answers
@@ -66,7 +67,7 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     ResponseOutparam::set(out, Ok(resp));
     let mut writer = out_body.write().expect("stream taken once");
     let in_body = request.consume().expect("body taken once");
-    let mut reader = in_body.stream().expect("stream taken once");
+    let reader = in_body.stream().expect("stream taken once");
     loop {
         match reader.blocking_read(64 << 10) {
             Ok(chunk) => {
@@ -137,6 +138,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         match path.as_str() {
             "/" => text(out, 200, "hello from airssys-wasm\n"),
             "/echo" => echo(request, out),
+            "/consume" => {
+                let body = request.consume().expect("body taken once");
+                let stream = body.stream().expect("stream taken once");
+                let mut n = 0usize;
+                loop {
+                    match stream.blocking_read(64 << 10) {
+                        Ok(chunk) => n += chunk.len(),
+                        Err(StreamError::Closed) => break,
+                        // Too large, or the client left: give up without answering.
+                        Err(StreamError::LastOperationFailed(_)) => return,
+                    }
+                }
+                text(out, 200, &format!("{n} bytes\n"))
+            }
             "/headers" => {
                 let mut lines = String::new();
                 for (name, value) in request.headers().entries() {

@@ -1,0 +1,414 @@
+//! Inbound HTTP through a real `wasi:http/proxy` guest (`http-hello`) and a
+//! real HTTP client on loopback: status and headers, bodies streamed both
+//! ways, the body, header and concurrency caps, the timeout before and after
+//! the response head, traps, grants, and the graceful drain.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use airssys_wasm::serve::{serve, HttpHandler, ServeLimits};
+use airssys_wasm::{AuditLog, Component, Engine, ExecutionContext, HostPolicy, Manifest};
+use airssys_wasm::{Error, ResourceLimits};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use tokio::sync::oneshot;
+
+fn hello() -> (Engine, Component) {
+    static C: OnceLock<(Engine, Component)> = OnceLock::new();
+    C.get_or_init(|| {
+        let e = common::engine();
+        let c = e.load_file(common::component("http_hello")).unwrap();
+        (e, c)
+    })
+    .clone()
+}
+
+fn context(timeout: Duration) -> ExecutionContext {
+    ExecutionContext::new("hello").with_limits(ResourceLimits::default().with_timeout(timeout))
+}
+
+/// A server on an ephemeral loopback port; dropping `stop` (or sending) drains it.
+struct Server {
+    addr: SocketAddr,
+    handler: HttpHandler,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<bool>,
+}
+
+impl Server {
+    async fn start(ctx: ExecutionContext, limits: ServeLimits) -> Server {
+        let handler = HttpHandler::new(&hello().1, ctx, limits).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, handler.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            handler,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Asks the drain and waits for it: whether every request finished.
+    async fn stop(mut self) -> bool {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the server stopped")
+            .unwrap()
+    }
+}
+
+type Sender<B> = hyper::client::conn::http1::SendRequest<B>;
+
+async fn connect<B>(addr: SocketAddr) -> Sender<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+fn get(addr: SocketAddr, path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// One GET on a new connection: status, headers and the whole body.
+async fn fetch(addr: SocketAddr, path: &str) -> (u16, http::HeaderMap, String) {
+    let mut send = connect(addr).await;
+    let res = send.send_request(get(addr, path)).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Waits until `f` holds, for at most 30 s.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_answers_with_status_headers_and_body_on_one_kept_alive_connection() {
+    let s = Server::start(context(Duration::from_secs(10)), ServeLimits::default()).await;
+    let mut send = connect(s.addr).await;
+    for _ in 0..3 {
+        send.ready().await.unwrap();
+        let res = send.send_request(get(s.addr, "/")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/plain; charset=utf-8",
+            "the guest's headers reach the client"
+        );
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello from airssys-wasm\n");
+    }
+    let (status, _, body) = fetch(s.addr, "/status/418").await;
+    assert_eq!((status, body.as_str()), (418, "status 418\n"));
+    let req = http::Request::get("/headers")
+        .header("host", s.addr.to_string())
+        .header("x-request-id", "abc-123")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    send.ready().await.unwrap();
+    let res = send.send_request(req).await.unwrap();
+    let headers = res.into_body().collect().await.unwrap().to_bytes();
+    let headers = String::from_utf8_lossy(&headers);
+    assert!(headers.contains("x-request-id: abc-123"), "{headers}");
+    let metrics = s.handler.metrics().clone();
+    until("the access records", || metrics.requests("hello", 200) == 4).await;
+    assert_eq!(metrics.requests("hello", 418), 1);
+    assert_eq!(
+        metrics.instances("hello"),
+        5,
+        "a fresh instance per request"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("airssys_http_requests_total{route=\"hello\",status=\"200\"} 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("airssys_http_request_duration_seconds"),
+        "{text}"
+    );
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways() {
+    let s = Server::start(context(Duration::from_secs(20)), ServeLimits::default()).await;
+    // A request body sent in 64 chunks, echoed back as it arrives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let body = ChannelBody(rx);
+    let mut send = connect(s.addr).await;
+    let req = http::Request::post("/echo")
+        .header("host", s.addr.to_string())
+        .header("content-type", "application/x-test")
+        .body(body)
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        for i in 0..64u8 {
+            let chunk = Bytes::from(vec![i; 16 << 10]);
+            tx.send(chunk).await.unwrap();
+        }
+    });
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-test");
+    let echoed = res.into_body().collect().await.unwrap().to_bytes();
+    writer.await.unwrap();
+    assert_eq!(echoed.len(), 64 * (16 << 10));
+    for (i, chunk) in echoed.chunks(16 << 10).enumerate() {
+        assert!(chunk.iter().all(|b| *b == i as u8), "chunk {i} in order");
+    }
+    // A 4 MB response streamed out by the guest in 64 KiB writes.
+    let (status, _, big) = fetch(s.addr, "/big/4000000").await;
+    assert_eq!((status, big.len()), (200, 4_000_000));
+    assert!(s.stop().await);
+}
+
+/// A request body fed chunk by chunk from a channel, as a client streams one.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_is_413_declared_or_streamed() {
+    let limits = ServeLimits {
+        max_body_bytes: 1000,
+        ..ServeLimits::default()
+    };
+    let s = Server::start(context(Duration::from_secs(10)), limits).await;
+    let mut send = connect(s.addr).await;
+    // Declared: refused before any guest runs.
+    let req = http::Request::post("/consume")
+        .header("host", s.addr.to_string())
+        .body(Full::new(Bytes::from(vec![b'a'; 2000])))
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(s.handler.metrics().instances("hello"), 0);
+    // Streamed (chunked, no length): the guest's read fails past the cap.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let mut send = connect(s.addr).await;
+    let req = http::Request::post("/consume")
+        .header("host", s.addr.to_string())
+        .body(ChannelBody(rx))
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..4 {
+            if tx.send(Bytes::from(vec![b'a'; 500])).await.is_err() {
+                break;
+            }
+        }
+    });
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 413);
+    let _ = writer.await;
+    // Under the cap, the guest reads it all.
+    let mut send = connect(s.addr).await;
+    let req = http::Request::post("/consume")
+        .header("host", s.addr.to_string())
+        .body(Full::new(Bytes::from(vec![b'a'; 999])))
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"999 bytes\n");
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_the_cap_is_431() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(context(Duration::from_secs(10)), ServeLimits::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 << 10)
+    );
+    // The server may answer (and close) before it has read it all.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_cap_is_503_with_retry_after() {
+    let limits = ServeLimits {
+        max_concurrency: 1,
+        ..ServeLimits::default()
+    };
+    let s = Server::start(context(Duration::from_secs(10)), limits).await;
+    let addr = s.addr;
+    let slow = tokio::spawn(async move { fetch(addr, "/sleep/1500").await });
+    let metrics = s.handler.metrics().clone();
+    until("the slow request to hold its instance", || {
+        metrics.instances("hello") == 1
+    })
+    .await;
+    let (status, headers, _) = fetch(s.addr, "/").await;
+    assert_eq!(status, 503);
+    assert_eq!(headers["retry-after"], "1");
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "slept 1500 ms\n"));
+    // The slot is free again.
+    let (status, _, _) = fetch(s.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_is_504_before_the_head_and_cuts_the_body_after_it() {
+    let s = Server::start(context(Duration::from_millis(500)), ServeLimits::default()).await;
+    // Waiting in the host, and spinning in the guest: both stopped, 504.
+    for path in ["/sleep/10000", "/spin"] {
+        let t = Instant::now();
+        let (status, _, _) = fetch(s.addr, path).await;
+        assert_eq!(status, 504, "{path}");
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    // After the head: the client gets the head and a first chunk, then a cut
+    // stream, never a body that looks whole.
+    let mut send = connect(s.addr).await;
+    let res = send
+        .send_request(get(s.addr, "/head-then-spin"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let mut got = Vec::new();
+    let end = loop {
+        match body.frame().await {
+            Some(Ok(f)) => got.extend_from_slice(f.data_ref().map(|d| &d[..]).unwrap_or(b"")),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    assert_eq!(&got[..], b"first chunk\n");
+    assert!(end.is_err(), "the stream must end in an error, not cleanly");
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_500_and_its_reason_stays_in_the_log() {
+    let ctx = context(Duration::from_secs(10)).with_limits(
+        ResourceLimits::default()
+            .with_timeout(Duration::from_secs(10))
+            .with_fuel(50_000_000),
+    );
+    let s = Server::start(ctx, ServeLimits::default()).await;
+    for path in ["/trap", "/spin", "/drop"] {
+        let (status, _, body) = fetch(s.addr, path).await;
+        assert_eq!(status, 500, "{path}");
+        assert_eq!(
+            body, "internal server error\n",
+            "{path}: nothing of the guest leaks"
+        );
+    }
+    // The next request gets a fresh instance and is answered.
+    let (status, _, _) = fetch(s.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(s.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_from_a_handler_needs_its_grant() {
+    // The upstream: another handler of the same component.
+    let upstream = Server::start(context(Duration::from_secs(10)), ServeLimits::default()).await;
+    let target = format!("/fetch/{}/status/201", upstream.addr);
+    let denied = Server::start(context(Duration::from_secs(10)), ServeLimits::default()).await;
+    let (status, _, body) = fetch(denied.addr, &target).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "ErrorCode::HttpRequestDenied\n")
+    );
+    let manifest = format!(
+        "[component]\nname = \"hello\"\nversion = \"1.0.0\"\n[capabilities]\nnetwork = {{ outbound = [\"{}\"] }}\n",
+        upstream.addr
+    );
+    let ctx = Manifest::parse("Component.toml", &manifest)
+        .unwrap()
+        .context(&HostPolicy::default(), AuditLog::default())
+        .unwrap();
+    let granted = Server::start(ctx, ServeLimits::default()).await;
+    let (status, _, body) = fetch(granted.addr, &target).await;
+    assert_eq!((status, body.as_str()), (200, "201\n"));
+    assert!(denied.stop().await && granted.stop().await && upstream.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
+    let s = Server::start(context(Duration::from_secs(10)), ServeLimits::default()).await;
+    let addr = s.addr;
+    let in_flight = tokio::spawn(async move { fetch(addr, "/sleep/800").await });
+    let metrics = s.handler.metrics().clone();
+    until("the request to be in its guest", || {
+        metrics.instances("hello") == 1
+    })
+    .await;
+    let drained = s.stop().await;
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "slept 800 ms\n"));
+    assert!(drained, "every request finished inside the drain timeout");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
+
+#[test]
+fn a_component_without_the_handler_export_is_refused_by_name() {
+    let e = common::engine();
+    let echo = e.load_file(common::component("echo")).unwrap();
+    assert!(!echo.is_http_handler());
+    assert!(hello().1.is_http_handler());
+    let err =
+        HttpHandler::new(&echo, ExecutionContext::new("echo"), ServeLimits::default()).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("echo") && text.contains("wasi:http/incoming-handler"),
+        "{text}"
+    );
+}
