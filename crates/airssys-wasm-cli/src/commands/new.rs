@@ -37,11 +37,23 @@ pub enum Lang {
     Python,
 }
 
+/// What the new component is.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// An actor: it exports the airssys lifecycle; try it with `call`.
+    Actor,
+    /// An HTTP handler: it exports `wasi:http/incoming-handler`; try it with `serve`.
+    Http,
+}
+
 #[derive(Args)]
 pub struct NewArgs {
     /// The guest's language.
     #[arg(long, value_enum, default_value = "rust")]
     lang: Lang,
+    /// What it is: an actor, or an HTTP handler (Rust only).
+    #[arg(long, value_enum, default_value = "actor")]
+    template: Template,
     /// Where to create it (default: ./NAME).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -76,6 +88,12 @@ pub fn new(a: NewArgs) -> Result<ExitCode> {
             .unwrap_or(true)
     {
         bail!("{}: already exists and is not empty", dir.display());
+    }
+    if a.template == Template::Http {
+        if a.lang != Lang::Rust {
+            bail!("--template http is for Rust; with componentize-py use its `proxy` world (`componentize-py -w wasi:http/proxy@0.2.0 ...`)");
+        }
+        return new_http(&dir, name);
     }
     write(&dir, "wit/airssys.wit", AIRSSYS_WIT)?;
     for (file, text) in KV_WIT {
@@ -141,6 +159,79 @@ pub fn new(a: NewArgs) -> Result<ExitCode> {
     println!("  airssys-wasm call --manifest Component.toml {wasm} hello");
     Ok(ExitCode::SUCCESS)
 }
+
+/// A Rust `wasi:http/proxy` component on the `wasip2` crate (which carries
+/// the WIT), the shape `wasmtime serve` and Spin also run.
+fn new_http(dir: &Path, name: &str) -> Result<ExitCode> {
+    let snake = name.replace('-', "_");
+    write(
+        dir,
+        "Cargo.toml",
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nwasip2 = \"2\"\n\n[profile.release]\nopt-level = \"s\"\n\n# A project of its own, even inside another workspace.\n[workspace]\n"
+        ),
+    )?;
+    write(
+        dir,
+        ".cargo/config.toml",
+        "# Components are built for WASI 0.2: `rustup target add wasm32-wasip2` once.\n[build]\ntarget = \"wasm32-wasip2\"\n",
+    )?;
+    write(dir, ".gitignore", "/target\n")?;
+    write(
+        dir,
+        "Component.toml",
+        &format!(
+            "[component]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"A new airssys-wasm HTTP handler\"\n\n# Per request.\n[limits]\nmemory = \"64MiB\"\ntimeout = \"5s\"\n\n[capabilities]\n# network = {{ outbound = [\"api.example.com:443\"] }}\n"
+        ),
+    )?;
+    write(dir, "src/lib.rs", &HTTP_LIB.replace("{name}", name))?;
+    let wasm = format!("target/wasm32-wasip2/release/{snake}.wasm");
+    write(
+        dir,
+        "README.md",
+        &format!(
+            "# {name}\n\nAn HTTP handler (`wasi:http/proxy`) for `airssys-wasm serve`.\n\n```sh\nrustup target add wasm32-wasip2   # once\ncargo build --release\nairssys-wasm serve --manifest Component.toml {wasm}\ncurl http://127.0.0.1:8080/\n```\n"
+        ),
+    )?;
+    println!("created {} (rust, http handler)", dir.display());
+    println!("  cd {}", dir.display());
+    println!("  rustup target add wasm32-wasip2   # once");
+    println!("  cargo build --release");
+    println!("  airssys-wasm serve --manifest Component.toml {wasm}");
+    Ok(ExitCode::SUCCESS)
+}
+
+const HTTP_LIB: &str = r#"//! {name}: an HTTP handler. Every request gets a fresh instance; answer it
+//! through `out`, streaming the body as you write it.
+use std::io::Write;
+
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Handler;
+
+impl wasip2::exports::http::incoming_handler::Guest for Handler {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_else(|| "/".into());
+        let headers = Fields::from_list(&[(
+            "content-type".to_string(),
+            b"text/plain; charset=utf-8".to_vec(),
+        )])
+        .expect("a valid header");
+        let response = OutgoingResponse::new(headers);
+        let body = response.body().expect("the body, once");
+        ResponseOutparam::set(out, Ok(response));
+        let mut stream = body.write().expect("the stream, once");
+        let _ = writeln!(stream, "hello from {name}: you asked for {path}");
+        let _ = stream.blocking_flush();
+        drop(stream);
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+wasip2::http::proxy::export!(Handler);
+"#;
 
 const RUST_LIB: &str = r#"//! {name}: an airssys-wasm component. It answers every message with a
 //! greeting and the payload; change `handle_message` to do your work.
