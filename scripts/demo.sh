@@ -71,6 +71,25 @@ show $bin storage verify --data "$demo_dir/data"
 echo; echo "== The same from Rust: an actor system built in code (crates/airssys-wasm/examples/actor_system.rs)"
 show target/release/examples/actor_system
 
+echo; echo "== Serve HTTP with a wasi:http/proxy component: a fresh instance per request"
+show sh -c "$bin inspect $g2/http_hello.wasm | grep 'http handler'"
+$bin serve --addr 127.0.0.1:0 --timeout 2s --fuel 100000000 $g2/http_hello.wasm >"$demo_dir/serve.out" 2>"$demo_dir/serve.err" &
+serve_pid=$!
+for _ in $(seq 1 100); do grep -q '^serving ' "$demo_dir/serve.out" && break; sleep 0.1; done
+url=$(sed -n 's/^serving .* on //p' "$demo_dir/serve.out")
+printf '\033[1m$ %s\033[0m\n' "$bin serve --timeout 2s --fuel 100000000 $g2/http_hello.wasm &   # on $url"
+if command -v curl >/dev/null && [ -n "$url" ]; then
+  show curl -s -i "${url}"
+  show curl -s -i --data-binary "streamed back as it arrives" "${url}echo"
+  echo "-- a trap is a 500 (its reason goes to the server's log, not to the client); a loop hits the fuel limit"
+  show curl -s -i "${url}trap"
+  show curl -s -o /dev/null -w '%{http_code}\n' "${url}spin"
+  echo "-- the guest waits past the 2 s timeout before answering: 504"
+  show curl -s -o /dev/null -w '%{http_code}\n' "${url}sleep/5000"
+fi
+kill -TERM $serve_pid; wait $serve_pid; echo "(serve exited with $? after SIGTERM)"
+cat "$demo_dir/serve.err"
+
 echo; echo "== Inspect a lifecycle component"
 show $bin inspect $g2/echo.wasm
 
