@@ -412,3 +412,157 @@ fn a_component_without_the_handler_export_is_refused_by_name() {
         "{text}"
     );
 }
+
+/// A system with `[http]` routes: one to a proxy component, one to an actor.
+async fn routed_system() -> (
+    std::sync::Arc<airssys_wasm::ActorSystem>,
+    airssys_wasm::system::http::HttpListener,
+    tempfile::TempDir,
+) {
+    use airssys_wasm::system::config::SystemConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[components.web]\npath = {:?}\n\
+         [components.crasher]\npath = {:?}\n\
+         [[actors]]\nid = \"crasher\"\ncomponent = \"crasher\"\n\
+         [http]\naddr = \"127.0.0.1:0\"\nmax-body = \"1KiB\"\ntimeout = \"5s\"\n\
+         [[http.routes]]\npath = \"/web\"\ncomponent = \"web\"\n\
+         [[http.routes]]\npath = \"/orders\"\nmethods = [\"POST\"]\nactor = \"crasher\"\ncontent-type = \"text/plain\"\n\
+         [[http.routes]]\npath = \"/ghost\"\nactor = \"nobody\"\n",
+        common::component("http_hello").display().to_string(),
+        common::component("crasher").display().to_string(),
+    );
+    let path = dir.path().join("system.toml");
+    let config = SystemConfig::parse(&path, &text).unwrap();
+    let engine = hello().0;
+    let policy = HostPolicy::default();
+    let audit = AuditLog::default();
+    let system = std::sync::Arc::new(
+        config
+            .builder(&engine, &policy, &audit, None)
+            .unwrap()
+            .start()
+            .await
+            .unwrap(),
+    );
+    let http = config
+        .http_listener(&engine, &policy, &audit, None, system.clone())
+        .unwrap()
+        .expect("an [http] section");
+    (system, http, dir)
+}
+
+async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, http::HeaderMap, String) {
+    let mut send = connect(addr).await;
+    let req = http::Request::post(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_lead_to_a_component_or_an_actor_that_survives_a_crash_mid_request() {
+    let (system, http, _dir) = routed_system().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = http.routes.metrics().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(airssys_wasm::serve::serve_routes(
+        listener,
+        http.routes,
+        http.limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // The component route: a fresh instance per request, the prefix kept in the path.
+    let (status, _, body) = fetch(addr, "/web").await;
+    assert_eq!(
+        status, 404,
+        "the guest sees /web and has no such route: {body}"
+    );
+    assert_eq!(body, "no route /web\n");
+    // The actor route: the body is the message, the reply the response.
+    let (status, headers, body) = post(addr, "/orders", "order 1").await;
+    assert_eq!((status, body.as_str()), (200, "order 1"));
+    assert_eq!(headers["content-type"], "text/plain");
+    // A crash while handling: 502, the supervisor restarts the actor, and the
+    // next request is answered.
+    let (status, _, body) = post(addr, "/orders", "panic").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        !body.contains("panic"),
+        "the guest's failure stays in the log: {body}"
+    );
+    let (status, _, body) = post(addr, "/orders/7", "order 2").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "order 2"),
+        "answered after the restart"
+    );
+    assert!(system.status("crasher").unwrap().restarts >= 1);
+    // An error value from the guest: 422.
+    let (status, _, _) = post(addr, "/orders", "error").await;
+    assert_eq!(status, 422);
+    // Methods, unknown paths, unknown actors, body caps.
+    let (status, headers, _) = fetch(addr, "/orders").await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "POST");
+    assert_eq!(
+        fetch(addr, "/ordersx").await.0,
+        404,
+        "a prefix ends at a '/'"
+    );
+    assert_eq!(fetch(addr, "/nowhere").await.0, 404);
+    assert_eq!(post(addr, "/ghost", "boo").await.0, 404, "no such actor");
+    assert_eq!(post(addr, "/orders", &"x".repeat(2000)).await.0, 413);
+    until("the access records", || {
+        metrics.requests("crasher", 200) == 2
+    })
+    .await;
+    assert_eq!(metrics.requests("crasher", 502), 1);
+    assert_eq!(metrics.requests("web", 404), 1);
+    let _ = stop.send(());
+    assert!(server.await.unwrap());
+    system.shutdown().await;
+}
+
+#[test]
+fn a_bad_http_section_is_refused_with_line_and_column() {
+    use airssys_wasm::system::config::SystemConfig;
+    let base = "[components.web]\npath = \"web.wasm\"\n[http]\naddr = \"127.0.0.1:8080\"\n";
+    for (route, needle) in [
+        ("path = \"/a\"\n", "give one of `component` and `actor`"),
+        (
+            "path = \"/a\"\ncomponent = \"web\"\nactor = \"x\"\n",
+            "give one of",
+        ),
+        ("path = \"a\"\nactor = \"x\"\n", "starts with '/'"),
+        (
+            "path = \"/a\"\ncomponent = \"nope\"\n",
+            "unknown component \"nope\"",
+        ),
+        (
+            "path = \"/a\"\nactor = \"x\"\nmethods = [\"G T\"]\n",
+            "invalid method",
+        ),
+    ] {
+        let text = format!("{base}[[http.routes]]\n{route}");
+        let err = SystemConfig::parse("system.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(needle) && err.contains("system.toml:"),
+            "{route}: {err}"
+        );
+    }
+    let err = SystemConfig::parse("system.toml", "[http]\naddr = \"nope\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid address \"nope\""), "{err}");
+}

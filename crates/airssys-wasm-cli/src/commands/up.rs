@@ -34,6 +34,9 @@ pub(crate) struct UpArgs {
     /// in the system file; neither: no storage).
     #[arg(long, value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
+    /// Listen for the `[http]` routes on ADDR instead of `[http] addr` (port 0: any).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
     /// The system file.
     pub(crate) file: PathBuf,
 }
@@ -71,6 +74,20 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
             .start()
             .await?,
     );
+    // The HTTP routes: bound before the "up:" line, served after it.
+    let http =
+        match config.http_listener(&engine, &policy, &audit, storage.as_ref(), system.clone())? {
+            Some(mut h) => {
+                if let Some(addr) = a.http {
+                    h.addr = addr;
+                }
+                let listener = tokio::net::TcpListener::bind(h.addr)
+                    .await
+                    .with_context(|| format!("[http] addr {}", h.addr))?;
+                Some((listener, h))
+            }
+            None => None,
+        };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match a.admin {
         Some(addr) => {
@@ -99,6 +116,21 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
         ),
         None => println!("up: {name}: {} actors", system.actors().len()),
     }
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_server = match http {
+        Some((listener, h)) => {
+            println!("http: http://{}", listener.local_addr()?);
+            Some(tokio::spawn(airssys_wasm::serve::serve_routes(
+                listener,
+                h.routes,
+                h.limits,
+                async {
+                    let _ = http_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let _ = std::io::Write::flush(&mut std::io::stdout());
 
     let failure = tokio::select! {
@@ -106,6 +138,11 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
         _ = sigterm.recv() => { eprintln!("SIGTERM: shutting down"); None }
         e = system.failed() => Some(e),
     };
+    // Stop taking HTTP requests and answer those in flight, then stop the actors.
+    let _ = stop_http.send(());
+    if let Some(server) = http_server {
+        let _ = server.await;
+    }
     system.shutdown().await;
     let _ = stop_admin.send(());
     if let Some(server) = server {

@@ -28,6 +28,7 @@ mod body;
 mod handler;
 pub(crate) mod listener;
 mod metrics;
+mod routes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -35,6 +36,8 @@ use std::time::Duration;
 pub use body::{BoxError, ResponseBody};
 pub use handler::HttpHandler;
 pub use metrics::HttpMetrics;
+pub(crate) use routes::status_of;
+pub use routes::{ActorGateway, Route, RouteTarget, Routes};
 
 /// What a listener and its handlers let clients hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +84,31 @@ pub async fn serve(
     handler: HttpHandler,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> bool {
-    let limits = *handler.limits();
-    let conn = listener::ConnLimits {
+    let conn = conn_limits(handler.limits());
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+    });
+    listener::accept_loop(listener, conn, service, shutdown).await
+}
+
+/// Serves `routes` on `listener` under `limits` until `shutdown`, as
+/// [`serve`] does for one handler.
+pub async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> bool {
+    let service = hyper::service::service_fn(move |req| {
+        let routes = routes.clone();
+        async move { Ok::<_, std::convert::Infallible>(routes.handle(req).await) }
+    });
+    listener::accept_loop(listener, conn_limits(&limits), service, shutdown).await
+}
+
+fn conn_limits(limits: &ServeLimits) -> listener::ConnLimits {
+    listener::ConnLimits {
         name: "serve",
         max_connections: limits.max_connections,
         header_read_timeout: limits.header_read_timeout,
@@ -96,12 +122,7 @@ pub async fn serve(
             )
             .into(),
         ),
-    };
-    let service = hyper::service::service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
-    });
-    listener::accept_loop(listener, conn, service, shutdown).await
+    }
 }
 
 /// Serves `GET /metrics` (Prometheus text format) on `listener` until

@@ -36,6 +36,7 @@ use prometheus_client::registry::Registry;
 use crate::actor::ActorSystem;
 use crate::bindings::Message;
 use crate::error::Error;
+use crate::serve::status_of;
 use crate::units::parse_duration;
 
 /// The largest request body (a message payload).
@@ -242,21 +243,6 @@ async fn healthz(State(admin): State<Admin>) -> Response {
             Json(serde_json::json!({ "status": "failed", "reason": e.to_string() })),
         )
             .into_response(),
-    }
-}
-
-/// The HTTP status of a failed send or request.
-fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::NoSuchActor { .. } => StatusCode::NOT_FOUND,
-        Error::MailboxFull { .. } | Error::ShuttingDown | Error::ActorStopped { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Error::Refused { .. } => StatusCode::FORBIDDEN,
-        Error::InvalidActorId { .. } => StatusCode::BAD_REQUEST,
-        Error::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        Error::Guest { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::BAD_GATEWAY,
     }
 }
 

@@ -46,6 +46,7 @@
 //! ```
 //!
 //! A supervisor's children start in the order they are declared in the file.
+//! `[http]` routes requests into the system (see [`super::http`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -87,6 +88,9 @@ pub struct SystemConfig {
     /// Declared actors.
     #[serde(default)]
     pub actors: Vec<ActorEntry>,
+    /// An HTTP listener with routes into the system (apart from the admin API).
+    #[serde(default)]
+    pub http: Option<super::http::HttpSection>,
     #[serde(skip)]
     #[schemars(skip)]
     path: PathBuf,
@@ -319,7 +323,7 @@ impl SystemConfig {
         serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
     }
 
-    fn err(&self, offset: usize, message: &str) -> Error {
+    pub(super) fn err(&self, offset: usize, message: &str) -> Error {
         Error::Manifest {
             path: self.path.clone(),
             message: at(&self.text, offset, message),
@@ -390,6 +394,7 @@ impl SystemConfig {
                 }
             }
         }
+        self.check_http()?;
         // Parents must form a tree rooted at root (no cycles).
         for s in &self.supervisors {
             let mut seen = vec![s.name.get_ref().as_str()];
@@ -419,7 +424,7 @@ impl SystemConfig {
         self.system.data.as_ref().map(|d| self.resolve(d))
     }
 
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
@@ -593,7 +598,7 @@ impl SystemConfig {
 mod tests {
     use super::*;
 
-    fn err(text: &str) -> String {
+    pub(super) fn err(text: &str) -> String {
         SystemConfig::parse("system.toml", text)
             .unwrap_err()
             .to_string()

@@ -1,0 +1,293 @@
+//! HTTP routes into a running system: a path prefix (and optional methods) to
+//! a component served per request, or to an actor that gets each request as a
+//! message and answers with its reply, keeping its mailbox, supervision and
+//! storage.
+//!
+//! A request to an actor route becomes a [`Message`] from `http`: the body is
+//! the payload (at most the listener's `max_body_bytes`), its content type the
+//! request's, and its metadata `http.method`, `http.path`, `http.query` and one
+//! `http.header.NAME` per header (names lower-case). The reply becomes the
+//! response: 200 with the reply as the body (`application/octet-stream`, or the
+//! route's `content-type`), 204 when the actor gave none. Errors map as the
+//! admin API's do: unknown actor 404, full mailbox 503 with `Retry-After`, no
+//! reply within the route's timeout 504, an error the guest returned 422, a
+//! crash while handling (the supervisor restarts the actor) 502.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::body::{text, BoxError, ResponseBody};
+use super::metrics::{Exchange, HttpMetrics};
+use super::HttpHandler;
+use crate::bindings::Message;
+use crate::error::{Error, Result};
+
+/// What an actor route needs of the actor layer: a request and its reply.
+/// The actor system implements it; a cluster transport can too.
+pub trait ActorGateway: Send + Sync + 'static {
+    /// Sends `msg` to `actor` and waits up to `timeout` for its reply.
+    fn request<'a>(
+        &'a self,
+        actor: &'a str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send + 'a>>;
+}
+
+/// Where a route leads.
+#[derive(Clone)]
+pub enum RouteTarget {
+    /// A `wasi:http/proxy` component, a fresh instance per request.
+    Component(HttpHandler),
+    /// An actor: the request as a message, the reply as the response.
+    Actor {
+        /// The actor's id (`name` or `name/key` of a virtual actor).
+        actor: String,
+        /// How it is reached.
+        gateway: Arc<dyn ActorGateway>,
+        /// How long to wait for its reply.
+        timeout: Duration,
+        /// The content type of the response (default `application/octet-stream`).
+        content_type: Option<String>,
+    },
+}
+
+/// One route: requests whose path starts with `prefix` (at a `/` boundary)
+/// and whose method is in `methods` (any, when empty).
+#[derive(Clone)]
+pub struct Route {
+    /// The path prefix, e.g. `/orders` (matches `/orders` and `/orders/7`, not `/ordersx`).
+    pub prefix: String,
+    /// The methods it takes; empty for any.
+    pub methods: Vec<http::Method>,
+    /// Its name in metrics and access records.
+    pub name: Arc<str>,
+    /// Where it leads.
+    pub target: RouteTarget,
+}
+
+impl Route {
+    fn matches_path(&self, path: &str) -> bool {
+        let p = self.prefix.trim_end_matches('/');
+        p.is_empty()
+            || path == p
+            || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+    }
+}
+
+/// A table of routes, longest prefix first; 404 when none matches the path,
+/// 405 (with `Allow`) when one matches but not its method.
+#[derive(Clone)]
+pub struct Routes {
+    routes: Arc<Vec<Route>>,
+    metrics: Arc<HttpMetrics>,
+    max_body_bytes: u64,
+}
+
+impl Routes {
+    /// The table of `routes`, reporting to `metrics`; actor routes read
+    /// request bodies up to `max_body_bytes`.
+    pub fn new(mut routes: Vec<Route>, metrics: Arc<HttpMetrics>, max_body_bytes: u64) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.trim_end_matches('/').len()));
+        Routes {
+            routes: Arc::new(routes),
+            metrics,
+            max_body_bytes,
+        }
+    }
+
+    /// The figures of every route.
+    pub fn metrics(&self) -> &Arc<HttpMetrics> {
+        &self.metrics
+    }
+
+    /// Answers one request by its route.
+    pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let path = req.uri().path().to_string();
+        let mut allowed: Vec<&http::Method> = Vec::new();
+        let route = self.routes.iter().find(|r| {
+            if !r.matches_path(&path) {
+                return false;
+            }
+            if r.methods.is_empty() || r.methods.contains(req.method()) {
+                return true;
+            }
+            allowed.extend(r.methods.iter());
+            false
+        });
+        let Some(route) = route else {
+            let exchange = Exchange::start(self.metrics.clone(), "none".into(), &req);
+            let r = if allowed.is_empty() {
+                text(http::StatusCode::NOT_FOUND, "no route")
+            } else {
+                let mut r = text(http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                if let Ok(v) = http::HeaderValue::from_str(&allow.join(", ")) {
+                    r.headers_mut().insert(http::header::ALLOW, v);
+                }
+                r
+            };
+            exchange.set_status(r.status().as_u16());
+            return r;
+        };
+        match &route.target {
+            RouteTarget::Component(handler) => handler.handle(req).await,
+            RouteTarget::Actor {
+                actor,
+                gateway,
+                timeout,
+                content_type,
+            } => {
+                let exchange = Exchange::start(self.metrics.clone(), route.name.clone(), &req);
+                let r = self
+                    .to_actor(
+                        req,
+                        actor,
+                        gateway.as_ref(),
+                        *timeout,
+                        content_type,
+                        &exchange,
+                    )
+                    .await;
+                exchange.set_status(r.status().as_u16());
+                if let Some(n) = http_body::Body::size_hint(r.body()).exact() {
+                    exchange.add_bytes(n);
+                }
+                r
+            }
+        }
+    }
+
+    async fn to_actor<B>(
+        &self,
+        req: http::Request<B>,
+        actor: &str,
+        gateway: &dyn ActorGateway,
+        timeout: Duration,
+        content_type: &Option<String>,
+        exchange: &Exchange,
+    ) -> http::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let cap = self.max_body_bytes;
+        let (parts, body) = req.into_parts();
+        let payload = match Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return text(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body over {cap} bytes"),
+                )
+            }
+            Err(e) => {
+                return text(
+                    http::StatusCode::BAD_REQUEST,
+                    &format!("reading the request body: {e}"),
+                )
+            }
+        };
+        let mut msg = Message::new("http", payload.to_vec());
+        if let Some(ct) = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            msg = msg.with_content_type(ct);
+        }
+        msg = msg
+            .with_metadata("http.method", parts.method.as_str())
+            .with_metadata("http.path", parts.uri.path())
+            .with_metadata("http.query", parts.uri.query().unwrap_or(""));
+        for (name, value) in &parts.headers {
+            msg = msg.with_metadata(
+                format!("http.header.{}", name.as_str()),
+                String::from_utf8_lossy(value.as_bytes()),
+            );
+        }
+        match gateway.request(actor, msg, timeout).await {
+            Ok(Some(reply)) => {
+                let mut r = http::Response::new(
+                    Full::new(Bytes::from(reply))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                let ct = content_type
+                    .as_deref()
+                    .unwrap_or("application/octet-stream");
+                if let Ok(v) = http::HeaderValue::from_str(ct) {
+                    r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+                }
+                r
+            }
+            Ok(None) => {
+                let mut r = text(http::StatusCode::NO_CONTENT, "");
+                *r.body_mut() = http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                r.headers_mut().remove(http::header::CONTENT_TYPE);
+                r
+            }
+            Err(e) => {
+                let status = status_of(&e);
+                if status.is_server_error() {
+                    tracing::warn!(target: "airssys_wasm::http", "{e}");
+                }
+                exchange.fail(e.to_string());
+                // A server error's cause (a trap, the guest's stderr) is for the
+                // log; the client learns only what kind of failure it was.
+                let said = match status {
+                    http::StatusCode::BAD_GATEWAY => {
+                        format!("{actor} failed while handling the request")
+                    }
+                    http::StatusCode::SERVICE_UNAVAILABLE => {
+                        format!("{actor} is unavailable; retry")
+                    }
+                    http::StatusCode::GATEWAY_TIMEOUT => {
+                        format!("no reply from {actor} within {timeout:?}")
+                    }
+                    _ => e.to_string(),
+                };
+                let mut r = text(status, &crate::units::escape_controls(&said));
+                if status == http::StatusCode::SERVICE_UNAVAILABLE {
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("1"),
+                    );
+                }
+                r
+            }
+        }
+    }
+}
+
+/// The HTTP status of a failed delivery or request, as the admin API and
+/// actor routes answer it.
+pub(crate) fn status_of(e: &Error) -> http::StatusCode {
+    use http::StatusCode;
+    match e {
+        Error::NoSuchActor { .. } => StatusCode::NOT_FOUND,
+        Error::MailboxFull { .. } | Error::ShuttingDown | Error::ActorStopped { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Error::Refused { .. } => StatusCode::FORBIDDEN,
+        Error::InvalidActorId { .. } => StatusCode::BAD_REQUEST,
+        Error::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Guest { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
