@@ -17,6 +17,8 @@ fn bin() -> &'static str {
 struct Up {
     child: Child,
     url: String,
+    /// The `[http]` listener's URL, when the system has one.
+    http: Option<String>,
     _cache: tempfile::TempDir,
 }
 
@@ -51,11 +53,24 @@ impl Up {
         line.clear();
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("up: "), "{line:?}");
+        let http = if std::fs::read_to_string(system).unwrap().contains("[http]") {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            Some(
+                line.trim()
+                    .strip_prefix("http: ")
+                    .expect("an http: line")
+                    .to_string(),
+            )
+        } else {
+            None
+        };
         // Keep draining stdout so that the process never blocks on it.
         std::thread::spawn(move || for _ in out.lines() {});
         Up {
             child,
             url,
+            http,
             _cache: cache,
         }
     }
@@ -537,4 +552,44 @@ fn the_committed_system_schema_is_current() {
         String::from_utf8_lossy(&o.stdout),
         "regenerate with: cargo run -p airssys-wasm-cli -- schema --system > schemas/system.schema.json"
     );
+}
+
+#[test]
+fn up_serves_http_routes_on_a_listener_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.toml");
+    std::fs::write(
+        &system,
+        format!(
+            "[components.web]\npath = {:?}\n[components.crasher]\npath = {:?}\n\
+             [[actors]]\nid = \"crasher\"\ncomponent = \"crasher\"\n\
+             [http]\naddr = \"127.0.0.1:1\"\n\
+             [[http.routes]]\npath = \"/\"\ncomponent = \"web\"\n\
+             [[http.routes]]\npath = \"/orders\"\nactor = \"crasher\"\n",
+            guest("http_hello").display().to_string(),
+            guest("crasher").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let up = Up::start(&system, &["--http", "127.0.0.1:0"]);
+    let http = up.http.clone().expect("an http listener");
+    assert_ne!(http, up.url, "apart from the admin API");
+    assert_eq!(
+        get(&format!("{http}/"), None),
+        (200, "hello from airssys-wasm\n".into())
+    );
+    assert_eq!(
+        post(&format!("{http}/orders"), "order 1"),
+        (200, "order 1".into())
+    );
+    assert_eq!(post(&format!("{http}/orders"), "panic").0, 502);
+    assert_eq!(
+        post(&format!("{http}/orders"), "order 2"),
+        (200, "order 2".into())
+    );
+    // The admin API does not answer on the HTTP listener, nor the routes on the admin's.
+    assert_eq!(get(&format!("{http}/components"), None).0, 404);
+    assert_eq!(get(&format!("{}/orders", up.url), None).0, 404);
+    let o = up.stop("-TERM");
+    assert!(o.status.success(), "{o:?}");
 }
