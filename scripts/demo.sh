@@ -28,13 +28,14 @@ show() {
 
 echo "== A running system: examples/demo/system.toml, an order pipeline of actors"
 echo "   ingest --publish orders.new--> enrich --request--> store, and audit; counter/KEY on demand"
-$bin up examples/demo/system.toml --admin 127.0.0.1:0 --data "$demo_dir/data" >"$demo_dir/up.out" 2>"$demo_dir/up.err" &
+$bin up examples/demo/system.toml --admin 127.0.0.1:0 --http 127.0.0.1:0 --data "$demo_dir/data" >"$demo_dir/up.out" 2>"$demo_dir/up.err" &
 up_pid=$!
 trap 'kill $up_pid 2>/dev/null; rm -rf "$demo_dir"' EXIT
-for _ in $(seq 1 100); do grep -q '^admin: ' "$demo_dir/up.out" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q '^http: ' "$demo_dir/up.out" && break; sleep 0.1; done
 admin=$(sed -n 's/^admin: //p' "$demo_dir/up.out")
+http=$(sed -n 's/^http: //p' "$demo_dir/up.out")
 [ -n "$admin" ] || { cat "$demo_dir/up.err"; exit 1; }
-printf '\033[1m$ %s\033[0m\n' "$bin up examples/demo/system.toml --admin 127.0.0.1:0 --data \$DIR &   # admin API on $admin"
+printf '\033[1m$ %s\033[0m\n' "$bin up examples/demo/system.toml --admin 127.0.0.1:0 --http 127.0.0.1:0 --data \$DIR &   # admin API on $admin, HTTP routes on $http"
 show $bin ps --admin "$admin"
 show $bin send --admin "$admin" ingest "order 1" --reply
 show $bin send --admin "$admin" ingest "order 2" --reply
@@ -57,6 +58,11 @@ show $bin send --admin "$admin" tally get --reply
 sleep 1.5
 show sh -c "$bin ps --admin $admin | grep -E '^(ID|tally)'"
 show $bin send --admin "$admin" tally incr --reply
+if command -v curl >/dev/null && [ -n "$http" ]; then
+  echo "-- HTTP routes: POST /orders is a message to ingest (its reply the response); /web a wasi:http component"
+  show curl -s -i -X POST --data-binary "order 4" "$http/orders"
+  show curl -s -i "$http/web"
+fi
 if command -v curl >/dev/null; then
   show sh -c "curl -s $admin/metrics | grep -E '^airssys_(actor_restarts_total|dead_letters_total|messages_sent_total)'"
 fi

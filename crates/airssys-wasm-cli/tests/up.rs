@@ -501,7 +501,7 @@ fn the_demo_system_runs() {
     let data_arg = data.path().to_str().unwrap();
     let up = Up::start(
         &root.join("examples/demo/system.toml"),
-        &["--data", data_arg],
+        &["--data", data_arg, "--http", "127.0.0.1:0"],
     );
     let o = cli(&["send", "--admin", &up.url, "ingest", "order 1", "--reply"]);
     assert_eq!(
@@ -517,6 +517,12 @@ fn the_demo_system_runs() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Its HTTP route to ingest.
+    let http = up.http.clone().expect("the demo's [http]");
+    assert_eq!(
+        post(&format!("{http}/orders"), "order 9"),
+        (200, "order \"order 9\" published to 2 subscribers".into())
+    );
     // The durable counter survives its crash and supervised restart.
     let tally = |text: &str| {
         let o = cli(&["send", "--admin", &up.url, "tally", text, "--reply"]);
