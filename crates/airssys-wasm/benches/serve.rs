@@ -7,7 +7,9 @@
 //! - `serve/hello/bare-wasmtime`: wasmtime-wasi-http alone, a fresh pooled
 //!   instance per request, the floor (what `wasmtime serve` does for p2);
 //! - `serve/hello/wasmtime-serve`: the `wasmtime serve` binary itself
-//!   (`cargo install wasmtime-cli --version 48.0.8`), when `wasmtime` is on PATH.
+//!   (`cargo install wasmtime-cli --version 48.0.8`), when `wasmtime` is on PATH;
+//! - `serve/hello/route-to-actor`: a route into an actor (`echo`): each POST a
+//!   message through its mailbox, its reply the response.
 //!
 //! Each also prints its requests per second and p50/p99 latency over one
 //! longer run. Run with `cargo bench -p airssys-wasm --bench serve`.
@@ -19,17 +21,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airssys_wasm::serve::{HttpHandler, ServeLimits};
+use airssys_wasm::serve::{ActorGateway, HttpHandler, Route, RouteTarget, Routes, ServeLimits};
 use airssys_wasm::{EngineConfig, ExecutionContext, ResourceLimits};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 
 const CONNECTIONS: usize = 64;
 
 /// `per_conn` GETs of `/` on each of 64 kept-alive connections; the elapsed
 /// time and every request's latency.
-async fn load(addr: SocketAddr, per_conn: usize) -> (Duration, Vec<Duration>) {
+async fn load(addr: SocketAddr, per_conn: usize, post: bool) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -45,10 +47,18 @@ async fn load(addr: SocketAddr, per_conn: usize) -> (Duration, Vec<Duration>) {
             for _ in 0..per_conn {
                 let t = Instant::now();
                 send.ready().await.unwrap();
-                let req = http::Request::get("/")
-                    .header("host", addr.to_string())
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
+                // A POST to /actor (the actor route) echoes its body; a GET of / is hello.
+                let req = if post {
+                    http::Request::post("/actor")
+                        .header("host", addr.to_string())
+                        .body(Full::new(Bytes::from_static(b"hello from airssys-wasm\n")))
+                        .unwrap()
+                } else {
+                    http::Request::get("/")
+                        .header("host", addr.to_string())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap()
+                };
                 let res = send.send_request(req).await.unwrap();
                 assert_eq!(res.status(), 200);
                 let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -65,14 +75,14 @@ async fn load(addr: SocketAddr, per_conn: usize) -> (Duration, Vec<Duration>) {
     (start.elapsed(), all)
 }
 
-fn report(name: &str, rt: &tokio::runtime::Runtime, addr: SocketAddr) {
+fn report(name: &str, rt: &tokio::runtime::Runtime, addr: SocketAddr, post: bool) {
     // A short run when the suite smoke-tests the benchmark (no `--bench`).
     let per_conn = if std::env::args().any(|a| a == "--bench") {
         300
     } else {
         5
     };
-    let (elapsed, mut lat) = rt.block_on(load(addr, per_conn));
+    let (elapsed, mut lat) = rt.block_on(load(addr, per_conn, post));
     lat.sort();
     let n = lat.len();
     println!(
@@ -81,6 +91,22 @@ fn report(name: &str, rt: &tokio::runtime::Runtime, addr: SocketAddr) {
         lat[n / 2],
         lat[n * 99 / 100],
     );
+}
+
+/// The actor system as an actor route's gateway.
+struct Gateway(Arc<airssys_wasm::ActorSystem>);
+
+impl ActorGateway for Gateway {
+    fn request<'a>(
+        &'a self,
+        actor: &'a str,
+        msg: airssys_wasm::Message,
+        timeout: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = airssys_wasm::Result<Option<Vec<u8>>>> + Send + 'a>,
+    > {
+        Box::pin(self.0.request(actor, msg, timeout))
+    }
 }
 
 /// wasmtime-wasi-http alone: the floor.
@@ -281,26 +307,77 @@ fn benches(c: &mut Criterion) {
         println!("serve/hello/wasmtime-serve: skipped (`wasmtime` is not on PATH; cargo install wasmtime-cli --version 48.0.8)");
     }
 
-    let mut targets = vec![("airssys-wasm", ours), ("bare-wasmtime", bare)];
+    // A route into an actor: each request a message to `echo`, its reply the response.
+    let echo = engine.load_file(common::component("echo")).unwrap();
+    let system = rt
+        .block_on(
+            airssys_wasm::ActorSystem::builder()
+                .actor(
+                    airssys_wasm::ActorSpec::new(
+                        airssys_wasm::ActorId::new("echo").unwrap(),
+                        echo,
+                        ExecutionContext::new("echo"),
+                    )
+                    .with_options(
+                        airssys_wasm::ActorOptions::default()
+                            .health(None)
+                            .mailbox_capacity(4096),
+                    ),
+                )
+                .start(),
+        )
+        .unwrap();
+    let routes = Routes::new(
+        vec![Route {
+            prefix: "/actor".into(),
+            methods: Vec::new(),
+            name: "echo".into(),
+            target: RouteTarget::Actor {
+                actor: "echo".into(),
+                gateway: Arc::new(Gateway(Arc::new(system))),
+                timeout: Duration::from_secs(10),
+                content_type: None,
+            },
+        }],
+        Arc::default(),
+        1 << 20,
+    );
+    let routed = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(airssys_wasm::serve::serve_routes(
+            l,
+            routes,
+            ServeLimits::default(),
+            std::future::pending(),
+        ));
+        addr
+    });
+
+    let mut targets = vec![
+        ("airssys-wasm", ours, false),
+        ("bare-wasmtime", bare, false),
+    ];
     if let Some(w) = &wasmtime {
-        targets.push(("wasmtime-serve", w.1));
+        targets.push(("wasmtime-serve", w.1, false));
     }
+    targets.push(("route-to-actor", routed, true));
     let mut group = c.benchmark_group("serve/hello");
     group.throughput(Throughput::Elements((CONNECTIONS * 10) as u64));
-    for (name, addr) in &targets {
+    for (name, addr, post) in &targets {
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += rt.block_on(load(*addr, 10)).0;
+                    total += rt.block_on(load(*addr, 10, *post)).0;
                 }
                 total
             })
         });
     }
     group.finish();
-    for (name, addr) in &targets {
-        report(name, &rt, *addr);
+    for (name, addr, post) in &targets {
+        report(name, &rt, *addr, *post);
     }
 }
 
