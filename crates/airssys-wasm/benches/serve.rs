@@ -102,9 +102,7 @@ impl ActorGateway for Gateway {
         actor: &'a str,
         msg: airssys_wasm::Message,
         timeout: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = airssys_wasm::Result<Option<Vec<u8>>>> + Send + 'a>,
-    > {
+    ) -> airssys_wasm::serve::ReplyFuture<'a> {
         Box::pin(self.0.request(actor, msg, timeout))
     }
 }

@@ -37,7 +37,7 @@ pub use body::{BoxError, ResponseBody};
 pub use handler::HttpHandler;
 pub use metrics::HttpMetrics;
 pub(crate) use routes::status_of;
-pub use routes::{ActorGateway, Route, RouteTarget, Routes};
+pub use routes::{ActorGateway, ReplyFuture, Route, RouteTarget, Routes};
 
 /// What a listener and its handlers let clients hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,16 +28,14 @@ use super::HttpHandler;
 use crate::bindings::Message;
 use crate::error::{Error, Result};
 
+/// The reply an [`ActorGateway`] promises: the actor's reply payload, if any.
+pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send + 'a>>;
+
 /// What an actor route needs of the actor layer: a request and its reply.
 /// The actor system implements it; a cluster transport can too.
 pub trait ActorGateway: Send + Sync + 'static {
     /// Sends `msg` to `actor` and waits up to `timeout` for its reply.
-    fn request<'a>(
-        &'a self,
-        actor: &'a str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send + 'a>>;
+    fn request<'a>(&'a self, actor: &'a str, msg: Message, timeout: Duration) -> ReplyFuture<'a>;
 }
 
 /// Where a route leads.

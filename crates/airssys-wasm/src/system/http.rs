@@ -21,7 +21,6 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ use crate::sandbox::manifest::Manifest;
 use crate::security::audit::AuditLog;
 use crate::security::policy::HostPolicy;
 use crate::serve::{
-    ActorGateway, HttpHandler, HttpMetrics, Route, RouteTarget, Routes, ServeLimits,
+    ActorGateway, HttpHandler, HttpMetrics, ReplyFuture, Route, RouteTarget, Routes, ServeLimits,
 };
 use crate::units::{de_opt_duration, de_opt_size, DurationValue, SizeValue};
 
@@ -107,12 +106,7 @@ pub struct HttpListener {
 struct SystemGateway(Arc<ActorSystem>);
 
 impl ActorGateway for SystemGateway {
-    fn request<'a>(
-        &'a self,
-        actor: &'a str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Option<Vec<u8>>>> + Send + 'a>> {
+    fn request<'a>(&'a self, actor: &'a str, msg: Message, timeout: Duration) -> ReplyFuture<'a> {
         Box::pin(self.0.request(actor, msg, timeout))
     }
 }
