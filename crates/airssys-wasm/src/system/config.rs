@@ -323,7 +323,7 @@ impl SystemConfig {
         serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
     }
 
-    pub(super) fn err(&self, offset: usize, message: &str) -> Error {
+    fn err(&self, offset: usize, message: &str) -> Error {
         Error::Manifest {
             path: self.path.clone(),
             message: at(&self.text, offset, message),
@@ -394,7 +394,9 @@ impl SystemConfig {
                 }
             }
         }
-        self.check_http()?;
+        if let Some(http) = &self.http {
+            http.check(|c| self.components.contains_key(c), |at, m| self.err(at, m))?;
+        }
         // Parents must form a tree rooted at root (no cycles).
         for s in &self.supervisors {
             let mut seen = vec![s.name.get_ref().as_str()];
@@ -424,7 +426,7 @@ impl SystemConfig {
         self.system.data.as_ref().map(|d| self.resolve(d))
     }
 
-    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
+    fn resolve(&self, p: &Path) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
@@ -442,18 +444,7 @@ impl SystemConfig {
         let mut contexts: HashMap<&str, (crate::Component, ExecutionContext, ActorSettings)> =
             HashMap::new();
         for (name, entry) in &self.components {
-            let component = engine.load_file(self.resolve(&entry.path))?;
-            let mut ctx = match &entry.manifest {
-                Some(m) => Manifest::from_file(self.resolve(m))?.context(policy, audit.clone())?,
-                None => ExecutionContext::new(name.as_str())
-                    .with_capabilities(crate::Capabilities::default().with_audit(audit.clone())),
-            };
-            for (k, v) in &entry.config {
-                ctx = ctx.with_config(k, v);
-            }
-            if let Some(storage) = storage {
-                ctx = ctx.with_storage(storage.clone());
-            }
+            let (component, ctx) = self.component(name, engine, policy, audit, storage)?;
             contexts.insert(name, (component, ctx, entry.settings.clone()));
         }
         // A system the pool cannot hold is refused now, not actor by actor.
@@ -480,6 +471,57 @@ impl SystemConfig {
         }
         let root = self.supervisor_spec("root", &contexts)?;
         Ok(builder.root(root))
+    }
+
+    /// The `[http]` listener of this system (`None` without one): component
+    /// routes loaded into `engine` with their manifests under `policy` (and
+    /// `storage`), as the actors' components are; actor routes through `system`.
+    ///
+    /// # Errors
+    ///
+    /// A component that does not load or is not a `wasi:http/proxy`
+    /// ([`Error::Unsupported`]), a manifest that does not hold.
+    pub fn http_listener(
+        &self,
+        engine: &Engine,
+        policy: &HostPolicy,
+        audit: &AuditLog,
+        storage: Option<&crate::storage::Storage>,
+        system: std::sync::Arc<crate::actor::ActorSystem>,
+    ) -> Result<Option<super::http::HttpListener>> {
+        let Some(http) = &self.http else {
+            return Ok(None);
+        };
+        http.listener(system, |name| {
+            self.component(name, engine, policy, audit, storage)
+        })
+        .map(Some)
+    }
+
+    /// Component `name` of `[components]` loaded into `engine`, with its
+    /// context: its manifest under `policy`, its config, the storage.
+    fn component(
+        &self,
+        name: &str,
+        engine: &Engine,
+        policy: &HostPolicy,
+        audit: &AuditLog,
+        storage: Option<&crate::storage::Storage>,
+    ) -> Result<(crate::Component, ExecutionContext)> {
+        let entry = &self.components[name];
+        let component = engine.load_file(self.resolve(&entry.path))?;
+        let mut ctx = match &entry.manifest {
+            Some(m) => Manifest::from_file(self.resolve(m))?.context(policy, audit.clone())?,
+            None => ExecutionContext::new(name)
+                .with_capabilities(crate::Capabilities::default().with_audit(audit.clone())),
+        };
+        for (k, v) in &entry.config {
+            ctx = ctx.with_config(k, v);
+        }
+        if let Some(storage) = storage {
+            ctx = ctx.with_storage(storage.clone());
+        }
+        Ok((component, ctx))
     }
 
     /// An actor's options: its own settings (or its component's), then

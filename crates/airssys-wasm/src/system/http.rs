@@ -28,15 +28,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::config::SystemConfig;
 use crate::actor::ActorSystem;
 use crate::bindings::Message;
 use crate::error::{Error, Result};
-use crate::runtime::engine::Engine;
+use crate::runtime::component::Component;
 use crate::sandbox::context::ExecutionContext;
-use crate::sandbox::manifest::Manifest;
-use crate::security::audit::AuditLog;
-use crate::security::policy::HostPolicy;
 use crate::serve::{
     ActorGateway, HttpHandler, HttpMetrics, ReplyFuture, Route, RouteTarget, Routes, ServeLimits,
 };
@@ -111,44 +107,47 @@ impl ActorGateway for SystemGateway {
     }
 }
 
-impl SystemConfig {
-    pub(super) fn check_http(&self) -> Result<()> {
-        let Some(http) = &self.http else {
-            return Ok(());
-        };
-        if http.addr.get_ref().parse::<SocketAddr>().is_err() {
-            return Err(self.err(
-                http.addr.span().start,
+impl HttpSection {
+    /// Checks the section: `err(offset, message)` makes the error that names
+    /// the line and column; `has_component` says whether `[components]` has a name.
+    pub(super) fn check(
+        &self,
+        has_component: impl Fn(&str) -> bool,
+        err: impl Fn(usize, &str) -> Error,
+    ) -> Result<()> {
+        if self.addr.get_ref().parse::<SocketAddr>().is_err() {
+            return Err(err(
+                self.addr.span().start,
                 &format!(
                     "invalid address {:?}: expected HOST:PORT, e.g. 127.0.0.1:8080",
-                    http.addr.get_ref()
+                    self.addr.get_ref()
                 ),
             ));
         }
-        for r in &http.routes {
+        for r in &self.routes {
             let at = r.path.span().start;
             if !r.path.get_ref().starts_with('/') {
-                return Err(self.err(at, "a route's path starts with '/'"));
+                return Err(err(at, "a route's path starts with '/'"));
             }
             for m in &r.methods {
                 if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                    return Err(self.err(at, &format!("invalid method {m:?}")));
+                    return Err(err(at, &format!("invalid method {m:?}")));
                 }
             }
             match (&r.component, &r.actor) {
                 (Some(c), None) => {
-                    if !self.components.contains_key(c.get_ref()) {
-                        return Err(self.err(
+                    if !has_component(c.get_ref()) {
+                        return Err(err(
                             c.span().start,
                             &format!("unknown component {:?}", c.get_ref()),
                         ));
                     }
                 }
                 (None, Some(a)) => {
-                    crate::actor::ActorId::new(a).map_err(|e| self.err(at, &e.to_string()))?;
+                    crate::actor::ActorId::new(a).map_err(|e| err(at, &e.to_string()))?;
                 }
                 _ => {
-                    return Err(self.err(
+                    return Err(err(
                         at,
                         "a route leads to a component or to an actor: give one of `component` and `actor`",
                     ))
@@ -158,40 +157,28 @@ impl SystemConfig {
         Ok(())
     }
 
-    /// The `[http]` listener of this system (`None` without one): component
-    /// routes loaded into `engine` with their manifests under `policy`
-    /// (`storage` given to them as to actors), actor routes through `system`.
-    ///
-    /// # Errors
-    ///
-    /// A component that does not load or is not a `wasi:http/proxy`
-    /// ([`Error::Unsupported`]), a manifest that does not hold.
-    pub fn http_listener(
+    /// The listener: component routes from `component(name)` (the component
+    /// and its context, as the system's actors get theirs), actor routes
+    /// through `system`.
+    pub(super) fn listener(
         &self,
-        engine: &Engine,
-        policy: &HostPolicy,
-        audit: &AuditLog,
-        storage: Option<&crate::storage::Storage>,
         system: Arc<ActorSystem>,
-    ) -> Result<Option<HttpListener>> {
-        let Some(http) = &self.http else {
-            return Ok(None);
-        };
+        mut component: impl FnMut(&str) -> Result<(Component, ExecutionContext)>,
+    ) -> Result<HttpListener> {
         let addr: SocketAddr =
-            http.addr.get_ref().parse().map_err(|_| {
-                Error::Config(format!("invalid [http] addr {:?}", http.addr.get_ref()))
+            self.addr.get_ref().parse().map_err(|_| {
+                Error::Config(format!("invalid [http] addr {:?}", self.addr.get_ref()))
             })?;
         let defaults = ServeLimits::default();
         let limits = ServeLimits {
-            max_concurrency: http.max_concurrency.unwrap_or(defaults.max_concurrency),
-            max_body_bytes: http.max_body.unwrap_or(1 << 20),
+            max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
+            max_body_bytes: self.max_body.unwrap_or(1 << 20),
             ..defaults
         };
         let metrics = Arc::new(HttpMetrics::default());
         let gateway: Arc<dyn ActorGateway> = Arc::new(SystemGateway(system));
         let mut routes = Vec::new();
-        for r in &http.routes {
-            let prefix = r.path.get_ref().clone();
+        for r in &self.routes {
             let methods = r
                 .methods
                 .iter()
@@ -199,26 +186,10 @@ impl SystemConfig {
                 .collect();
             let (name, target): (Arc<str>, RouteTarget) = match (&r.component, &r.actor) {
                 (Some(c), _) => {
-                    let name = c.get_ref();
-                    let entry = &self.components[name];
-                    let component = engine.load_file(self.resolve(&entry.path))?;
-                    let mut ctx = match &entry.manifest {
-                        Some(m) => {
-                            Manifest::from_file(self.resolve(m))?.context(policy, audit.clone())?
-                        }
-                        None => ExecutionContext::new(name.as_str()).with_capabilities(
-                            crate::Capabilities::default().with_audit(audit.clone()),
-                        ),
-                    };
-                    for (k, v) in &entry.config {
-                        ctx = ctx.with_config(k, v);
-                    }
-                    if let Some(storage) = storage {
-                        ctx = ctx.with_storage(storage.clone());
-                    }
-                    let route: Arc<str> = name.as_str().into();
+                    let (comp, ctx) = component(c.get_ref())?;
+                    let route: Arc<str> = c.get_ref().as_str().into();
                     let handler = HttpHandler::with_metrics(
-                        &component,
+                        &comp,
                         ctx,
                         limits,
                         metrics.clone(),
@@ -231,23 +202,23 @@ impl SystemConfig {
                     RouteTarget::Actor {
                         actor: actor.clone(),
                         gateway: gateway.clone(),
-                        timeout: r.timeout.or(http.timeout).unwrap_or(Duration::from_secs(5)),
+                        timeout: r.timeout.or(self.timeout).unwrap_or(Duration::from_secs(5)),
                         content_type: r.content_type.clone(),
                     },
                 ),
                 (None, None) => continue,
             };
             routes.push(Route {
-                prefix,
+                prefix: r.path.get_ref().clone(),
                 methods,
                 name,
                 target,
             });
         }
-        Ok(Some(HttpListener {
+        Ok(HttpListener {
             addr,
             routes: Routes::new(routes, metrics, limits.max_body_bytes),
             limits,
-        }))
+        })
     }
 }
