@@ -59,9 +59,9 @@ sleep 1.5
 show sh -c "$bin ps --admin $admin | grep -E '^(ID|tally)'"
 show $bin send --admin "$admin" tally incr --reply
 if command -v curl >/dev/null && [ -n "$http" ]; then
-  echo "-- HTTP routes: POST /orders is a message to ingest (its reply the response); /web a wasi:http component"
+  echo "-- HTTP routes: POST /orders is a message to ingest (its reply the response); the rest a wasi:http component"
   show curl -s -i -X POST --data-binary "order 4" "$http/orders"
-  show curl -s -i "$http/web"
+  show curl -s -i "$http/"
 fi
 if command -v curl >/dev/null; then
   show sh -c "curl -s $admin/metrics | grep -E '^airssys_(actor_restarts_total|dead_letters_total|messages_sent_total)'"
