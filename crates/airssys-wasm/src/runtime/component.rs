@@ -192,6 +192,32 @@ impl Component {
         self.instantiate_with_mailroom(ctx, None).await
     }
 
+    /// A store for one instance under `ctx`: its WASI grants, its stdout and
+    /// stderr kept as a tail (to name a trap), its host interfaces'
+    /// contexts, and `mailroom` for its messaging (none outside an actor).
+    pub(crate) fn store_for(
+        &self,
+        ctx: &ExecutionContext,
+        mailroom: Option<Box<dyn host::messaging::Mailroom>>,
+    ) -> Result<wasmtime::Store<HostState>> {
+        let output = wasi::TailBuffer::new(4096);
+        let resolved = host::sockets::Resolved::default();
+        let wasi_ctx = wasi::builder(
+            ctx,
+            &[ctx.component_id().to_string()],
+            wasi::Stdio::Capture(output.clone()),
+            &resolved,
+        )?
+        .build();
+        Ok(self.inner.engine.store(HostState::new(
+            ctx,
+            wasi_ctx,
+            resolved,
+            Some(output),
+            mailroom,
+        )))
+    }
+
     /// [`Component::instantiate`] with the [`Mailroom`](host::messaging::Mailroom)
     /// its messaging interface asks (an actor's tie to its actor system).
     pub(crate) async fn instantiate_with_mailroom(
@@ -221,33 +247,12 @@ impl Component {
                 })
             }
         };
-        let output = wasi::TailBuffer::new(4096);
-        let resolved = host::sockets::Resolved::default();
-        let wasi_ctx = wasi::builder(
-            ctx,
-            &[ctx.component_id().to_string()],
-            wasi::Stdio::Capture(output.clone()),
-            &resolved,
-        )?
-        .build();
-        let mut store = self.inner.engine.store(HostState::new(
-            ctx,
-            wasi_ctx,
-            resolved,
-            Some(output),
-            mailroom,
-        ));
+        let mut store = self.store_for(ctx, mailroom)?;
         crate::runtime::instance::prepare_call(&mut store, ctx, std::time::Instant::now())?;
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
-                let run = &mut store.data_mut().run;
-                let failure = crate::runtime::trap::Failure {
-                    component: ctx.component_id(),
-                    limits: ctx.limits(),
-                    memory_denied: run.limiter.memory_denied,
-                    stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
-                };
+                let failure = crate::runtime::trap::Failure::of(ctx, &mut store.data_mut().run);
                 return Err(failure.classify(e));
             }
         };

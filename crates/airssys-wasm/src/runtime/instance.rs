@@ -354,13 +354,7 @@ impl Instance {
             }
             Err(e) => {
                 self.poisoned = true;
-                let failure = Failure {
-                    component: self.ctx.component_id(),
-                    limits: self.ctx.limits(),
-                    memory_denied: run.limiter.memory_denied,
-                    stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
-                };
-                let err = failure.classify(e);
+                let err = Failure::of(&self.ctx, run).classify(e);
                 self.state = match err {
                     Error::Timeout { .. } => ExecutionState::Timeout,
                     _ => ExecutionState::Failed,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use wasmtime::{Trap, WasmBacktrace};
 
 use crate::error::{error_chain, Error};
+use crate::host::RunState;
+use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::limits::{DeadlineExceeded, ResourceLimits};
 
 /// The facts about one failed call needed to explain it.
@@ -18,7 +20,18 @@ pub(crate) struct Failure<'a> {
     pub stderr_tail: String,
 }
 
-impl Failure<'_> {
+impl<'a> Failure<'a> {
+    /// The facts of a failed call of a lifecycle or HTTP instance under `ctx`:
+    /// whether its limiter refused memory, and the tail of its output.
+    pub(crate) fn of(ctx: &'a ExecutionContext, run: &mut RunState) -> Self {
+        Failure {
+            component: ctx.component_id(),
+            limits: ctx.limits(),
+            memory_denied: run.limiter.memory_denied,
+            stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
+        }
+    }
+
     pub(crate) fn classify(self, err: wasmtime::Error) -> Error {
         let component = self.component.to_string();
         let backtrace = err

@@ -17,7 +17,7 @@ use super::body::{text, BoxError, CappedBody, GuestBody, ResponseBody};
 use super::metrics::{Exchange, HttpMetrics};
 use super::ServeLimits;
 use crate::error::{Error, Result};
-use crate::host::{self, wasi, HostState};
+use crate::host::HostState;
 use crate::runtime::component::{Component, Prepared};
 use crate::runtime::instance::prepare_call_within;
 use crate::runtime::trap::Failure;
@@ -147,30 +147,17 @@ impl HttpHandler {
     {
         let inner = &self.inner;
         let exchange = Exchange::start(inner.metrics.clone(), inner.route.clone(), &req);
-        let (response, from_guest) = self.answer(req, &exchange).await;
+        let (response, from_guest) = match self.answer(req, &exchange).await {
+            Ok(guest) => (guest, true),
+            Err(host) => (host, false),
+        };
         exchange.set_status(response.status().as_u16());
         response.map(|b| GuestBody::new(b, exchange, from_guest).boxed_unsync())
     }
 
-    /// The response, and whether the guest made it (a host-made answer is
+    /// `Ok` the guest's response, `Err` the host's (a host-made answer is
     /// never cut by the guest's failure: it is the report of that failure).
     async fn answer<B>(
-        &self,
-        req: http::Request<B>,
-        exchange: &Arc<Exchange>,
-    ) -> (http::Response<ResponseBody>, bool)
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        match self.answer_inner(req, exchange).await {
-            Ok(guest) => (guest, true),
-            Err(host) => (host, false),
-        }
-    }
-
-    /// `Ok` the guest's response, `Err` the host's.
-    async fn answer_inner<B>(
         &self,
         req: http::Request<B>,
         exchange: &Arc<Exchange>,
@@ -289,24 +276,8 @@ impl HttpHandler {
     /// call that may last the request's timeout.
     fn store(&self, start: Instant) -> Result<Store<HostState>> {
         let inner = &self.inner;
-        let ctx = &inner.ctx;
-        let output = wasi::TailBuffer::new(4096);
-        let resolved = host::sockets::Resolved::default();
-        let wasi_ctx = wasi::builder(
-            ctx,
-            &[ctx.component_id().to_string()],
-            wasi::Stdio::Capture(output.clone()),
-            &resolved,
-        )?
-        .build();
-        let mut store = inner.component.engine().store(HostState::new(
-            ctx,
-            wasi_ctx,
-            resolved,
-            Some(output),
-            None,
-        ));
-        prepare_call_within(&mut store, ctx, start, Some(inner.timeout))?;
+        let mut store = inner.component.store_for(&inner.ctx, None)?;
+        prepare_call_within(&mut store, &inner.ctx, start, Some(inner.timeout))?;
         Ok(store)
     }
 }
@@ -340,16 +311,7 @@ async fn run_guest<B>(
             .await
     };
     let result = match tokio::time::timeout_at(deadline.into(), call).await {
-        Ok(r) => r.map_err(|e| {
-            let run = &mut store.data_mut().run;
-            Failure {
-                component: inner.ctx.component_id(),
-                limits: inner.ctx.limits(),
-                memory_denied: run.limiter.memory_denied,
-                stderr_tail: run.output.as_ref().map(|o| o.take()).unwrap_or_default(),
-            }
-            .classify(e)
-        }),
+        Ok(r) => r.map_err(|e| Failure::of(&inner.ctx, &mut store.data_mut().run).classify(e)),
         // Waiting in the host (a slow client's body, a sleep): no epoch check
         // can stop it, the clock does.
         Err(_) => Err(Error::Timeout {
