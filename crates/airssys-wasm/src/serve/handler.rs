@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::WasiHttpView;
 
 use super::body::{text, BoxError, CappedBody, GuestBody, ResponseBody};
-use super::metrics::{Exchange, HttpMetrics};
+use super::metrics::{Exchange, HttpMetrics, RouteMetrics};
 use super::ServeLimits;
 use crate::error::{Error, Result};
 use crate::host::HostState;
@@ -36,7 +36,7 @@ struct Inner {
     timeout: Duration,
     permits: Arc<Semaphore>,
     metrics: Arc<HttpMetrics>,
-    route: Arc<str>,
+    route: RouteMetrics,
 }
 
 /// A component that exports `wasi:http/incoming-handler`, ready to answer
@@ -65,7 +65,7 @@ impl std::fmt::Debug for HttpHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpHandler")
             .field("component", &self.inner.ctx.component_id())
-            .field("route", &self.inner.route)
+            .field("route", &self.inner.route.name)
             .finish()
     }
 }
@@ -117,8 +117,8 @@ impl HttpHandler {
                 pre,
                 limits,
                 timeout,
+                route: metrics.route(&route),
                 metrics,
-                route,
             }),
         })
     }
@@ -146,7 +146,7 @@ impl HttpHandler {
         B::Error: Into<BoxError>,
     {
         let inner = &self.inner;
-        let exchange = Exchange::start(inner.metrics.clone(), inner.route.clone(), &req);
+        let exchange = Exchange::start(inner.route.clone(), &req);
         let (response, from_guest) = match self.answer(req, &exchange).await {
             Ok(guest) => (guest, true),
             Err(host) => (host, false),
@@ -229,7 +229,7 @@ impl HttpHandler {
                 return Err(internal());
             }
         };
-        inner.metrics.instance_created(&inner.route);
+        inner.route.instance_created();
         let (tx, rx) = oneshot::channel::<Outparam>();
         let guest = tokio::spawn(run_guest(
             self.inner.clone(),
@@ -330,7 +330,7 @@ async fn run_guest<B>(
             exchange.mark_timed_out();
         }
         let reason = e.to_string();
-        tracing::warn!(target: "airssys_wasm::http", route = %inner.route, "{reason}");
+        tracing::warn!(target: "airssys_wasm::http", route = %inner.route.name, "{reason}");
         exchange.fail(reason);
     }
     drop(store);

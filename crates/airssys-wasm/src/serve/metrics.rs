@@ -108,12 +108,34 @@ impl HttpMetrics {
             .get()
     }
 
-    pub(crate) fn instance_created(&self, route: &str) {
-        self.instances
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .inc();
+    /// The figures of one route, looked up once (not per request).
+    pub(crate) fn route(self: &Arc<Self>, route: &str) -> RouteMetrics {
+        let label = RouteLabel {
+            route: route.to_string(),
+        };
+        RouteMetrics {
+            name: route.into(),
+            requests: self.requests.clone(),
+            latency: self.latency.get_or_create(&label).clone(),
+            in_flight: self.in_flight.get_or_create(&label).clone(),
+            instances: self.instances.get_or_create(&label).clone(),
+        }
+    }
+}
+
+/// One route's figures: handles into the families of [`HttpMetrics`].
+#[derive(Clone, Debug)]
+pub(crate) struct RouteMetrics {
+    pub(crate) name: Arc<str>,
+    requests: Family<StatusLabel, Counter<u64>>,
+    latency: Histogram,
+    in_flight: Gauge<i64>,
+    instances: Counter<u64>,
+}
+
+impl RouteMetrics {
+    pub(crate) fn instance_created(&self) {
+        self.instances.inc();
     }
 }
 
@@ -121,8 +143,7 @@ impl HttpMetrics {
 /// request's guest task and its response body; the last one to let go writes
 /// the access-log line and the metrics.
 pub(crate) struct Exchange {
-    metrics: Arc<HttpMetrics>,
-    route: Arc<str>,
+    metrics: RouteMetrics,
     method: http::Method,
     path: String,
     start: Instant,
@@ -140,17 +161,8 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn start<B>(
-        metrics: Arc<HttpMetrics>,
-        route: Arc<str>,
-        req: &http::Request<B>,
-    ) -> Arc<Self> {
-        metrics
-            .in_flight
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .inc();
+    pub(crate) fn start<B>(metrics: RouteMetrics, req: &http::Request<B>) -> Arc<Self> {
+        metrics.in_flight.inc();
         let path = req
             .uri()
             .path_and_query()
@@ -160,7 +172,6 @@ impl Exchange {
         let path = crate::units::escape_controls(&crate::units::truncate(path, 512)).into_owned();
         Arc::new(Exchange {
             metrics,
-            route,
             method: req.method().clone(),
             path,
             start: Instant::now(),
@@ -212,27 +223,21 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        let route = RouteLabel {
-            route: self.route.to_string(),
-        };
         let elapsed = self.start.elapsed();
         let status = self.status.load(Ordering::Relaxed);
-        self.metrics.in_flight.get_or_create(&route).dec();
-        self.metrics
-            .latency
-            .get_or_create(&route)
-            .observe(elapsed.as_secs_f64());
-        self.metrics
-            .requests
+        let m = &self.metrics;
+        m.in_flight.dec();
+        m.latency.observe(elapsed.as_secs_f64());
+        m.requests
             .get_or_create(&StatusLabel {
-                route: route.route,
+                route: m.name.to_string(),
                 status,
             })
             .inc();
         let failure = self.failure.get_mut().ok().and_then(|f| f.take());
         tracing::info!(
             target: "airssys_wasm::http",
-            route = %self.route,
+            route = %self.metrics.name,
             method = %self.method,
             path = %self.path,
             status,

@@ -23,7 +23,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::body::{text, BoxError, ResponseBody};
-use super::metrics::{Exchange, HttpMetrics};
+use super::metrics::{Exchange, HttpMetrics, RouteMetrics};
 use super::HttpHandler;
 use crate::bindings::Message;
 use crate::error::{Error, Result};
@@ -83,7 +83,10 @@ impl Route {
 /// 405 (with `Allow`) when one matches but not its method.
 #[derive(Clone)]
 pub struct Routes {
-    routes: Arc<Vec<Route>>,
+    /// Each route with its figures (looked up once).
+    routes: Arc<Vec<(Route, RouteMetrics)>>,
+    /// The figures of requests no route took (route `none`).
+    unrouted: RouteMetrics,
     metrics: Arc<HttpMetrics>,
     max_body_bytes: u64,
 }
@@ -93,8 +96,16 @@ impl Routes {
     /// request bodies up to `max_body_bytes`.
     pub fn new(mut routes: Vec<Route>, metrics: Arc<HttpMetrics>, max_body_bytes: u64) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.trim_end_matches('/').len()));
+        let routes = routes
+            .into_iter()
+            .map(|r| {
+                let m = metrics.route(&r.name);
+                (r, m)
+            })
+            .collect();
         Routes {
             routes: Arc::new(routes),
+            unrouted: metrics.route("none"),
             metrics,
             max_body_bytes,
         }
@@ -113,7 +124,7 @@ impl Routes {
     {
         let path = req.uri().path().to_string();
         let mut allowed: Vec<&http::Method> = Vec::new();
-        let route = self.routes.iter().find(|r| {
+        let route = self.routes.iter().find(|(r, _)| {
             if !r.matches_path(&path) {
                 return false;
             }
@@ -123,8 +134,8 @@ impl Routes {
             allowed.extend(r.methods.iter());
             false
         });
-        let Some(route) = route else {
-            let exchange = Exchange::start(self.metrics.clone(), "none".into(), &req);
+        let Some((route, metrics)) = route else {
+            let exchange = Exchange::start(self.unrouted.clone(), &req);
             let r = if allowed.is_empty() {
                 text(http::StatusCode::NOT_FOUND, "no route")
             } else {
@@ -146,7 +157,7 @@ impl Routes {
                 timeout,
                 content_type,
             } => {
-                let exchange = Exchange::start(self.metrics.clone(), route.name.clone(), &req);
+                let exchange = Exchange::start(metrics.clone(), &req);
                 let r = self
                     .to_actor(
                         req,
