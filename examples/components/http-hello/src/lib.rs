@@ -16,6 +16,8 @@
 //! - `/spin` — loops forever before answering (fuel or the timeout stops it)
 //! - `/head-then-spin` — sends the head and a first chunk, then loops forever
 //! - `/drop` — returns without answering
+//! - `/header-flood` — appends 1 KiB headers until the host refuses (it traps
+//!   the guest past its field limit), then would answer how many it got
 use std::io::Write;
 
 use wasip2::io::streams::StreamError;
@@ -162,6 +164,22 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             "/trap" => panic!("trap requested by {path}"),
             "/spin" => spin(),
             "/drop" => drop(out),
+            "/header-flood" => {
+                let fields = Fields::new();
+                let value = vec![b'v'; 1024];
+                let mut n = 0u32;
+                while n < 1_000_000 && fields.append(&format!("x-flood-{n}"), &value).is_ok() {
+                    n += 1;
+                }
+                let resp = OutgoingResponse::new(fields);
+                let body = resp.body().expect("body taken once");
+                ResponseOutparam::set(out, Ok(resp));
+                let mut w = body.write().expect("stream taken once");
+                let _ = w.write_all(format!("{n} headers\n").as_bytes());
+                let _ = w.blocking_flush();
+                drop(w);
+                let _ = OutgoingBody::finish(body, None);
+            }
             "/head-then-spin" => {
                 let resp = OutgoingResponse::new(Fields::new());
                 let out_body = resp.body().expect("body taken once");
