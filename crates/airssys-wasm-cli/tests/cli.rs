@@ -155,11 +155,11 @@ fn inspect_shows_kind_hash_imports_exports_and_wit() {
     let out = stdout(&o);
     assert!(out.contains("kind:      component"), "{out}");
     assert!(
-        out.contains("lifecycle: yes (airssys:component/lifecycle@0.2.0)"),
+        out.contains("lifecycle: yes (airssys:component/lifecycle@0.2.1)"),
         "{out}"
     );
     assert!(
-        out.contains("export airssys:component/lifecycle@0.2.0;"),
+        out.contains("export airssys:component/lifecycle@0.2.1;"),
         "{out}"
     );
     let o = cli.run(&["inspect", "--wit", s(&common::component("echo"))]);

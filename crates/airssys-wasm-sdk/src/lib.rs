@@ -124,6 +124,32 @@ pub fn request(
     messaging::request(target, &message(payload), timeout_ms)
 }
 
+/// Shapes the reply of the `handle-message` call in progress (its payload is
+/// still what [`Component::handle_message`] returns): its content type (`None`
+/// keeps the request's) and its metadata. Under an HTTP route, `http.status`
+/// is the response status and each `http.header.NAME` a response header:
+///
+/// ```ignore
+/// fn handle_message(msg: Message) -> Result<Option<Vec<u8>>, Error> {
+///     airssys_wasm_sdk::set_reply(
+///         Some("application/json"),
+///         &[("http.status", "201"), ("http.header.location", "/orders/7")],
+///     )
+///     .map_err(|e| Error::Internal(format!("{e:?}")))?;
+///     Ok(Some(br#"{"id":7}"#.to_vec()))
+/// }
+/// ```
+///
+/// Fails with `invalid` outside `handle-message` and `message-too-large` past
+/// the host's message cap. The last call wins.
+pub fn set_reply(content_type: Option<&str>, metadata: &[(&str, &str)]) -> Result<(), MessagingError> {
+    let metadata: Vec<(String, String)> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    messaging::set_reply(content_type, &metadata)
+}
+
 /// Publishes `payload` on `topic`; returns how many subscribers got it.
 pub fn publish(topic: &str, payload: impl Into<Vec<u8>>) -> Result<u32, MessagingError> {
     messaging::publish(topic, &message(payload))

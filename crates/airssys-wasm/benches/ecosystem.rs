@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
         ("metadata".into(), Val::List(Vec::new())),
         ("timestamp-ms".into(), Val::U64(0)),
     ]);
-    let handle = "airssys:component/lifecycle@0.2.0#handle-message";
+    let handle = "airssys:component/lifecycle@0.2.1#handle-message";
     let args = [record];
     let mut group = c.benchmark_group("invoke/handle-message-64B");
     group.bench_function("typed-lifecycle-call", |b| {

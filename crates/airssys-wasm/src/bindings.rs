@@ -37,8 +37,18 @@ pub struct Bucket {
     pub(crate) writable: bool,
 }
 
-/// The name of the lifecycle interface every airssys component exports.
-pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.2.0";
+/// The name of the lifecycle interface every airssys component exports, at
+/// this host's contract version. A guest that exports it at an earlier 0.2.x
+/// is served too (minor versions only add).
+pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.2.1";
+
+/// Whether `export` names the lifecycle interface at a version this host runs
+/// (any `0.2.x`).
+pub(crate) fn is_lifecycle(export: &str) -> bool {
+    export
+        .strip_prefix("airssys:component/lifecycle@0.2.")
+        .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
+}
 
 impl Message {
     /// A message from `sender` carrying `payload` as `application/octet-stream`,
@@ -104,6 +114,40 @@ impl Message {
             + meta
             + 3 * FRAME
             + 8 // the timestamp
+    }
+}
+
+/// What an actor answered a request ([`ActorSystem::ask`](crate::ActorSystem::ask)):
+/// its `handle-message` result and what it said of it with `messaging.set-reply`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply bytes.
+    pub payload: Vec<u8>,
+    /// The content type the actor set; `None` when it set none.
+    pub content_type: Option<String>,
+    /// The metadata the actor set (for an HTTP route: `http.status`,
+    /// `http.header.NAME`). Never `trace-id` or `topic`: the host sets those.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// The value of metadata entry `key`, if present.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Its size as [`Message::wire_bytes`] counts it (payload, content type, metadata).
+    pub fn wire_bytes(&self) -> usize {
+        self.payload.len()
+            + self.content_type.as_ref().map_or(0, String::len)
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>()
     }
 }
 

@@ -61,7 +61,7 @@ pub enum Error {
     Unsupported {
         /// The component.
         component: String,
-        /// What it lacks, e.g. "does not export airssys:component/lifecycle@0.2.0".
+        /// What it lacks, e.g. "does not export airssys:component/lifecycle@0.2.1".
         reason: String,
     },
     /// The fuel given to one call ran out.

@@ -43,7 +43,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The host <-> guest contract is the WIT package `airssys:component@0.2.0` in
+//! The host <-> guest contract is the WIT package `airssys:component@0.2.1` in
 //! `wit/`; guests are written with the `airssys-wasm-sdk` crate.
 #![warn(missing_docs)]
 
@@ -66,7 +66,7 @@ pub use actor::{
     Strategy, SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
 };
 pub use bindings::{
-    GuestError, HealthStatus, Message, MessagingError, Metadata, Payload, RequestError,
+    GuestError, HealthStatus, Message, MessagingError, Metadata, Payload, Reply, RequestError,
     LIFECYCLE_INTERFACE,
 };
 pub use error::{DisplayBytes, DisplayDuration, Error, Result};

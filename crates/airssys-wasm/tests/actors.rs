@@ -106,6 +106,75 @@ async fn request_reply_send_and_the_sender_is_set_by_the_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_carries_the_content_type_and_metadata_set_reply_gave_it() {
+    let system = system_of(&["a", "b"]).await;
+    // To the embedder: ask() returns the whole reply.
+    let reply = system
+        .ask(
+            "b",
+            msg("shape 201 text/csv x-one=1 x-one=2"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+        .expect("a reply");
+    assert_eq!(reply.payload, b"shaped");
+    assert_eq!(reply.content_type.as_deref(), Some("text/csv"));
+    assert_eq!(
+        reply.metadata,
+        [
+            ("http.status".to_string(), "201".to_string()),
+            ("http.header.x-one".to_string(), "1".to_string()),
+            ("http.header.x-one".to_string(), "2".to_string()),
+        ]
+    );
+    // A plain reply says nothing more; request() still gives the bytes.
+    let plain = system
+        .ask("b", msg("plain"), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((plain.content_type, plain.metadata.len()), (None, 0));
+    // A shaped reply with no payload is an empty reply, not none.
+    let empty = system
+        .ask("b", msg("shape-empty 404"), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("shaped, so a reply");
+    assert_eq!(empty.payload, b"");
+    assert_eq!(empty.metadata_value("http.status"), Some("404"));
+    // To another actor: the callback's message carries them (and the host's trace id).
+    let corr = ask(&system, "a", "ask b 1000 shape 202 text/plain x=1").await;
+    eventually("a's callback", || system.status("a").unwrap().handled >= 2).await;
+    let log = log_of(&system, "a").await;
+    assert!(
+        log.contains(&format!(
+            "cb:{corr}:ok:b:shaped:{corr}:text/plain:http.status=202,http.header.x=1"
+        )),
+        "{log}"
+    );
+    // Hostile: more metadata than a message may carry is refused, and nothing is kept.
+    let big = ask(&system, "b", "shape-big 2000000").await;
+    assert!(big.starts_with("err:MessageTooLarge"), "{big}");
+    // Outside handle-message (here: initialize) set-reply is refused.
+    system
+        .spawn(ActorSpec::new(
+            ActorId::new("c").unwrap(),
+            probe(),
+            ctx(open_caps()).with_config("shape-in-init", "1"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ask(&system, "c", "hello").await, "hello");
+    assert_eq!(
+        system.status("c").unwrap().restarts,
+        0,
+        "initialize saw set-reply refused"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_follows_a_message_across_actors() {
     let system = system_of(&["a", "b"]).await;
     // The host's message to a carries trace t-9; a asks b "trace?" (which trace

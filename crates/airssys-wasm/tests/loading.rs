@@ -72,7 +72,7 @@ async fn commands_and_modules_are_not_lifecycle_components() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Unsupported { reason, .. } if reason.contains("airssys:component/lifecycle@0.2.0")),
+        matches!(&err, Error::Unsupported { reason, .. } if reason.contains("airssys:component/lifecycle@0.2.1")),
         "{err:?}"
     );
     let module = engine.load_file(common::p1_probe()).unwrap();
@@ -242,7 +242,7 @@ fn inspect_reports_kind_hash_imports_exports_and_wit() {
     assert!(
         echo.exports
             .iter()
-            .any(|e| e == "airssys:component/lifecycle@0.2.0"),
+            .any(|e| e == "airssys:component/lifecycle@0.2.1"),
         "{:?}",
         echo.exports
     );
@@ -255,7 +255,7 @@ fn inspect_reports_kind_hash_imports_exports_and_wit() {
         .world
         .as_deref()
         .unwrap()
-        .contains("export airssys:component/lifecycle@0.2.0;"));
+        .contains("export airssys:component/lifecycle@0.2.1;"));
     // Inspect works on a component this host cannot link.
     let missing = engine
         .inspect_file(common::component("missing_import"))

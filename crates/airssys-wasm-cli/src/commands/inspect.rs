@@ -62,7 +62,12 @@ pub(crate) fn inspect(engine: Engine, a: InspectArgs) -> Result<ExitCode> {
     println!(
         "lifecycle: {}",
         if info.lifecycle {
-            format!("yes ({})", airssys_wasm::LIFECYCLE_INTERFACE)
+            let export = info
+                .exports
+                .iter()
+                .find(|e| e.starts_with("airssys:component/lifecycle@"))
+                .map_or(airssys_wasm::LIFECYCLE_INTERFACE, String::as_str);
+            format!("yes ({export})")
         } else {
             "no".to_string()
         }

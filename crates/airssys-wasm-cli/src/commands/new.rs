@@ -141,7 +141,7 @@ pub fn new(a: NewArgs) -> Result<ExitCode> {
         &dir,
         "README.md",
         &format!(
-            "# {name}\n\nAn airssys-wasm component.\n\n```sh\n{build}\nairssys-wasm call --manifest Component.toml {wasm} hello\n```\n\nThe contract is `wit/airssys.wit` (`airssys:component@0.2.0`): export `lifecycle`;\nimport `services`, `messaging`, `storage` and `wasi:keyvalue` as needed.\n"
+            "# {name}\n\nAn airssys-wasm component.\n\n```sh\n{build}\nairssys-wasm call --manifest Component.toml {wasm} hello\n```\n\nThe contract is `wit/airssys.wit` (`airssys:component@0.2.1`): export `lifecycle`;\nimport `services`, `messaging`, `storage` and `wasi:keyvalue` as needed.\n"
         ),
     )?;
     println!(

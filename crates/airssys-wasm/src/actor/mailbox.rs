@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use crate::bindings::{Message, RequestError};
+use crate::bindings::{Message, Reply, RequestError};
 use crate::error::Error;
 use crate::sandbox::budget::Charge;
 
@@ -25,8 +25,8 @@ use crate::sandbox::budget::Charge;
 pub(crate) enum ReplyTo {
     /// An actor's pending request, by correlation id.
     Actor(u64),
-    /// An embedder awaiting [`ActorSystem::request`](crate::ActorSystem::request).
-    Host(oneshot::Sender<Result<Option<Vec<u8>>, Error>>),
+    /// An embedder awaiting [`ActorSystem::ask`](crate::ActorSystem::ask).
+    Host(oneshot::Sender<Result<Option<Reply>, Error>>),
 }
 
 /// What a mailbox holds.

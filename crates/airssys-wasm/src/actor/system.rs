@@ -17,7 +17,7 @@ use super::supervisor::{register_actors, spawn_supervisor};
 use super::{
     ActorId, ActorSpec, ActorStatus, ChildSpec, DeadLetter, DeadLetterReason, SystemEvent,
 };
-use crate::bindings::{now_millis, Message};
+use crate::bindings::{now_millis, Message, Reply};
 use crate::error::{Error, Result};
 
 /// Counters of a running system.
@@ -236,6 +236,19 @@ impl ActorSystem {
         msg: Message,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .ask(target, msg, timeout)
+            .await?
+            .map(|reply| reply.payload))
+    }
+
+    /// [`ActorSystem::request`] with the whole reply: the payload and the
+    /// content type and metadata the actor gave it with `messaging.set-reply`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorSystem::request`].
+    pub async fn ask(&self, target: &str, msg: Message, timeout: Duration) -> Result<Option<Reply>> {
         let msg = self.host_message(msg);
         if !self.router.is_accepting() {
             self.refuse(target, msg)?;

@@ -21,7 +21,7 @@ use super::link::ActorLink;
 use super::mailbox::{Envelope, ReplyTo};
 use super::router::Router;
 use super::{ActorState, DeadLetterReason, SystemEvent};
-use crate::bindings::{now_millis, HealthStatus, Message, RequestError};
+use crate::bindings::{now_millis, HealthStatus, Message, Reply, RequestError};
 use crate::error::Error;
 use crate::runtime::instance::Instance;
 
@@ -622,7 +622,8 @@ impl ActorTask {
                 self.record_usage(instance);
                 match result {
                     Ok(payload) => {
-                        self.reply_ok(reply, &msg, trace, payload);
+                        let shape = instance.take_reply();
+                        self.reply_ok(reply, &msg, trace, payload, shape);
                         Ok(())
                     }
                     Err(e) if !e.is_fatal() => {
@@ -688,21 +689,34 @@ impl ActorTask {
         }
     }
 
+    /// Answers a handled request: `payload` is the `handle-message` result,
+    /// `shape` what the guest said of it with `set-reply`.
     fn reply_ok(
         &self,
         reply: Option<ReplyTo>,
         request: &Message,
         trace: Option<String>,
         payload: Option<Vec<u8>>,
+        shape: Reply,
     ) {
         match reply {
             None => {}
             Some(ReplyTo::Host(tx)) => {
                 let limit = self.cell.options().max_message_bytes;
-                let bytes = payload.as_ref().map_or(0, Vec::len);
+                // A reply the actor shaped stands even without a payload (an
+                // HTTP route's `http.status = 404`, say): empty, not none.
+                let shaped = shape != Reply::default();
+                let answer = match payload {
+                    Some(payload) => Some(Reply { payload, ..shape }),
+                    None if shaped => Some(shape),
+                    None => None,
+                };
+                let bytes = answer.as_ref().map_or(0, Reply::wire_bytes);
                 let answer = if bytes > limit {
-                    let mut cut =
-                        Message::new(self.cell.id().as_str(), payload.unwrap_or_default());
+                    let mut cut = Message::new(
+                        self.cell.id().as_str(),
+                        answer.map(|a| a.payload).unwrap_or_default(),
+                    );
                     cut.correlation_id = request.correlation_id.clone();
                     self.router.dead_letter(
                         "host",
@@ -717,7 +731,7 @@ impl ActorTask {
                         limit,
                     })
                 } else {
-                    Ok(payload)
+                    Ok(answer)
                 };
                 let late = tx.send(answer).is_err();
                 // The embedder stopped waiting (its timeout passed).
@@ -727,14 +741,16 @@ impl ActorTask {
                     .fetch_add(u64::from(late), Ordering::Relaxed);
             }
             Some(ReplyTo::Actor(corr)) => {
-                let mut metadata = Vec::new();
+                let mut metadata = shape.metadata;
                 if let Some(t) = trace {
                     metadata.push(("trace-id".to_string(), t));
                 }
                 let reply = Message {
                     sender: self.cell.id().as_str().to_string(),
                     payload: payload.unwrap_or_default(),
-                    content_type: request.content_type.clone(),
+                    content_type: shape
+                        .content_type
+                        .unwrap_or_else(|| request.content_type.clone()),
                     correlation_id: request.correlation_id.clone(),
                     metadata,
                     timestamp_ms: now_millis(),

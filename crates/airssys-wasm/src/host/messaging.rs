@@ -11,7 +11,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::airssys::component::messaging::{self, MessagingError};
-use crate::bindings::{now_millis, Message};
+use crate::bindings::{now_millis, Message, Reply};
 use crate::error::Error;
 use crate::security::capability::{
     Capabilities, CapabilityKind, Decision, FunctionSignature, WitInterface,
@@ -179,7 +179,14 @@ pub(crate) struct MessagingCtx {
     /// `messaging.send` grant decisions by target (the grants of an instance
     /// do not change; the host policy is still asked at every call).
     send_grants: HashMap<String, Decision>,
+    /// The reply being shaped with `set-reply` (its payload comes later, the
+    /// call's result); `None` outside `handle-message`.
+    reply: Option<Reply>,
 }
+
+/// The cap on a shaped reply when the instance has no mailroom (as under
+/// `call`): the actor default message cap.
+const REPLY_BYTES_WITHOUT_MAILROOM: usize = 1 << 20;
 
 /// Targets whose send decision an instance remembers before the memory is reset.
 const SEND_GRANTS_KEPT: usize = 256;
@@ -210,7 +217,18 @@ impl MessagingCtx {
             mailroom,
             trace: None,
             send_grants: HashMap::new(),
+            reply: None,
         }
+    }
+
+    /// A `handle-message` call starts: `set-reply` may shape its reply.
+    pub(crate) fn begin_reply(&mut self) {
+        self.reply = Some(Reply::default());
+    }
+
+    /// The call ended: what `set-reply` said (empty if it was not called).
+    pub(crate) fn take_reply(&mut self) -> Reply {
+        self.reply.take().unwrap_or_default()
     }
 
     fn mailroom(&self) -> Result<&dyn Mailroom, MessagingError> {
@@ -406,5 +424,37 @@ impl messaging::Host for MessagingCtx {
             Some(room) => room.unsubscribe(&topic_pattern),
             None => false,
         }
+    }
+
+    fn set_reply(
+        &mut self,
+        content_type: Option<String>,
+        metadata: Vec<(String, String)>,
+    ) -> Result<(), MessagingError> {
+        let limit = self
+            .mailroom
+            .as_ref()
+            .map_or(REPLY_BYTES_WITHOUT_MAILROOM, |room| {
+                room.limits().max_message_bytes
+            });
+        let Some(reply) = self.reply.as_mut() else {
+            return Err(MessagingError::Invalid(
+                "set-reply is only valid during handle-message".into(),
+            ));
+        };
+        let mut shape = Reply {
+            payload: Vec::new(),
+            content_type,
+            metadata,
+        };
+        if shape.wire_bytes() > limit {
+            return Err(MessagingError::MessageTooLarge(limit as u64));
+        }
+        // The host sets these on every message; a guest's are dropped.
+        shape
+            .metadata
+            .retain(|(k, _)| k != "trace-id" && k != "topic");
+        *reply = shape;
+        Ok(())
     }
 }

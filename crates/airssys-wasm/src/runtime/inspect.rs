@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::bindings::LIFECYCLE_INTERFACE;
+use crate::bindings::is_lifecycle;
 use crate::error::error_chain;
 use crate::error::{Error, Result};
 use crate::runtime::component::ComponentKind;
@@ -101,7 +101,7 @@ impl Engine {
                     kind: ComponentKind::Component,
                     size: bytes.len(),
                     sha256,
-                    lifecycle: exports.iter().any(|e| e == LIFECYCLE_INTERFACE),
+                    lifecycle: exports.iter().any(|e| is_lifecycle(e)),
                     http_handler: exports
                         .iter()
                         .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),

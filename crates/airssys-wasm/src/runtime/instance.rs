@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use wasmtime::Store;
 
-use crate::bindings::{self, GuestError, HealthStatus, Message, Metadata, RequestError};
+use crate::bindings::{self, GuestError, HealthStatus, Message, Metadata, Reply, RequestError};
 use crate::error::{Error, Result};
 use crate::host::{HasRunState, HostState};
 use crate::runtime::trap::Failure;
@@ -24,6 +24,8 @@ pub struct Instance {
     bindings: bindings::Component,
     state: ExecutionState,
     last_usage: Option<ResourceUsage>,
+    /// What the last `handle-message` said of its reply with `set-reply`.
+    last_reply: Reply,
     poisoned: bool,
 }
 
@@ -96,6 +98,7 @@ impl Instance {
             bindings,
             state: ExecutionState::Pending,
             last_usage: None,
+            last_reply: Reply::default(),
             poisoned: false,
         }
     }
@@ -174,12 +177,21 @@ impl Instance {
         limit: Option<std::time::Duration>,
     ) -> Result<Option<Vec<u8>>> {
         let start = self.begin_within(self.tighter(limit))?;
+        self.store.data_mut().messaging.begin_reply();
         let r = self
             .bindings
             .airssys_component_lifecycle()
             .call_handle_message(&mut self.store, msg)
             .await;
+        self.last_reply = self.store.data_mut().messaging.take_reply();
         self.finish("handle-message", start, r)
+    }
+
+    /// The content type and metadata the last `handle-message` gave its reply
+    /// with `set-reply` (empty when it did not call it). Taken: a second call
+    /// returns it empty.
+    pub(crate) fn take_reply(&mut self) -> Reply {
+        std::mem::take(&mut self.last_reply)
     }
 
     /// Delivers the outcome of a request this component made earlier: the

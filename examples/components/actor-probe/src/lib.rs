@@ -80,6 +80,12 @@ impl Component for Probe {
         if get("fail-init").is_some() {
             return Err(Error::InvalidInput("fail-init is set".into()));
         }
+        if get("shape-in-init").is_some() {
+            // set-reply belongs to handle-message; here it must be refused.
+            if messaging::set_reply(None, &[]).is_ok() {
+                return Err(Error::Internal("set-reply was accepted in initialize".into()));
+            }
+        }
         if let Some(h) = get("health") {
             STATE.with(|st| st.borrow_mut().health = Some(parse_health(&h)));
         }
@@ -121,6 +127,14 @@ impl Component for Probe {
             "request" => {
                 let ms: u32 = arg(3).parse().unwrap_or(1000);
                 match messaging::request(arg(1), &message(arg(2)), ms) {
+                    Ok(corr) => corr.into_bytes(),
+                    Err(e) => err(e),
+                }
+            }
+            // ask TARGET MS PAYLOAD...: a request whose payload has spaces.
+            "ask" => {
+                let ms: u32 = arg(2).parse().unwrap_or(1000);
+                match messaging::request(arg(1), &message(rest(3)), ms) {
                     Ok(corr) => corr.into_bytes(),
                     Err(e) => err(e),
                 }
@@ -209,6 +223,38 @@ impl Component for Probe {
                 }
                 b"tock".to_vec()
             }
+            // shape STATUS CT NAME=VALUE...: a shaped reply ("-" leaves a part out).
+            "shape" => {
+                let mut meta = Vec::new();
+                if arg(1) != "-" && !arg(1).is_empty() {
+                    meta.push(("http.status".to_string(), arg(1).to_string()));
+                }
+                for w in words.iter().skip(3) {
+                    if let Some((k, v)) = w.split_once('=') {
+                        meta.push((format!("http.header.{k}"), v.to_string()));
+                    }
+                }
+                let ct = (arg(2) != "-" && !arg(2).is_empty()).then(|| arg(2).to_string());
+                match messaging::set_reply(ct.as_deref(), &meta) {
+                    Ok(()) => b"shaped".to_vec(),
+                    Err(e) => err(e),
+                }
+            }
+            // shape-empty STATUS: a status and no payload.
+            "shape-empty" => {
+                let meta = [("http.status".to_string(), arg(1).to_string())];
+                messaging::set_reply(None, &meta).map_err(|e| Error::Internal(format!("{e:?}")))?;
+                return Ok(None);
+            }
+            // shape-big N: metadata of N bytes; the host caps it.
+            "shape-big" => {
+                let n: usize = arg(1).parse().unwrap_or(0);
+                let meta = [("x-big".to_string(), "b".repeat(n))];
+                match messaging::set_reply(None, &meta) {
+                    Ok(()) => b"ok".to_vec(),
+                    Err(e) => err(e),
+                }
+            }
             "whoami" => messaging::self_id().into_bytes(),
             "sender?" => msg.sender.clone().into_bytes(),
             "trace?" => msg
@@ -246,12 +292,25 @@ impl Component for Probe {
             return Ok(());
         }
         let what = match reply {
-            Ok(m) => format!(
-                "ok:{}:{}:{}",
-                m.sender,
-                String::from_utf8_lossy(&m.payload),
-                m.correlation_id.unwrap_or_default()
-            ),
+            Ok(m) => {
+                let mut line = format!(
+                    "ok:{}:{}:{}",
+                    m.sender,
+                    String::from_utf8_lossy(&m.payload),
+                    m.correlation_id.unwrap_or_default()
+                );
+                // What the replier said with set-reply, when it said anything.
+                let meta: Vec<String> = m
+                    .metadata
+                    .iter()
+                    .filter(|(k, _)| k != "trace-id")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if m.content_type != "application/octet-stream" || !meta.is_empty() {
+                    line.push_str(&format!(":{}:{}", m.content_type, meta.join(",")));
+                }
+                line
+            }
             Err(RequestError::Timeout) => "timeout".into(),
             Err(RequestError::Failed(r)) => format!("failed:{r}"),
             Err(RequestError::Stopped(r)) => format!("stopped:{r}"),
