@@ -103,7 +103,7 @@ impl ActorGateway for Gateway {
         msg: airssys_wasm::Message,
         timeout: Duration,
     ) -> airssys_wasm::serve::ReplyFuture<'a> {
-        Box::pin(self.0.request(actor, msg, timeout))
+        Box::pin(self.0.ask(actor, msg, timeout))
     }
 }
 

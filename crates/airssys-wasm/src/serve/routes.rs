@@ -7,8 +7,19 @@
 //! the payload (at most the listener's `max_body_bytes`), its content type the
 //! request's, and its metadata `http.method`, `http.path`, `http.query` and one
 //! `http.header.NAME` per header (names lower-case). The reply becomes the
-//! response: 200 with the reply as the body (`application/octet-stream`, or the
-//! route's `content-type`), 204 when the actor gave none. Errors map as the
+//! response, its payload the body; the actor shapes it with `messaging.set-reply`:
+//!
+//! - `http.status` in the reply's metadata is the status (200 to 599; default
+//!   200, or 204 when the actor gave no reply at all);
+//! - each `http.header.NAME` entry is a response header (repeat an entry for a
+//!   header sent twice, as `set-cookie`); `content-length`, `transfer-encoding`,
+//!   `connection`, `keep-alive`, `upgrade`, `te`, `trailer` and
+//!   `proxy-connection` are the host's (it frames the body) and are ignored;
+//! - `Content-Type` is the `http.header.content-type` entry, else the reply's
+//!   content type, else the route's `content-type`, else `application/octet-stream`.
+//!
+//! A status or header that is not valid HTTP is the actor's fault: 502, the
+//! cause logged. Other metadata is not sent. Errors map as the
 //! admin API's do: unknown actor 404, full mailbox 503 with `Retry-After`, no
 //! reply within the route's timeout 504, an error the guest returned 422, a
 //! crash while handling (the supervisor restarts the actor) 502.
@@ -25,11 +36,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::body::{text, BoxError, ResponseBody};
 use super::metrics::{Exchange, HttpMetrics, RouteMetrics};
 use super::HttpHandler;
-use crate::bindings::Message;
+use crate::bindings::{Message, Reply};
 use crate::error::{Error, Result};
 
-/// The reply an [`ActorGateway`] promises: the actor's reply payload, if any.
-pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send + 'a>>;
+/// The reply an [`ActorGateway`] promises: the actor's reply, if any.
+pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Reply>>> + Send + 'a>>;
 
 /// What an actor route needs of the actor layer: a request and its reply.
 /// The actor system implements it; a cluster transport can too.
@@ -51,7 +62,8 @@ pub enum RouteTarget {
         gateway: Arc<dyn ActorGateway>,
         /// How long to wait for its reply.
         timeout: Duration,
-        /// The content type of the response (default `application/octet-stream`).
+        /// The content type of a response whose actor sets none (default
+        /// `application/octet-stream`).
         content_type: Option<String>,
     },
 }
@@ -229,20 +241,18 @@ impl Routes {
             );
         }
         match gateway.request(actor, msg, timeout).await {
-            Ok(Some(reply)) => {
-                let mut r = http::Response::new(
-                    Full::new(Bytes::from(reply))
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                );
-                let ct = content_type
-                    .as_deref()
-                    .unwrap_or("application/octet-stream");
-                if let Ok(v) = http::HeaderValue::from_str(ct) {
-                    r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+            Ok(Some(reply)) => match response_of(reply, content_type.as_deref()) {
+                Ok(r) => r,
+                Err(why) => {
+                    let why = format!("{actor}: {why}");
+                    tracing::warn!(target: "airssys_wasm::http", "{why}");
+                    exchange.fail(why);
+                    text(
+                        http::StatusCode::BAD_GATEWAY,
+                        &format!("{actor} gave an invalid reply"),
+                    )
                 }
-                r
-            }
+            },
             Ok(None) => {
                 let mut r = text(http::StatusCode::NO_CONTENT, "");
                 *r.body_mut() = http_body_util::Empty::new()
@@ -282,6 +292,74 @@ impl Routes {
             }
         }
     }
+}
+
+/// Headers the host owns: it frames the body and the connection.
+const HOST_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// The response an actor's reply stands for (see the module docs); `Err` names
+/// what in the reply is not valid HTTP.
+fn response_of(
+    reply: Reply,
+    route_content_type: Option<&str>,
+) -> std::result::Result<http::Response<ResponseBody>, String> {
+    let status = match reply.metadata_value("http.status") {
+        None => http::StatusCode::OK,
+        Some(s) => s
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (200..=599).contains(n))
+            .and_then(|n| http::StatusCode::from_u16(n).ok())
+            .ok_or_else(|| {
+                format!(
+                    "http.status {:?} is not a status from 200 to 599",
+                    crate::units::escape_controls(s)
+                )
+            })?,
+    };
+    let mut headers = http::HeaderMap::new();
+    for (key, value) in &reply.metadata {
+        let Some(name) = key.strip_prefix("http.header.") else {
+            continue;
+        };
+        let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("{:?} is not a header name", crate::units::escape_controls(name)))?;
+        if HOST_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let value = http::HeaderValue::from_str(value).map_err(|_| {
+            format!("the value of header {name} is not a valid header value")
+        })?;
+        headers.append(name, value);
+    }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        let ct = reply
+            .content_type
+            .as_deref()
+            .or(route_content_type)
+            .unwrap_or("application/octet-stream");
+        let v = http::HeaderValue::from_str(ct)
+            .map_err(|_| format!("content type {:?} is not a header value", crate::units::escape_controls(ct)))?;
+        headers.insert(http::header::CONTENT_TYPE, v);
+    }
+    let mut r = http::Response::new(
+        Full::new(Bytes::from(reply.payload))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Ok(r)
 }
 
 /// The HTTP status of a failed delivery or request, as the admin API and

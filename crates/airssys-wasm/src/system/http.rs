@@ -103,7 +103,7 @@ struct SystemGateway(Arc<ActorSystem>);
 
 impl ActorGateway for SystemGateway {
     fn request<'a>(&'a self, actor: &'a str, msg: Message, timeout: Duration) -> ReplyFuture<'a> {
-        Box::pin(self.0.request(actor, msg, timeout))
+        Box::pin(self.0.ask(actor, msg, timeout))
     }
 }
 
