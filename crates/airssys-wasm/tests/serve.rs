@@ -40,7 +40,15 @@ struct Server {
 
 impl Server {
     async fn start(ctx: ExecutionContext, limits: ServeLimits) -> Server {
-        let handler = HttpHandler::new(&hello().1, ctx, limits).unwrap();
+        Server::start_with(&hello().1, ctx, limits).await
+    }
+
+    async fn start_with(
+        component: &Component,
+        ctx: ExecutionContext,
+        limits: ServeLimits,
+    ) -> Server {
+        let handler = HttpHandler::new(component, ctx, limits).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -413,6 +421,60 @@ fn a_component_without_the_handler_export_is_refused_by_name() {
     );
 }
 
+/// `wasi:http/proxy` handlers from componentize-py and componentize-js
+/// (`examples/python/py-http`, `examples/js/js-http`), served unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_handlers_answer_under_serve_unchanged() {
+    // The configuration the CLI uses for big guests, sharing the tests' compile cache.
+    let engine = Engine::new(
+        airssys_wasm::EngineConfig::default()
+            .pooling(false)
+            .consume_fuel(true)
+            .cache_dir(Some(common::python_cache())),
+    )
+    .unwrap();
+    for (name, file, hello) in [
+        ("py-http", "python/py-http.wasm", "hello from python\n"),
+        ("js-http", "js/js-http.wasm", "hello from javascript\n"),
+    ] {
+        let path = common::build_guests().join(file);
+        let component = engine.load_file(&path).unwrap();
+        assert!(component.is_http_handler(), "{name}");
+        let ctx = ExecutionContext::new(name).with_limits(
+            ResourceLimits::default()
+                .with_memory_bytes(256 << 20)
+                .with_fuel(20_000_000_000)
+                .with_timeout(Duration::from_secs(10)),
+        );
+        let server = Server::start_with(&component, ctx, ServeLimits::default()).await;
+        let addr = server.addr;
+        let (status, headers, body) = fetch(addr, "/").await;
+        assert_eq!((status, body.as_str()), (200, hello), "{name}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        // A body larger than one write or read, both ways, with its content type.
+        let big: String = (0..20_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut send = connect(addr).await;
+        let req = http::Request::post("/echo")
+            .header("host", addr.to_string())
+            .header("content-type", "text/x-letters")
+            .body(Full::new(Bytes::from(big.clone())))
+            .unwrap();
+        let res = send.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        assert_eq!(res.headers()["content-type"], "text/x-letters", "{name}");
+        let echoed = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(echoed.len(), big.len(), "{name}");
+        assert_eq!(echoed, big.as_bytes(), "{name}");
+        assert_eq!(fetch(addr, "/status/418").await.0, 418, "{name}");
+        // A guest that throws: 500, and its reason is not sent.
+        let (status, _, body) = fetch(addr, "/fail").await;
+        assert_eq!(status, 500, "{name}: {body}");
+        assert!(!body.contains("asked to fail"), "{name}: {body}");
+        assert_eq!(fetch(addr, "/").await.0, 200, "{name} answers on");
+        assert!(server.stop().await, "{name} drained");
+    }
+}
+
 /// A system with `[http]` routes: one to a proxy component, one to an actor.
 async fn routed_system() -> (
     std::sync::Arc<airssys_wasm::ActorSystem>,
@@ -424,13 +486,17 @@ async fn routed_system() -> (
     let text = format!(
         "[components.web]\npath = {:?}\n\
          [components.crasher]\npath = {:?}\n\
+         [components.probe]\npath = {:?}\n\
          [[actors]]\nid = \"crasher\"\ncomponent = \"crasher\"\n\
+         [[actors]]\nid = \"probe\"\ncomponent = \"probe\"\n\
          [http]\naddr = \"127.0.0.1:0\"\nmax-body = \"1KiB\"\ntimeout = \"5s\"\n\
          [[http.routes]]\npath = \"/web\"\ncomponent = \"web\"\n\
          [[http.routes]]\npath = \"/orders\"\nmethods = [\"POST\"]\nactor = \"crasher\"\ncontent-type = \"text/plain\"\n\
-         [[http.routes]]\npath = \"/ghost\"\nactor = \"nobody\"\n",
+         [[http.routes]]\npath = \"/ghost\"\nactor = \"nobody\"\n\
+         [[http.routes]]\npath = \"/probe\"\nactor = \"probe\"\n",
         common::component("http_hello").display().to_string(),
         common::component("crasher").display().to_string(),
+        common::component("actor_probe").display().to_string(),
     );
     let path = dir.path().join("system.toml");
     let config = SystemConfig::parse(&path, &text).unwrap();
@@ -530,6 +596,68 @@ async fn routes_lead_to_a_component_or_an_actor_that_survives_a_crash_mid_reques
         metrics.requests("web", 404) == 1
     })
     .await;
+    let _ = stop.send(());
+    assert!(server.await.unwrap());
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_sets_the_status_headers_and_content_type_of_its_response() {
+    let (system, http, _dir) = routed_system().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = http.routes.metrics().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(airssys_wasm::serve::serve_routes(
+        listener,
+        http.routes,
+        http.limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // Status, a header, a header twice, the content type.
+    let (status, headers, body) = post(
+        addr,
+        "/probe",
+        "shape 201 application/json location=/orders/7 set-cookie=a=1 set-cookie=b=2",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (201, "shaped"));
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["location"], "/orders/7");
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    // An explicit content-type header wins; none set: octet-stream (the route has no default).
+    let (status, headers, _) = post(addr, "/probe", "shape - text/plain content-type=text/csv").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/csv");
+    let (_, headers, body) = post(addr, "/probe", "plain").await;
+    assert_eq!(body, "plain");
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    // A status without a payload.
+    let (status, _, body) = post(addr, "/probe", "shape-empty 404").await;
+    assert_eq!((status, body.as_str()), (404, ""));
+    // The host frames the body: the actor's framing headers are ignored.
+    let (status, headers, body) = post(
+        addr,
+        "/probe",
+        "shape 200 - content-length=999 transfer-encoding=chunked connection=close",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "shaped"));
+    assert_eq!(headers["content-length"], "6");
+    assert!(!headers.contains_key("connection"));
+    // Hostile: a status or header that is not HTTP is the actor's fault (502, cause logged).
+    for bad in ["shape 99 -", "shape 700 -", "shape two -", "shape 200 - bad(name=1"] {
+        let (status, _, body) = post(addr, "/probe", bad).await;
+        assert_eq!(status, 502, "{bad}: {body}");
+        assert_eq!(body, "probe gave an invalid reply\n", "{bad}");
+    }
+    until("the access records", || metrics.requests("probe", 502) == 4).await;
+    // And the actor answers on.
+    assert_eq!(post(addr, "/probe", "plain").await.0, 200);
+    assert_eq!(system.status("probe").unwrap().restarts, 0);
     let _ = stop.send(());
     assert!(server.await.unwrap());
     system.shutdown().await;
