@@ -596,6 +596,23 @@ fn up_serves_http_routes_on_a_listener_of_their_own() {
     // The admin API does not answer on the HTTP listener, nor the routes on the admin's.
     assert_eq!(get(&format!("{http}/components"), None).0, 404);
     assert_eq!(get(&format!("{}/orders", up.url), None).0, 404);
+    // One scrape of the admin API's /metrics has the listener's figures (recorded
+    // when a response's last byte is gone, so wait for them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = get(&format!("{}/metrics", up.url), None);
+        let want = [
+            r#"airssys_http_requests_total{route="web",status="200"} 1"#,
+            r#"airssys_http_requests_total{route="crasher",status="200"} 2"#,
+            r#"airssys_http_requests_total{route="crasher",status="502"} 1"#,
+            r#"airssys_actor_restarts_total{actor="crasher"} 1"#,
+        ];
+        if want.iter().all(|w| metrics.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let o = up.stop("-TERM");
     assert!(o.status.success(), "{o:?}");
 }

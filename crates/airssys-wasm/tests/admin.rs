@@ -28,6 +28,7 @@ async fn start(limits: AdminLimits) -> (SocketAddr, Arc<ActorSystem>) {
         system.clone(),
         None,
         limits,
+        None,
         std::future::pending(),
     ));
     (addr, system)

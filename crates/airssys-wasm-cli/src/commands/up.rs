@@ -97,9 +97,18 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
             let local = listener.local_addr()?;
             println!("admin: http://{local}");
             let system = system.clone();
-            Some(tokio::spawn(admin::serve(listener, system, token, async {
-                let _ = admin_stopped.await;
-            })))
+            // One scrape of the admin API's /metrics sees the [http] listener's figures too.
+            let http_metrics = http.as_ref().map(|(_, h)| h.routes.metrics().clone());
+            Some(tokio::spawn(admin::serve_with(
+                listener,
+                system,
+                token,
+                admin::AdminLimits::default(),
+                http_metrics,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            )))
         }
         None => None,
     };

@@ -6,7 +6,7 @@
 //! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
 //! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
 //! | `GET /dead-letters` | kept dead letters as JSON, oldest first, a page at a time: `?after=SEQ&limit=N` (default 100, at most 1000); pass the last `seq` to get the next page |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /metrics` | Prometheus text format: the system's figures, and the `[http]` listener's (`airssys_http_*`) when [`serve_with`] is given them |
 //! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
 //!
 //! Errors are JSON `{"error": "..."}`: an unknown actor 404, a full mailbox 503
@@ -36,7 +36,7 @@ use prometheus_client::registry::Registry;
 use crate::actor::ActorSystem;
 use crate::bindings::Message;
 use crate::error::Error;
-use crate::serve::status_of;
+use crate::serve::{status_of, HttpMetrics};
 use crate::units::parse_duration;
 
 /// The largest request body (a message payload).
@@ -51,19 +51,26 @@ struct Admin {
     system: Arc<ActorSystem>,
     token: Option<Arc<str>>,
     body_read_timeout: Duration,
+    http: Option<Arc<HttpMetrics>>,
 }
 
 /// The admin API as an axum `Router` over `system`. With `token`, every request
 /// must carry `Authorization: Bearer TOKEN`.
 pub fn router(system: Arc<ActorSystem>, token: Option<String>) -> Router {
-    router_with(system, token, AdminLimits::default())
+    router_with(system, token, AdminLimits::default(), None)
 }
 
-fn router_with(system: Arc<ActorSystem>, token: Option<String>, limits: AdminLimits) -> Router {
+fn router_with(
+    system: Arc<ActorSystem>,
+    token: Option<String>,
+    limits: AdminLimits,
+    http: Option<Arc<HttpMetrics>>,
+) -> Router {
     let admin = Admin {
         system,
         token: token.map(Arc::from),
         body_read_timeout: limits.body_read_timeout,
+        http,
     };
     Router::new()
         .route("/components", get(components))
@@ -109,19 +116,22 @@ pub async fn serve(
     token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, system, token, AdminLimits::default(), shutdown).await
+    serve_with(listener, system, token, AdminLimits::default(), None, shutdown).await
 }
 
-/// [`serve`] under `limits`. In-flight requests finish after `shutdown` (up
+/// [`serve`] under `limits`; `/metrics` also shows `http` (the figures of the
+/// system's `[http]` listener, [`Routes::metrics`](crate::serve::Routes::metrics)),
+/// so one scrape sees both. In-flight requests finish after `shutdown` (up
 /// to 5 s); then the remaining connections are dropped.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     system: Arc<ActorSystem>,
     token: Option<String>,
     limits: AdminLimits,
+    http: Option<Arc<HttpMetrics>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with(system, token, limits);
+    let app = router_with(system, token, limits, http);
     let conn = crate::serve::listener::ConnLimits {
         name: "admin API",
         max_connections: limits.max_connections,
@@ -354,9 +364,13 @@ struct ActorLabel {
     actor: String,
 }
 
-/// The system's metrics in the Prometheus text format.
-pub fn metrics_text(system: &ActorSystem) -> String {
+/// The system's metrics in the Prometheus text format, with `http`'s (an
+/// `[http]` listener's) after them when given.
+pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String {
     let mut registry = Registry::with_prefix("airssys");
+    if let Some(http) = http {
+        http.register(&mut registry);
+    }
     let stats = system.stats();
     let total = |name: &str, help: &str, v: u64, r: &mut Registry| {
         let c = Counter::<u64>::default();
@@ -493,7 +507,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics_text(&admin.system),
+        metrics_text(&admin.system, admin.http.as_deref()),
     )
         .into_response()
 }
