@@ -12,7 +12,8 @@
 //!   message through its mailbox, its reply the response.
 //!
 //! Each also prints its requests per second and p50/p99 latency over one
-//! longer run. Run with `cargo bench -p airssys-wasm --bench serve`.
+//! longer run, and again under `wrk -t2 -c64 -d10s --latency` (a load
+//! generator in its own process) when `wrk` is on PATH. Run with `cargo bench -p airssys-wasm --bench serve`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -90,6 +91,57 @@ fn report(name: &str, rt: &tokio::runtime::Runtime, addr: SocketAddr, post: bool
         n as f64 / elapsed.as_secs_f64(),
         lat[n / 2],
         lat[n * 99 / 100],
+    );
+}
+
+/// Drives `addr` with `wrk` (keep-alive, 64 connections, 2 threads, 10 s), when
+/// it is on PATH and the run is a real one (`--bench`): requests per second,
+/// p50 and p99 as wrk prints them.
+fn wrk(name: &str, addr: SocketAddr, post: bool) {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", &format!("-c{CONNECTIONS}"), "-d10s", "--latency"]);
+    let script = std::env::temp_dir().join(format!("airssys-wrk-post-{}.lua", std::process::id()));
+    if post {
+        std::fs::write(
+            &script,
+            "wrk.method = \"POST\"\nwrk.body = \"hello from airssys-wasm\\n\"\n",
+        )
+        .unwrap();
+        cmd.arg("-s").arg(&script);
+        cmd.arg(format!("http://{addr}/actor"));
+    } else {
+        cmd.arg(format!("http://{addr}/"));
+    }
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(_) => {
+            println!("serve/hello/{name} (wrk): skipped (`wrk` is not on PATH; apt-get install wrk)");
+            return;
+        }
+    };
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let errors = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Non-2xx") || l.starts_with("Socket errors"))
+        .unwrap_or("no errors");
+    println!(
+        "serve/hello/{name} (wrk -t2 -c{CONNECTIONS} -d10s): {} req/s; p50 {}, p99 {}; {errors}",
+        field("Requests/sec:"),
+        field("50%"),
+        field("99%"),
     );
 }
 
@@ -376,6 +428,10 @@ fn benches(c: &mut Criterion) {
     group.finish();
     for (name, addr, post) in &targets {
         report(name, &rt, *addr, *post);
+    }
+    // The same servers under wrk, a load generator in its own process.
+    for (name, addr, post) in &targets {
+        wrk(name, *addr, *post);
     }
 }
 
