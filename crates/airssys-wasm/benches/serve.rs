@@ -118,7 +118,9 @@ fn wrk(name: &str, addr: SocketAddr, post: bool) {
     let out = match cmd.output() {
         Ok(out) => out,
         Err(_) => {
-            println!("serve/hello/{name} (wrk): skipped (`wrk` is not on PATH; apt-get install wrk)");
+            println!(
+                "serve/hello/{name} (wrk): skipped (`wrk` is not on PATH; apt-get install wrk)"
+            );
             return;
         }
     };

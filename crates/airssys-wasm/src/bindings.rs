@@ -29,6 +29,139 @@ pub use airssys::component::types::{
     RequestError,
 };
 
+/// The first released contract, `airssys:component@0.1.0`, frozen in
+/// `wit/released/0.1.0`: linked beside the current one, so that its guests
+/// (a world of `services` and `lifecycle` only) keep running unchanged. The
+/// conversions here are the whole adapter: a message loses `timestamp-ms` on
+/// the way in, and everything else has the same shape in both.
+pub(crate) mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/released/0.1.0",
+        world: "component",
+        exports: { default: async },
+    });
+
+    pub(crate) use airssys::component::types as t;
+
+    /// The export this contract's guests implement.
+    pub(crate) const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.1.0";
+
+    pub(crate) fn message(m: &super::Message) -> t::Message {
+        t::Message {
+            sender: m.sender.clone(),
+            payload: m.payload.clone(),
+            content_type: m.content_type.clone(),
+            correlation_id: m.correlation_id.clone(),
+            metadata: m.metadata.clone(),
+        }
+    }
+
+    /// What a 0.1.0 `handle-callback` is given: the reply itself, or (a guest
+    /// of this contract cannot make requests, so only an embedder calling
+    /// [`Instance::handle_callback`](crate::Instance::handle_callback) gets
+    /// here) an empty message whose metadata `request-error` says why.
+    pub(crate) fn callback(
+        correlation_id: &str,
+        reply: &Result<super::Message, super::RequestError>,
+    ) -> t::Message {
+        match reply {
+            Ok(m) => message(m),
+            Err(e) => t::Message {
+                sender: "host".into(),
+                payload: Vec::new(),
+                content_type: "text/plain".into(),
+                correlation_id: Some(correlation_id.to_string()),
+                metadata: vec![("request-error".into(), format!("{e:?}"))],
+            },
+        }
+    }
+
+    pub(crate) fn error(e: t::Error) -> super::GuestError {
+        use super::GuestError as E;
+        match e {
+            t::Error::InvalidInput(s) => E::InvalidInput(s),
+            t::Error::Unavailable(s) => E::Unavailable(s),
+            t::Error::CapabilityDenied(s) => E::CapabilityDenied(s),
+            t::Error::Internal(s) => E::Internal(s),
+        }
+    }
+
+    pub(crate) fn error_back(e: super::GuestError) -> t::Error {
+        use super::GuestError as E;
+        match e {
+            E::InvalidInput(s) => t::Error::InvalidInput(s),
+            E::Unavailable(s) => t::Error::Unavailable(s),
+            E::CapabilityDenied(s) => t::Error::CapabilityDenied(s),
+            E::Internal(s) => t::Error::Internal(s),
+        }
+    }
+
+    pub(crate) fn metadata(m: t::ComponentMetadata) -> super::Metadata {
+        super::Metadata {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+        }
+    }
+
+    pub(crate) fn health(h: t::HealthStatus) -> super::HealthStatus {
+        match h {
+            t::HealthStatus::Healthy => super::HealthStatus::Healthy,
+            t::HealthStatus::Degraded => super::HealthStatus::Degraded,
+            t::HealthStatus::Unhealthy => super::HealthStatus::Unhealthy,
+        }
+    }
+}
+
+/// The lifecycle exports of one instance, at the contract version its guest
+/// was built against.
+pub(crate) enum Lifecycle {
+    /// `airssys:component@0.2.x`, this host's contract.
+    Current(Component),
+    /// `airssys:component@0.1.0`.
+    V0_1(v0_1::Component),
+}
+
+/// [`Lifecycle`] before instantiation: one per loaded component.
+pub(crate) enum LifecyclePre<T: 'static> {
+    /// `airssys:component@0.2.x`.
+    Current(ComponentPre<T>),
+    /// `airssys:component@0.1.0`.
+    V0_1(v0_1::ComponentPre<T>),
+}
+
+impl<T: Send + 'static> LifecyclePre<T> {
+    /// The guest's lifecycle at the newest contract it implements; when it
+    /// implements none, why not at the current one.
+    pub(crate) fn new(pre: &wasmtime::component::InstancePre<T>) -> wasmtime::Result<Self> {
+        match ComponentPre::new(pre.clone()) {
+            Ok(p) => Ok(LifecyclePre::Current(p)),
+            Err(current) => match v0_1::ComponentPre::new(pre.clone()) {
+                Ok(p) => Ok(LifecyclePre::V0_1(p)),
+                Err(_) => Err(current),
+            },
+        }
+    }
+
+    /// The contract version the guest was built against (`0.2` or `0.1.0`).
+    pub(crate) fn contract(&self) -> &'static str {
+        match self {
+            LifecyclePre::Current(_) => "0.2",
+            LifecyclePre::V0_1(_) => "0.1.0",
+        }
+    }
+
+    pub(crate) async fn instantiate_async(
+        &self,
+        store: &mut wasmtime::Store<T>,
+    ) -> wasmtime::Result<Lifecycle> {
+        Ok(match self {
+            LifecyclePre::Current(p) => Lifecycle::Current(p.instantiate_async(store).await?),
+            LifecyclePre::V0_1(p) => Lifecycle::V0_1(p.instantiate_async(store).await?),
+        })
+    }
+}
+
 /// A `wasi:keyvalue` bucket as the host keeps it: the instance's own namespace
 /// (`shared: None`) or a shared one, opened for reading or writing. Plain data,
 /// so these bindings stay a leaf: the storage interface fills and reads it.
@@ -43,11 +176,12 @@ pub struct Bucket {
 pub const LIFECYCLE_INTERFACE: &str = "airssys:component/lifecycle@0.2.1";
 
 /// Whether `export` names the lifecycle interface at a version this host runs
-/// (any `0.2.x`).
+/// (any `0.2.x`, and `0.1.0`).
 pub(crate) fn is_lifecycle(export: &str) -> bool {
-    export
-        .strip_prefix("airssys:component/lifecycle@0.2.")
-        .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
+    export == v0_1::LIFECYCLE_INTERFACE
+        || export
+            .strip_prefix("airssys:component/lifecycle@0.2.")
+            .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Message {

@@ -450,9 +450,14 @@ async fn python_and_javascript_handlers_answer_under_serve_unchanged() {
         let addr = server.addr;
         let (status, headers, body) = fetch(addr, "/").await;
         assert_eq!((status, body.as_str()), (200, hello), "{name}");
-        assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
         // A body larger than one write or read, both ways, with its content type.
-        let big: String = (0..20_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let big: String = (0..20_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let mut send = connect(addr).await;
         let req = http::Request::post("/echo")
             .header("host", addr.to_string())
@@ -629,7 +634,8 @@ async fn an_actor_sets_the_status_headers_and_content_type_of_its_response() {
     let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
     assert_eq!(cookies, ["a=1", "b=2"]);
     // An explicit content-type header wins; none set: octet-stream (the route has no default).
-    let (status, headers, _) = post(addr, "/probe", "shape - text/plain content-type=text/csv").await;
+    let (status, headers, _) =
+        post(addr, "/probe", "shape - text/plain content-type=text/csv").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/csv");
     let (_, headers, body) = post(addr, "/probe", "plain").await;
@@ -649,7 +655,12 @@ async fn an_actor_sets_the_status_headers_and_content_type_of_its_response() {
     assert_eq!(headers["content-length"], "6");
     assert!(!headers.contains_key("connection"));
     // Hostile: a status or header that is not HTTP is the actor's fault (502, cause logged).
-    for bad in ["shape 99 -", "shape 700 -", "shape two -", "shape 200 - bad(name=1"] {
+    for bad in [
+        "shape 99 -",
+        "shape 700 -",
+        "shape two -",
+        "shape 200 - bad(name=1",
+    ] {
         let (status, _, body) = post(addr, "/probe", bad).await;
         assert_eq!(status, 502, "{bad}: {body}");
         assert_eq!(body, "probe gave an invalid reply\n", "{bad}");

@@ -248,7 +248,12 @@ impl ActorSystem {
     /// # Errors
     ///
     /// As [`ActorSystem::request`].
-    pub async fn ask(&self, target: &str, msg: Message, timeout: Duration) -> Result<Option<Reply>> {
+    pub async fn ask(
+        &self,
+        target: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Option<Reply>> {
         let msg = self.host_message(msg);
         if !self.router.is_accepting() {
             self.refuse(target, msg)?;

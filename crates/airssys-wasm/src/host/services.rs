@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::airssys::component::services::{self, LogLevel};
+use crate::bindings::v0_1::airssys::component as v0_1;
 use crate::bindings::GuestError;
 use crate::sandbox::limits::LogBudget;
 use crate::security::capability::{Capabilities, CapabilityKind, FunctionSignature, WitInterface};
@@ -176,8 +177,46 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     crate::bindings::airssys::component::types::add_to_linker::<T, HasSelf<ServicesCtx>>(
         linker, get,
     )?;
-    services::add_to_linker::<T, HasSelf<ServicesCtx>>(linker, get)
+    services::add_to_linker::<T, HasSelf<ServicesCtx>>(linker, get)?;
+    // The same services at the first contract, for guests built against 0.1.0.
+    v0_1::types::add_to_linker::<T, HasSelf<ServicesCtx>>(linker, get)?;
+    v0_1::services::add_to_linker::<T, HasSelf<ServicesCtx>>(linker, get)
 }
+
+/// `airssys:component/services@0.1.0`: the same functions, the same checks and
+/// audit, in that contract's types.
+impl v0_1::services::Host for ServicesCtx {
+    fn log(
+        &mut self,
+        level: v0_1::services::LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        use v0_1::services::LogLevel as L;
+        let level = match level {
+            L::Trace => LogLevel::Trace,
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        services::Host::log(self, level, message, fields)
+    }
+
+    fn now_millis(&mut self) -> Result<u64, v0_1::types::Error> {
+        services::Host::now_millis(self).map_err(crate::bindings::v0_1::error_back)
+    }
+
+    fn monotonic_nanos(&mut self) -> Result<u64, v0_1::types::Error> {
+        services::Host::monotonic_nanos(self).map_err(crate::bindings::v0_1::error_back)
+    }
+
+    fn get_config(&mut self, key: String) -> Result<Option<String>, v0_1::types::Error> {
+        services::Host::get_config(self, key).map_err(crate::bindings::v0_1::error_back)
+    }
+}
+
+impl v0_1::types::Host for ServicesCtx {}
 
 impl services::Host for ServicesCtx {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {

@@ -42,7 +42,7 @@ pub(crate) enum Prepared {
     Component {
         pre: InstancePre<HostState>,
         /// Present when the component exports the airssys lifecycle.
-        lifecycle: std::result::Result<bindings::ComponentPre<HostState>, String>,
+        lifecycle: std::result::Result<bindings::LifecyclePre<HostState>, String>,
         /// Present when it exports `wasi:http/incoming-handler` (a `wasi:http/proxy`).
         http: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>>,
     },
@@ -95,9 +95,10 @@ impl Component {
         let prepared = match kind {
             Compiled::Component(c) => {
                 let pre = engine.inner.linker.instantiate_pre(&c).map_err(link)?;
-                let lifecycle = bindings::ComponentPre::new(pre.clone()).map_err(|e| {
+                let lifecycle = bindings::LifecyclePre::new(&pre).map_err(|e| {
                     format!(
-                        "does not implement {LIFECYCLE_INTERFACE}: {}",
+                        "does not implement {LIFECYCLE_INTERFACE} (nor an earlier contract's, {}): {}",
+                        bindings::v0_1::LIFECYCLE_INTERFACE,
                         error_chain(&e)
                     )
                 });
@@ -159,6 +160,18 @@ impl Component {
                 ..
             }
         )
+    }
+
+    /// The version of the airssys contract its lifecycle was built against:
+    /// `"0.2"` (this host's, any 0.2.x), `"0.1.0"` (the first, adapted by the
+    /// host), or `None` when it exports no lifecycle.
+    pub fn contract(&self) -> Option<&'static str> {
+        match &self.inner.prepared {
+            Prepared::Component {
+                lifecycle: Ok(pre), ..
+            } => Some(pre.contract()),
+            _ => None,
+        }
     }
 
     /// Whether it exports `wasi:http/incoming-handler` (the `wasi:http/proxy`

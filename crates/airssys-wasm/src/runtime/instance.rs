@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use wasmtime::Store;
 
-use crate::bindings::{self, GuestError, HealthStatus, Message, Metadata, Reply, RequestError};
+use crate::bindings::{
+    v0_1, GuestError, HealthStatus, Lifecycle, Message, Metadata, Reply, RequestError,
+};
 use crate::error::{Error, Result};
 use crate::host::{HasRunState, HostState};
 use crate::runtime::trap::Failure;
@@ -21,7 +23,7 @@ pub struct Instance {
     ctx: ExecutionContext,
     handle: ComponentHandle,
     store: Store<HostState>,
-    bindings: bindings::Component,
+    bindings: Lifecycle,
     state: ExecutionState,
     last_usage: Option<ResourceUsage>,
     /// What the last `handle-message` said of its reply with `set-reply`.
@@ -86,11 +88,7 @@ struct CallStart {
 }
 
 impl Instance {
-    pub(crate) fn new(
-        ctx: ExecutionContext,
-        store: Store<HostState>,
-        bindings: bindings::Component,
-    ) -> Self {
+    pub(crate) fn new(ctx: ExecutionContext, store: Store<HostState>, bindings: Lifecycle) -> Self {
         Instance {
             ctx,
             handle: ComponentHandle::next(),
@@ -149,11 +147,18 @@ impl Instance {
     pub async fn initialize(&mut self) -> Result<()> {
         let start = self.begin()?;
         let config = self.ctx.config().to_vec();
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_initialize(&mut self.store, &config)
-            .await;
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_initialize(&mut self.store, &config)
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_initialize(&mut self.store, &config)
+                .await
+                .map(|r| r.map_err(v0_1::error)),
+        };
         self.finish("initialize", start, r)
     }
 
@@ -178,11 +183,18 @@ impl Instance {
     ) -> Result<Option<Vec<u8>>> {
         let start = self.begin_within(self.tighter(limit))?;
         self.store.data_mut().messaging.begin_reply();
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_handle_message(&mut self.store, msg)
-            .await;
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_handle_message(&mut self.store, msg)
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_handle_message(&mut self.store, &v0_1::message(msg))
+                .await
+                .map(|r| r.map_err(v0_1::error)),
+        };
         self.last_reply = self.store.data_mut().messaging.take_reply();
         self.finish("handle-message", start, r)
     }
@@ -221,11 +233,18 @@ impl Instance {
         limit: Option<std::time::Duration>,
     ) -> Result<()> {
         let start = self.begin_within(self.tighter(limit))?;
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_handle_callback(&mut self.store, correlation_id, reply.as_ref())
-            .await;
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_handle_callback(&mut self.store, correlation_id, reply.as_ref())
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_handle_callback(&mut self.store, &v0_1::callback(correlation_id, reply))
+                .await
+                .map(|r| r.map_err(v0_1::error)),
+        };
         self.finish("handle-callback", start, r)
     }
 
@@ -239,12 +258,19 @@ impl Instance {
     /// unusable.
     pub async fn metadata(&mut self) -> Result<Metadata> {
         let start = self.begin()?;
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_metadata(&mut self.store)
-            .await
-            .map(Ok);
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_metadata(&mut self.store)
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_metadata(&mut self.store)
+                .await
+                .map(v0_1::metadata),
+        }
+        .map(Ok);
         self.finish("metadata", start, r)
     }
 
@@ -266,12 +292,19 @@ impl Instance {
         timeout: Option<std::time::Duration>,
     ) -> Result<HealthStatus> {
         let start = self.begin_within(self.tighter(timeout))?;
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_health(&mut self.store)
-            .await
-            .map(Ok);
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_health(&mut self.store)
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_health(&mut self.store)
+                .await
+                .map(v0_1::health),
+        }
+        .map(Ok);
         self.finish("health", start, r)
     }
 
@@ -295,11 +328,18 @@ impl Instance {
         limit: Option<std::time::Duration>,
     ) -> Result<()> {
         let start = self.begin_within(self.tighter(limit))?;
-        let r = self
-            .bindings
-            .airssys_component_lifecycle()
-            .call_shutdown(&mut self.store)
-            .await;
+        let r = match &self.bindings {
+            Lifecycle::Current(b) => {
+                b.airssys_component_lifecycle()
+                    .call_shutdown(&mut self.store)
+                    .await
+            }
+            Lifecycle::V0_1(b) => b
+                .airssys_component_lifecycle()
+                .call_shutdown(&mut self.store)
+                .await
+                .map(|r| r.map_err(v0_1::error)),
+        };
         self.finish("shutdown", start, r)
     }
 

@@ -332,14 +332,18 @@ fn response_of(
         let Some(name) = key.strip_prefix("http.header.") else {
             continue;
         };
-        let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-            .map_err(|_| format!("{:?} is not a header name", crate::units::escape_controls(name)))?;
+        let name =
+            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                format!(
+                    "{:?} is not a header name",
+                    crate::units::escape_controls(name)
+                )
+            })?;
         if HOST_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        let value = http::HeaderValue::from_str(value).map_err(|_| {
-            format!("the value of header {name} is not a valid header value")
-        })?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
         headers.append(name, value);
     }
     if !headers.contains_key(http::header::CONTENT_TYPE) {
@@ -348,8 +352,12 @@ fn response_of(
             .as_deref()
             .or(route_content_type)
             .unwrap_or("application/octet-stream");
-        let v = http::HeaderValue::from_str(ct)
-            .map_err(|_| format!("content type {:?} is not a header value", crate::units::escape_controls(ct)))?;
+        let v = http::HeaderValue::from_str(ct).map_err(|_| {
+            format!(
+                "content type {:?} is not a header value",
+                crate::units::escape_controls(ct)
+            )
+        })?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
     let mut r = http::Response::new(

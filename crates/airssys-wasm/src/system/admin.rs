@@ -116,7 +116,15 @@ pub async fn serve(
     token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, system, token, AdminLimits::default(), None, shutdown).await
+    serve_with(
+        listener,
+        system,
+        token,
+        AdminLimits::default(),
+        None,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve`] under `limits`; `/metrics` also shows `http` (the figures of the
