@@ -47,6 +47,20 @@ pub(crate) struct StorageCtx {
     /// [`CURSORS_KEPT`] are live; an unknown cursor is an error.
     cursors: HashMap<u64, (Namespace, String)>,
     next_cursor: u64,
+    /// While a durable actor handles a message: its writes to its own
+    /// namespace, held for the transaction that also removes the message.
+    held: Option<Held>,
+}
+
+/// A durable call's writes to the actor's own namespace, last one per key
+/// (`None`: deleted), and what they change of its usage. Reads in the call
+/// see them (read-your-writes); nothing reaches the database until the actor
+/// layer commits them with the handled message.
+#[derive(Default)]
+struct Held {
+    values: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    bytes: i128,
+    keys: i128,
 }
 
 /// Live `wasi:keyvalue` list cursors per instance.
@@ -77,7 +91,214 @@ impl StorageCtx {
             written: 0,
             cursors: HashMap::new(),
             next_cursor: 1,
+            held: None,
         }
+    }
+
+    /// Starts holding this call's writes to the own namespace (a durable
+    /// actor's `handle-message`).
+    pub(crate) fn hold_writes(&mut self) {
+        self.held = Some(Held::default());
+    }
+
+    /// Stops holding and returns the held writes, as the final operation per
+    /// key (empty when none were held).
+    pub(crate) fn take_held(&mut self) -> Vec<BatchOp> {
+        self.held
+            .take()
+            .map(|h| {
+                h.values
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => BatchOp::Set(k, v),
+                        None => BatchOp::Delete(k),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The own namespace's quota (for the commit of held writes).
+    pub(crate) fn quota(&self) -> Option<Quota> {
+        self.backend.as_ref().map(|b| b.quota)
+    }
+
+    /// `key` of the own namespace as this call sees it.
+    fn own_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(v) = self.held.as_ref().and_then(|h| h.values.get(key)) {
+            return Ok(v.clone());
+        }
+        let b = self.backend()?;
+        b.reader.get(&b.own, key)
+    }
+
+    /// A write to the own namespace while holding: checked as the committer
+    /// would check it (limits, quota, counter, expectation), then held.
+    fn hold(&mut self, op: WriteOp) -> Result<WriteOutcome, StorageError> {
+        let limits = *self.backend()?.reader.storage().limits();
+        let (ops, outcome): (Vec<BatchOp>, Option<WriteOutcome>) = match op {
+            WriteOp::Batch(ops) => {
+                if ops.len() > limits.max_batch_ops {
+                    return Err(StorageError::BatchTooLarge {
+                        ops: ops.len() as u64,
+                        limit: limits.max_batch_ops as u64,
+                    });
+                }
+                (ops, None)
+            }
+            WriteOp::Increment {
+                key,
+                delta,
+                unsigned,
+            } => {
+                crate::storage::check_key(&limits, &key)?;
+                let current = match self.own_get(&key)? {
+                    None => 0i128,
+                    Some(v) => std::str::from_utf8(&v)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<i128>().ok())
+                        .ok_or_else(|| StorageError::NotACounter {
+                            key: key.clone(),
+                            reason: "the value is not a decimal integer".into(),
+                        })?,
+                };
+                let next = current + delta;
+                let in_range = if unsigned {
+                    (0..=u64::MAX as i128).contains(&next)
+                } else {
+                    (i64::MIN as i128..=i64::MAX as i128).contains(&next)
+                };
+                if !in_range {
+                    return Err(StorageError::NotACounter {
+                        key,
+                        reason: format!("overflow: {current} + {delta}"),
+                    });
+                }
+                (
+                    vec![BatchOp::Set(key, next.to_string().into_bytes())],
+                    Some(WriteOutcome::Counter(next)),
+                )
+            }
+            WriteOp::CompareAndSwap { key, expected, new } => {
+                crate::storage::check_key(&limits, &key)?;
+                if self.own_get(&key)? != expected {
+                    return Ok(WriteOutcome::Swapped(false));
+                }
+                let op = match new {
+                    Some(v) => BatchOp::Set(key, v),
+                    None => BatchOp::Delete(key),
+                };
+                (vec![op], Some(WriteOutcome::Swapped(true)))
+            }
+            other => {
+                return Err(StorageError::Backend(format!(
+                    "{other:?} is not a guest's write"
+                )))
+            }
+        };
+        // Check every op, and the quota on the usage after them all.
+        let (mut bytes, mut keys) = {
+            let h = self.held.as_ref().expect("holding");
+            (h.bytes, h.keys)
+        };
+        let mut existed = false;
+        let mut written = 0u64;
+        let mut after: HashMap<&str, Option<usize>> = HashMap::new();
+        for op in &ops {
+            let (key, new) = match op {
+                BatchOp::Set(k, v) => (k.as_str(), Some(v.len())),
+                BatchOp::Delete(k) => (k.as_str(), None),
+            };
+            crate::storage::check_key(&limits, key)?;
+            if let Some(n) = new {
+                if n > limits.max_value_bytes {
+                    return Err(StorageError::ValueTooLarge {
+                        size: n as u64,
+                        limit: limits.max_value_bytes as u64,
+                    });
+                }
+            }
+            let old = match after.get(key) {
+                Some(old) => *old,
+                None => self.own_get(key)?.map(|v| v.len()),
+            };
+            if let Some(old) = old {
+                bytes -= (key.len() + old) as i128;
+                keys -= 1;
+                existed = true;
+            }
+            if let Some(n) = new {
+                bytes += (key.len() + n) as i128;
+                keys += 1;
+                written += (key.len() + n) as u64;
+            }
+            after.insert(key, new);
+        }
+        let (was_bytes, was_keys) = {
+            let h = self.held.as_ref().expect("holding");
+            (h.bytes, h.keys)
+        };
+        let b = self.backend()?;
+        let quota = b.quota;
+        let base = b.reader.storage().usage(&b.own)?;
+        let total_bytes = base.bytes as i128 + bytes;
+        let total_keys = base.keys as i128 + keys;
+        let own = b.own.to_string();
+        if bytes > was_bytes && total_bytes > quota.bytes as i128 {
+            return Err(StorageError::QuotaExceeded {
+                namespace: own,
+                quota: crate::storage::QuotaKind::Bytes,
+                limit: quota.bytes,
+                needed: total_bytes.max(0) as u64,
+            });
+        }
+        if keys > was_keys && total_keys > quota.keys as i128 {
+            return Err(StorageError::QuotaExceeded {
+                namespace: own,
+                quota: crate::storage::QuotaKind::Keys,
+                limit: quota.keys,
+                needed: total_keys.max(0) as u64,
+            });
+        }
+        let h = self.held.as_mut().expect("holding");
+        h.bytes = bytes;
+        h.keys = keys;
+        for op in ops {
+            match op {
+                BatchOp::Set(k, v) => h.values.insert(k, Some(v)),
+                BatchOp::Delete(k) => h.values.insert(k, None),
+            };
+        }
+        self.written += written;
+        Ok(outcome.unwrap_or(WriteOutcome::Written {
+            bytes: written,
+            existed,
+        }))
+    }
+
+    /// Adjusts a page of the own namespace's keys (after `after`, with
+    /// `prefix`; `more` when pages follow) for the held writes.
+    fn held_page(&self, keys: Vec<String>, more: bool, after: Option<&str>, prefix: &str) -> Vec<String> {
+        let Some(h) = &self.held else { return keys };
+        let upper = if more { keys.last().cloned() } else { None };
+        let mut set: std::collections::BTreeSet<String> = keys.into_iter().collect();
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        for (k, v) in h.values.range((start, std::ops::Bound::Unbounded)) {
+            if upper.as_ref().is_some_and(|u| k > u) {
+                break;
+            }
+            if !k.starts_with(prefix) {
+                continue;
+            }
+            match v {
+                Some(_) => set.insert(k.clone()),
+                None => set.remove(k),
+            };
+        }
+        set.into_iter().collect()
     }
 
     /// Ends a call: lets go of the read snapshot and returns the bytes written.
@@ -104,6 +325,10 @@ impl StorageCtx {
     ) -> Result<WriteOutcome, StorageError> {
         let b = self.backend()?;
         let ns = ns.unwrap_or_else(|| b.own.clone());
+        if self.held.is_some() && ns == self.backend()?.own {
+            return self.hold(op);
+        }
+        let b = self.backend()?;
         // A shared namespace takes the writer's quota (as the host policy
         // capped it), and the writer's own namespace plus everything it added
         // to shared ones stays within that quota in total.
@@ -176,8 +401,7 @@ impl From<StorageError> for store::Error {
 
 impl airssys_storage::Host for StorageCtx {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitError> {
-        let b = self.backend()?;
-        Ok(b.reader.get(&b.own, &key)?)
+        Ok(self.own_get(&key)?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), WitError> {
@@ -197,6 +421,9 @@ impl airssys_storage::Host for StorageCtx {
     }
 
     fn exists(&mut self, key: String) -> Result<bool, WitError> {
+        if self.held.is_some() {
+            return Ok(self.own_get(&key)?.is_some());
+        }
         let b = self.backend()?;
         Ok(b.reader.exists(&b.own, &key)?)
     }
@@ -212,8 +439,10 @@ impl airssys_storage::Host for StorageCtx {
             b.reader
                 .storage()
                 .list_keys(&b.own, &prefix, cursor.as_deref(), limit as usize)?;
+        let more = page.cursor.is_some();
+        let keys = self.held_page(page.keys, more, cursor.as_deref(), &prefix);
         Ok(KeyPage {
-            keys: page.keys,
+            keys,
             cursor: page.cursor,
         })
     }
@@ -221,11 +450,13 @@ impl airssys_storage::Host for StorageCtx {
     fn usage(&mut self) -> Result<WitUsage, WitError> {
         let b = self.backend()?;
         let u = b.reader.storage().usage(&b.own)?;
+        let quota = b.quota;
+        let (db, dk) = self.held.as_ref().map_or((0, 0), |h| (h.bytes, h.keys));
         Ok(WitUsage {
-            bytes: u.bytes,
-            keys: u.keys,
-            quota_bytes: b.quota.bytes,
-            quota_keys: b.quota.keys,
+            bytes: (u.bytes as i128 + db).max(0) as u64,
+            keys: (u.keys as i128 + dk).max(0) as u64,
+            quota_bytes: quota.bytes,
+            quota_keys: quota.keys,
         })
     }
 
@@ -313,6 +544,9 @@ impl store::HostBucket for StorageCtx {
         key: String,
     ) -> Result<Option<Vec<u8>>, store::Error> {
         let (ns, _) = self.bucket(&bucket)?;
+        if self.held.is_some() && ns == self.backend()?.own {
+            return Ok(self.own_get(&key)?);
+        }
         let b = self.backend()?;
         Ok(b.reader.get(&ns, &key)?)
     }
@@ -338,6 +572,9 @@ impl store::HostBucket for StorageCtx {
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, store::Error> {
         let (ns, _) = self.bucket(&bucket)?;
+        if self.held.is_some() && ns == self.backend()?.own {
+            return Ok(self.own_get(&key)?.is_some());
+        }
         let b = self.backend()?;
         Ok(b.reader.exists(&ns, &key)?)
     }
@@ -362,6 +599,11 @@ impl store::HostBucket for StorageCtx {
         };
         let b = self.backend()?;
         let (keys, last) = b.reader.storage().list_after(&ns, after.as_deref())?;
+        let keys = if ns == b.own {
+            self.held_page(keys, last.is_some(), after.as_deref(), "")
+        } else {
+            keys
+        };
         let cursor = match last {
             None => None,
             Some(last) => {
@@ -419,6 +661,13 @@ impl batch::Host for StorageCtx {
             }
             .into());
         }
+        if self.held.is_some() && ns == self.backend()?.own {
+            return keys
+                .into_iter()
+                .map(|k| Ok(self.own_get(&k)?.map(|v| (k, v))))
+                .collect();
+        }
+        let b = self.backend()?;
         keys.into_iter()
             .map(|k| Ok(b.reader.get(&ns, &k)?.map(|v| (k, v))))
             .collect()

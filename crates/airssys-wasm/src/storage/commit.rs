@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::keys::{
     check_key, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError,
-    StorageLimits, ACCOUNTS, DATA, USAGE,
+    StorageLimits, ACCOUNTS, DATA, MAILBOX, USAGE,
 };
 
 /// A write request.
@@ -44,6 +44,15 @@ pub(crate) enum WriteOp {
     },
     /// Deletes the whole namespace.
     DeleteNamespace,
+    /// Appends a message (the actor layer's packed bytes) to the durable
+    /// mailbox of actor `ns`; the outcome is its sequence number, above every
+    /// entry still in that mailbox.
+    Enqueue(Vec<u8>),
+    /// Actor `ns` handled its mailbox entry `seq`: the entry goes, and `ops`
+    /// (the call's writes to its own namespace, in order, last one wins) are
+    /// applied with the same quota checks, in one transaction. A refused
+    /// `ops` removes nothing.
+    Handled { seq: u64, ops: Vec<BatchOp> },
 }
 
 /// What a write did.
@@ -57,9 +66,16 @@ pub(crate) enum WriteOutcome {
     Swapped(bool),
     /// Keys deleted.
     Deleted(u64),
+    /// The mailbox sequence number of an enqueued message.
+    Enqueued(u64),
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
+
+/// Run on the committer thread once a write's transaction is committed (or
+/// failed), before the writer hears back: so what it does happens in commit
+/// order (a durable mailbox's in-memory queue follows its log).
+pub(crate) type Then = Box<dyn FnOnce(&Result<WriteOutcome, StorageError>) + Send>;
 
 struct Request {
     ns: Namespace,
@@ -69,6 +85,7 @@ struct Request {
     /// added to shared ones (`None`: the host writes).
     account: Option<Arc<str>>,
     reply: Reply,
+    then: Option<Then>,
 }
 
 /// Commits and the writes they carried, since the storage was opened.
@@ -107,6 +124,7 @@ impl Committer {
         op: WriteOp,
         quota: Quota,
         account: Option<Arc<str>>,
+        then: Option<Then>,
     ) -> oneshot::Receiver<Result<WriteOutcome, StorageError>> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
@@ -115,15 +133,18 @@ impl Committer {
             quota,
             account,
             reply,
+            then,
         };
         let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(tx) => tx.send(request),
             None => Err(mpsc::SendError(request)),
         };
         if let Err(mpsc::SendError(r)) = sent {
-            let _ = r
-                .reply
-                .send(Err(StorageError::Backend("the storage is closed".into())));
+            let closed = Err(StorageError::Backend("the storage is closed".into()));
+            if let Some(then) = r.then {
+                then(&closed);
+            }
+            let _ = r.reply.send(closed);
         }
         rx
     }
@@ -161,13 +182,20 @@ fn run(
         match results {
             Ok(results) => {
                 for (r, result) in group.into_iter().zip(results) {
+                    if let Some(then) = r.then {
+                        then(&result);
+                    }
                     let _ = r.reply.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!("storage commit failed: {e}");
                 for r in group {
-                    let _ = r.reply.send(Err(e.clone()));
+                    let failed = Err(e.clone());
+                    if let Some(then) = r.then {
+                        then(&failed);
+                    }
+                    let _ = r.reply.send(failed);
                 }
             }
         }
@@ -187,10 +215,12 @@ fn commit_group(
         let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
+        let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
+            mailbox: &mut mailbox,
         };
         for r in group {
             out.push(apply(&mut t, limits, r)?);
@@ -216,10 +246,12 @@ pub(crate) fn import_all(
         let mut data = tx.open_table(DATA).map_err(StorageError::backend)?;
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
+        let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
+            mailbox: &mut mailbox,
         };
         for (ns, entries) in entries {
             count += entries.len() as u64;
@@ -227,7 +259,7 @@ pub(crate) fn import_all(
                 .into_iter()
                 .map(|(k, v)| BatchOp::Set(k, v))
                 .collect();
-            apply_ops(&mut t, limits, &ns, Quota::unlimited(), None, &ops, true)??;
+            apply_ops(&mut t, limits, &ns, Quota::unlimited(), None, &ops, Mode::Import)??;
         }
     }
     tx.commit().map_err(StorageError::backend)?;
@@ -238,12 +270,14 @@ pub(crate) fn import_all(
 type DataTable<'t> = Table<'t, (u8, &'static str, &'static str), &'static [u8]>;
 type UsageTable<'t> = Table<'t, (u8, &'static str), (u64, u64)>;
 type AccountTable<'t> = Table<'t, &'static str, (u64, u64)>;
+type MailboxTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 
 /// The tables one write transaction changes.
 struct Tables<'a, 't> {
     data: &'a mut DataTable<'t>,
     usage: &'a mut UsageTable<'t>,
     accounts: &'a mut AccountTable<'t>,
+    mailbox: &'a mut MailboxTable<'t>,
 }
 
 /// Applies one request: `Ok(Err(_))` is a refusal (nothing written), the outer
@@ -300,7 +334,7 @@ fn apply(
             }
             batch = vec![BatchOp::Set(key.clone(), next.to_string().into_bytes())];
             return Ok(
-                match apply_ops(t, limits, ns, r.quota, account, &batch, false)? {
+                match apply_ops(t, limits, ns, r.quota, account, &batch, Mode::Request)? {
                     Ok(_) => Ok(WriteOutcome::Counter(next)),
                     Err(e) => Err(e),
                 },
@@ -323,11 +357,44 @@ fn apply(
                 None => BatchOp::Delete(key.clone()),
             }];
             return Ok(
-                match apply_ops(t, limits, ns, r.quota, account, &batch, false)? {
+                match apply_ops(t, limits, ns, r.quota, account, &batch, Mode::Request)? {
                     Ok(_) => Ok(WriteOutcome::Swapped(true)),
                     Err(e) => Err(e),
                 },
             );
+        }
+        WriteOp::Enqueue(bytes) => {
+            let last = t
+                .mailbox
+                .range((n, 0)..=(n, u64::MAX))
+                .map_err(StorageError::backend)?
+                .next_back()
+                .transpose()
+                .map_err(StorageError::backend)?
+                .map(|(key, _)| key.value().1);
+            let seq = last.map_or(1, |s| s + 1);
+            t.mailbox
+                .insert((n, seq), bytes.as_slice())
+                .map_err(StorageError::backend)?;
+            return Ok(Ok(WriteOutcome::Enqueued(seq)));
+        }
+        WriteOp::Handled { seq, ops } => {
+            if !ops.is_empty() {
+                if let Err(e) = apply_ops(t, limits, ns, r.quota, account, ops, Mode::WholeCall)? {
+                    return Ok(Err(e));
+                }
+            }
+            t.mailbox.remove((n, *seq)).map_err(StorageError::backend)?;
+            return Ok(Ok(WriteOutcome::Written {
+                bytes: ops
+                    .iter()
+                    .map(|op| match op {
+                        BatchOp::Set(k, v) => (k.len() + v.len()) as u64,
+                        BatchOp::Delete(_) => 0,
+                    })
+                    .sum(),
+                existed: false,
+            }));
         }
         WriteOp::DeleteNamespace => {
             let keys: Vec<String> = {
@@ -351,7 +418,19 @@ fn apply(
             return Ok(Ok(WriteOutcome::Deleted(keys.len() as u64)));
         }
     };
-    apply_ops(t, limits, ns, r.quota, account, ops, false)
+    apply_ops(t, limits, ns, r.quota, account, ops, Mode::Request)
+}
+
+/// What [`apply_ops`] checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A guest's request: every limit and quota.
+    Request,
+    /// A durable call's writes as a whole: its quotas, not the batch size
+    /// (each write was checked against it when the guest made it).
+    WholeCall,
+    /// An import: nothing (the archive was checked when exported).
+    Import,
 }
 
 /// Checks a batch in full, then writes it.
@@ -362,15 +441,16 @@ fn apply_ops(
     quota: Quota,
     account: Option<&str>,
     ops: &[BatchOp],
-    import: bool,
+    mode: Mode,
 ) -> Result<Result<WriteOutcome, StorageError>, StorageError> {
     let Tables {
         data,
         usage,
         accounts,
+        ..
     } = t;
     let (k, n) = ns.key();
-    if !import && ops.len() > limits.max_batch_ops {
+    if mode == Mode::Request && ops.len() > limits.max_batch_ops {
         return Ok(Err(StorageError::BatchTooLarge {
             ops: ops.len() as u64,
             limit: limits.max_batch_ops as u64,
@@ -421,7 +501,7 @@ fn apply_ops(
         after.insert(key, new);
     }
     let grows = |now: i128, was: u64| now > was as i128;
-    if !import {
+    if mode != Mode::Import {
         if grows(bytes, before.bytes) && bytes > quota.bytes as i128 {
             return Ok(Err(StorageError::QuotaExceeded {
                 namespace: ns.to_string(),
@@ -442,7 +522,7 @@ fn apply_ops(
     // The writer's total: its own namespace plus what it added to shared ones
     // stays within its quota, whatever its shared grants.
     let mut account_after = None;
-    if let (false, Some(id)) = (import, account) {
+    if let (true, Some(id)) = (mode != Mode::Import, account) {
         let (ab, ak) = accounts
             .get(id)
             .map_err(StorageError::backend)?

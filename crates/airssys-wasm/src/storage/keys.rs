@@ -17,6 +17,11 @@ pub(crate) const USAGE: TableDefinition<(u8, &str), (u64, u64)> = TableDefinitio
 /// it removed there), counted against its own quota.
 pub(crate) const ACCOUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("accounts");
 
+/// Durable mailboxes: `(actor id, sequence number)` → the message, packed by
+/// the actor layer. An entry is written before its send is acknowledged and
+/// removed in the transaction that commits the effects of handling it.
+pub(crate) const MAILBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox");
+
 /// Whose entries a namespace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -43,9 +43,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use commit::{Committer, WriteOp, WriteOutcome};
+use commit::{Committer, Then, WriteOp, WriteOutcome};
 
-pub(crate) use keys::{check_key, DATA, USAGE};
+pub(crate) use keys::{check_key, DATA, MAILBOX, USAGE};
 pub use keys::{
     BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits, Usage,
 };
@@ -138,6 +138,7 @@ impl Storage {
         let tx = db.begin_write().map_err(|e| fail(&e))?;
         tx.open_table(DATA).map_err(|e| fail(&e))?;
         tx.open_table(USAGE).map_err(|e| fail(&e))?;
+        tx.open_table(MAILBOX).map_err(|e| fail(&e))?;
         tx.commit().map_err(|e| fail(&e))?;
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_line());
         let db = Arc::new(db);
@@ -186,7 +187,7 @@ impl Storage {
         op: WriteOp,
         quota: Quota,
     ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
-        self.inner.committer.submit(ns.clone(), op, quota, None)
+        self.inner.committer.submit(ns.clone(), op, quota, None, None)
     }
 
     /// A write by actor `account`: its quota bounds its own namespace plus
@@ -200,7 +201,7 @@ impl Storage {
     ) -> std::result::Result<WriteOutcome, StorageError> {
         self.inner
             .committer
-            .submit(ns.clone(), op, quota, Some(account))
+            .submit(ns.clone(), op, quota, Some(account), None)
             .await
             .unwrap_or_else(|_| Err(StorageError::Backend("the storage is closed".into())))
     }
@@ -259,6 +260,64 @@ impl Storage {
         self.write(ns, op, quota)
             .blocking_recv()
             .unwrap_or_else(|_| Err(StorageError::Backend("the storage is closed".into())))
+    }
+
+    /// Appends `message` (packed by the actor layer) to `actor`'s durable
+    /// mailbox. `then` runs on the committer thread once it is durable (with
+    /// its sequence number) or refused, in commit order; the receiver
+    /// resolves after it.
+    pub(crate) fn enqueue(
+        &self,
+        actor: &str,
+        message: Vec<u8>,
+        then: Then,
+    ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
+        self.inner.committer.submit(
+            Namespace::actor(actor),
+            WriteOp::Enqueue(message),
+            Quota::unlimited(),
+            None,
+            Some(then),
+        )
+    }
+
+    /// Actor `own` handled its mailbox entry `seq`: removes it and applies
+    /// `ops` (the call's writes to `own`) in one durable transaction, under
+    /// `quota` counted for `own`. A refusal removes nothing.
+    pub(crate) async fn handled(
+        &self,
+        own: &Namespace,
+        seq: u64,
+        ops: Vec<BatchOp>,
+        quota: Quota,
+    ) -> std::result::Result<WriteOutcome, StorageError> {
+        let account = own.name_shared();
+        self.write_as(own, WriteOp::Handled { seq, ops }, quota, account)
+            .await
+    }
+
+    /// What `actor`'s durable mailbox holds, oldest first: sequence number and
+    /// packed message.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the database cannot be read.
+    pub(crate) fn mailbox(
+        &self,
+        actor: &str,
+    ) -> std::result::Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        use redb::ReadableDatabase;
+        let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
+        let table = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
+        let mut out = Vec::new();
+        for e in table
+            .range((actor, 0)..=(actor, u64::MAX))
+            .map_err(StorageError::backend)?
+        {
+            let (k, v) = e.map_err(StorageError::backend)?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Deletes every entry of `ns`, durably, in one transaction. Returns the
