@@ -156,6 +156,7 @@ fn benches(c: &mut Criterion) {
                     let base = system.status("sink").unwrap().handled;
                     system
                         .send("blaster", Message::new("b", format!("flood sink {N}")))
+                        .await
                         .unwrap();
                     wait_handled(&system, "sink", base + N).await;
                 }
@@ -196,6 +197,7 @@ fn benches(c: &mut Criterion) {
                 let start = Instant::now();
                 system
                     .send("pinger", Message::new("b", format!("chain ponger {iters}")))
+                    .await
                     .unwrap();
                 // the chain command itself, then one callback per round trip
                 wait_handled(&system, "pinger", base + 1 + iters).await;

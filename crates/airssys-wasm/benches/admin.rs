@@ -126,6 +126,7 @@ fn benches(c: &mut Criterion) {
                         let before = system.status("sink").unwrap().handled;
                         system
                             .send("blaster", Message::new("b", format!("flood sink {N}")))
+                            .await
                             .unwrap();
                         while system.status("sink").unwrap().handled < before + N {
                             tokio::time::sleep(Duration::from_micros(200)).await;

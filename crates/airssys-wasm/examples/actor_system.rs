@@ -114,7 +114,7 @@ async fn main() -> airssys_wasm::Result<()> {
     }
 
     println!("\n== a message to nobody is a dead letter");
-    if let Err(e) = system.send("nobody", Message::new("host", "lost?")) {
+    if let Err(e) = system.send("nobody", Message::new("host", "lost?")).await {
         println!("send: {e}");
     }
     for d in system.dead_letters() {

@@ -9,6 +9,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     // Storage writes wait for their commit without blocking the thread.
     imports: {
+        // A send to a durable actor returns once it is in the mailbox log.
+        "airssys:component/messaging.send": async,
         "airssys:component/storage.set": async,
         "airssys:component/storage.delete": async,
         "airssys:component/storage.batch": async,

@@ -146,6 +146,15 @@ pub enum Error {
         /// Its mailbox capacity.
         capacity: usize,
     },
+    /// A durable actor's mailbox log could not take the message (the
+    /// database failed); the send was not acknowledged.
+    #[error("{actor}: its durable mailbox did not take the message: {reason}")]
+    NotLogged {
+        /// The actor.
+        actor: String,
+        /// What the storage said.
+        reason: String,
+    },
     /// The actor's `messaging.accept` list does not admit the sender.
     #[error("{actor}: refused: {rule}")]
     Refused {
@@ -258,6 +267,7 @@ impl Error {
             | Error::Runtime { component, .. } => Some(component),
             Error::NoSuchActor { actor }
             | Error::MailboxFull { actor, .. }
+            | Error::NotLogged { actor, .. }
             | Error::Refused { actor, .. }
             | Error::RequestTimeout { actor, .. }
             | Error::ReplyTooLarge { actor, .. }

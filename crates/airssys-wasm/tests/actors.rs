@@ -198,7 +198,7 @@ async fn trace_id_follows_a_message_across_actors() {
 async fn request_timeout_and_cancel_reach_the_guest_correctly() {
     let system = system_of(&["a", "slow"]).await;
     // `slow` is kept busy spinning (until its 2 s timeout); a's 100 ms request times out.
-    system.send("slow", msg("spin")).unwrap();
+    system.send("slow", msg("spin")).await.unwrap();
     let corr = ask(&system, "a", "request slow x 100").await;
     eventually("timeout callback", || {
         system.status("a").unwrap().handled >= 2
@@ -235,8 +235,8 @@ async fn a_crash_restarts_the_actor_keeps_the_queue_and_dead_letters_the_message
     let system = system_of(&["c"]).await;
     let mut events = system.events();
     assert_eq!(ask(&system, "c", "one").await, "one");
-    system.send("c", msg("panic")).unwrap();
-    system.send("c", msg("after-the-crash")).unwrap();
+    system.send("c", msg("panic")).await.unwrap();
+    system.send("c", msg("after-the-crash")).await.unwrap();
     eventually("restart", || system.status("c").unwrap().restarts == 1).await;
     eventually("queued message handled by the new instance", || {
         system.status("c").unwrap().handled >= 1 && system.status("c").unwrap().mailbox == 0
@@ -292,7 +292,7 @@ async fn restarts_under(strategy: Strategy, expected: [u32; 3]) -> Vec<u32> {
         .start()
         .await
         .unwrap();
-    system.send("y", msg("panic")).unwrap();
+    system.send("y", msg("panic")).await.unwrap();
     let restarts = || {
         ["x", "y", "z"]
             .iter()
@@ -350,8 +350,8 @@ async fn restart_policies() {
         .start()
         .await
         .unwrap();
-    system.send("temp", msg("panic")).unwrap();
-    system.send("trans", msg("panic")).unwrap();
+    system.send("temp", msg("panic")).await.unwrap();
+    system.send("trans", msg("panic")).await.unwrap();
     eventually("transient restarted", || {
         system.status("trans").unwrap().restarts == 1
     })
@@ -361,7 +361,7 @@ async fn restart_policies() {
     })
     .await;
     assert_eq!(system.status("temp").unwrap().restarts, 0);
-    let e = system.send("temp", msg("hi")).unwrap_err();
+    let e = system.send("temp", msg("hi")).await.unwrap_err();
     assert!(matches!(e, Error::ActorStopped { .. }), "{e}");
     system.shutdown().await;
 }
@@ -379,12 +379,12 @@ async fn intensity_escalates_to_the_parent_and_the_root_fails_the_system() {
         .supervisor(inner);
     let system = ActorSystem::builder().root(root).start().await.unwrap();
     let mut events = system.events();
-    system.send("w", msg("panic")).unwrap();
+    system.send("w", msg("panic")).await.unwrap();
     eventually("first restart", || {
         system.status("w").unwrap().restarts == 1
     })
     .await;
-    system.send("w", msg("panic")).unwrap();
+    system.send("w", msg("panic")).await.unwrap();
     // inner gives up; root restarts inner (its 1 allowed restart), which restarts w.
     eventually("inner restarted by root", || {
         system.status("w").unwrap().restarts == 2
@@ -392,12 +392,12 @@ async fn intensity_escalates_to_the_parent_and_the_root_fails_the_system() {
     })
     .await;
     assert!(system.failure().is_none());
-    system.send("w", msg("panic")).unwrap();
+    system.send("w", msg("panic")).await.unwrap();
     eventually("w restarted by the fresh inner", || {
         system.status("w").unwrap().restarts == 3
     })
     .await;
-    system.send("w", msg("panic")).unwrap();
+    system.send("w", msg("panic")).await.unwrap();
     // inner gives up again; root has had 1 restart already: it fails.
     let failed = tokio::time::timeout(Duration::from_secs(5), system.failed())
         .await
@@ -436,7 +436,7 @@ async fn backoff_spaces_restarts_exponentially() {
     let mut gaps = Vec::new();
     for n in 1..=5u32 {
         let mut crashed_at = None;
-        system.send("b", msg("panic")).unwrap();
+        system.send("b", msg("panic")).await.unwrap();
         loop {
             match events.recv().await.unwrap() {
                 SystemEvent::Crashed { .. } => crashed_at = Some(tokio::time::Instant::now()),
@@ -464,10 +464,10 @@ async fn dead_letters_for_unknown_targets_and_full_mailboxes() {
         .start()
         .await
         .unwrap();
-    let e = system.send("nobody", msg("x")).unwrap_err();
+    let e = system.send("nobody", msg("x")).await.unwrap_err();
     assert_eq!(e.to_string(), "nobody: no such actor");
     // Keep `small` busy, then fill its mailbox: the guest sees backpressure.
-    system.send("small", msg("spin")).unwrap();
+    system.send("small", msg("spin")).await.unwrap();
     eventually("small took the spin", || {
         system.status("small").unwrap().mailbox == 0
     })
@@ -475,7 +475,7 @@ async fn dead_letters_for_unknown_targets_and_full_mailboxes() {
     let out = ask(&system, "a", "flood small 100").await;
     assert!(out.starts_with("sent 2 err MailboxFull"), "{out}");
     assert!(out.contains("capacity 2"), "{out}");
-    let e = system.send("small", msg("more")).unwrap_err();
+    let e = system.send("small", msg("more")).await.unwrap_err();
     assert_eq!(e.to_string(), "small: mailbox full (capacity 2)");
     assert_eq!(
         ask(&system, "a", "send nobody x").await,
@@ -502,8 +502,8 @@ async fn two_actors_flooding_each_other_do_not_deadlock() {
         .start()
         .await
         .unwrap();
-    system.send("a", msg("flood b 100000")).unwrap();
-    system.send("b", msg("flood a 100000")).unwrap();
+    system.send("a", msg("flood b 100000")).await.unwrap();
+    system.send("b", msg("flood a 100000")).await.unwrap();
     // Both floods end (mailbox-full) and both actors still answer.
     tokio::time::timeout(Duration::from_secs(10), async {
         eventually("a drained", || system.status("a").unwrap().mailbox == 0).await;
@@ -526,7 +526,7 @@ async fn a_spinning_actor_does_not_starve_a_responsive_one() {
         let system = system_of(&["spinner", "quick"]).await;
         // The spinner's task runs first (it was woken first) and yields at
         // every epoch tick, so the quick actor gets its turns.
-        system.send("spinner", msg("spin")).unwrap();
+        system.send("spinner", msg("spin")).await.unwrap();
         let t = std::time::Instant::now();
         for i in 0..5 {
             let text = format!("still here {i}");
@@ -634,7 +634,7 @@ async fn oversized_messages_and_pending_caps() {
         ask(&system, "tight", &format!("send slow {}", "x".repeat(100))).await,
         "err:MessageTooLarge(150)"
     );
-    system.send("slow", msg("spin")).unwrap();
+    system.send("slow", msg("spin")).await.unwrap();
     assert!(ask(&system, "tight", "request slow a 5000")
         .await
         .parse::<u64>()
@@ -818,7 +818,7 @@ async fn virtual_actors_activate_on_demand_and_the_resident_set_is_bounded() {
     .await;
     assert_eq!(ask(&system, "actor_probe/user-0", "again").await, "again");
     assert!(ActorId::parse("actor_probe/a/b").is_err());
-    let e = system.send("nope/x", msg("x")).unwrap_err();
+    let e = system.send("nope/x", msg("x")).await.unwrap_err();
     assert!(matches!(e, Error::NoSuchActor { .. }));
     system.shutdown().await;
 }
@@ -842,7 +842,7 @@ async fn graceful_shutdown_drains_and_calls_every_shutdown() {
         .await
         .unwrap();
     for i in 0..50 {
-        system.send("c1", msg(&format!("m{i}"))).unwrap();
+        system.send("c1", msg(&format!("m{i}"))).await.unwrap();
     }
     let mut events = system.events();
     system.shutdown().await;
@@ -982,7 +982,7 @@ async fn an_actor_flooding_the_log_is_held_to_its_budget_and_the_drops_are_count
         status.usage.unwrap().wall_time
     );
     // Across a restart the count keeps growing.
-    system.send("noisy", msg("panic")).unwrap();
+    system.send("noisy", msg("panic")).await.unwrap();
     eventually("restart", || system.status("noisy").unwrap().restarts == 1).await;
     assert_eq!(ask(&system, "noisy", "spam 100").await, "ok");
     let status = system.status("noisy").unwrap();
@@ -1019,6 +1019,7 @@ async fn a_guest_flooding_send_without_end_is_stopped_by_its_timeout() {
     let mut events = system.events();
     system
         .send("flooder", msg(&format!("flood sink {}", u64::MAX)))
+        .await
         .unwrap();
     let reason = loop {
         if let SystemEvent::Crashed { id, reason } = events.recv().await.unwrap() {

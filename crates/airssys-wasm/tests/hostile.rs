@@ -304,6 +304,7 @@ async fn a_virtual_actor_whose_initialize_traps_backs_off_and_its_messages_are_d
     let mut events = system.events();
     system
         .send("hostile/k", Message::new("host", "hi"))
+        .await
         .unwrap();
     // Three attempts (10 ms, 20 ms apart), then the message is a dead letter.
     eventually("the poison message dead-lettered", || {

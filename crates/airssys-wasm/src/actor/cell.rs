@@ -51,6 +51,36 @@ pub(crate) struct Cell {
 }
 
 impl Cell {
+    /// Queues what a durable actor's mailbox log holds (what an earlier
+    /// system on the same data directory acknowledged and never handled),
+    /// oldest first, before any new message. Returns how many.
+    pub(crate) fn recover_log(&self) -> crate::error::Result<usize> {
+        let id = self.id().as_str();
+        let Some(storage) = self.spec.context.storage() else {
+            return Err(crate::error::Error::Config(format!(
+                "actor {id} is durable, so it needs storage: give the system a data directory \
+                 (ExecutionContext::with_storage, `--data DIR` or `[system] data`)"
+            )));
+        };
+        let entries = storage.mailbox(id).map_err(|e| {
+            crate::error::Error::Config(format!(
+                "actor {id}: its durable mailbox cannot be read: {e}"
+            ))
+        })?;
+        let n = entries.len();
+        for (seq, packed) in entries {
+            self.mailbox.push_logged(packed, seq, None, false);
+        }
+        if n > 0 {
+            tracing::info!(
+                actor = id,
+                messages = n,
+                "durable mailbox: delivering again what was not handled"
+            );
+        }
+        Ok(n)
+    }
+
     pub(crate) fn new(mut spec: ActorSpec, supervisor: &str, is_virtual: bool) -> Cell {
         // The instance runs, logs and audits as its actor id.
         spec.context = spec.context.renamed(spec.id.as_str());

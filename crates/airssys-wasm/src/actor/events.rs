@@ -212,6 +212,19 @@ pub enum DeadLetterReason {
         /// The cap.
         limit_bytes: u64,
     },
+    /// A durable actor's mailbox log could not take it (the send was refused).
+    NotLogged {
+        /// What the storage said.
+        reason: String,
+    },
+    /// A durable actor trapped or exhausted a limit on each of its
+    /// deliveries: a poison message, taken out of the log.
+    Poison {
+        /// Deliveries made.
+        deliveries: u32,
+        /// The last failure.
+        reason: String,
+    },
     /// A virtual actor could not be activated for it (its `initialize`
     /// failed this many times in a row): a poison message.
     ActivationFailed {
@@ -242,6 +255,15 @@ impl fmt::Display for DeadLetterReason {
             }
             DeadLetterReason::TooLarge { limit_bytes } => {
                 write!(f, "larger than the receiver's cap of {limit_bytes} bytes")
+            }
+            DeadLetterReason::NotLogged { reason } => {
+                write!(f, "not written to the durable mailbox: {reason}")
+            }
+            DeadLetterReason::Poison { deliveries, reason } => {
+                write!(
+                    f,
+                    "poison message: failed on each of {deliveries} deliveries; last: {reason}"
+                )
             }
             DeadLetterReason::ActivationFailed { attempts, reason } => {
                 write!(f, "activation failed {attempts} times in a row: {reason}")

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::cell::Cell;
 use super::router::Router;
 use crate::bindings::Message;
-use crate::host::messaging::{Mailroom, SendLimits, Undeliverable};
+use crate::host::messaging::{Ack, Mailroom, SendLimits, Undeliverable};
 
 /// One incarnation of one actor, as its instance's mailroom.
 pub(crate) struct ActorLink {
@@ -48,9 +48,9 @@ impl Mailroom for ActorLink {
         self.router.new_trace()
     }
 
-    fn send(&self, target: &str, msg: Message) -> Result<(), Undeliverable> {
+    fn send(&self, target: &str, msg: Message) -> Result<Option<Ack>, Undeliverable> {
         let charge = self.cell.charge(target, &msg)?;
-        self.router.deliver(target, msg, None, Some(charge))
+        self.router.deliver_acked(target, msg, None, Some(charge))
     }
 
     fn request(&self, target: &str, msg: Message, timeout: Duration) -> Result<u64, Undeliverable> {

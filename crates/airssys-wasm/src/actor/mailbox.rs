@@ -35,6 +35,8 @@ pub(crate) enum Envelope {
     Message {
         msg: Message,
         reply: Option<ReplyTo>,
+        /// Its entry in a durable actor's mailbox log.
+        seq: Option<u64>,
     },
     /// The outcome of this actor's request, for `handle-callback`; `incarnation`
     /// is the instance that asked (a newer instance never receives it).
@@ -49,7 +51,8 @@ pub(crate) enum Envelope {
 struct Lanes {
     /// Messages, each flattened into one buffer (see [`pack`]), with the
     /// charge to its sender's host budget (released when it is taken).
-    user: VecDeque<(Vec<u8>, Option<ReplyTo>, Option<Charge>)>,
+    /// A durable actor's messages carry their log entry's sequence number.
+    user: VecDeque<(Vec<u8>, Option<ReplyTo>, Option<Charge>, Option<u64>)>,
     system: VecDeque<Envelope>,
     attached: bool,
     /// Detached for good: its cell left the registry; a push goes to a fresh cell.
@@ -75,8 +78,8 @@ fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(bytes);
 }
 
-/// Flattens a message into one buffer.
-fn pack(m: &Message) -> Vec<u8> {
+/// Flattens a message into one buffer (also a durable mailbox's log entry).
+pub(crate) fn pack(m: &Message) -> Vec<u8> {
     let strings: usize = m.metadata.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
     let mut buf =
         Vec::with_capacity(m.sender.len() + m.payload.len() + m.content_type.len() + strings + 40);
@@ -121,7 +124,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The message [`pack`] flattened.
-fn unpack(buf: &[u8]) -> Message {
+pub(crate) fn unpack(buf: &[u8]) -> Message {
     let mut r = Reader(buf);
     let sender = r.string();
     let payload = r.bytes().to_vec();
@@ -199,9 +202,39 @@ impl Mailbox {
         if lanes.user.len() >= self.capacity {
             return Err((msg, reply, PushError::Full));
         }
-        lanes.user.push_back((packed, reply, charge));
+        lanes.user.push_back((packed, reply, charge, None));
         self.queued.fetch_add(1, Ordering::Release);
         Ok(self.wake(lanes))
+    }
+
+    /// Whether the user lane is at capacity (a durable send checks before
+    /// it writes the log; the log's commit then queues past it).
+    pub(crate) fn is_full(&self) -> bool {
+        self.lock().user.len() >= self.capacity
+    }
+
+    /// Queues a message of a durable actor's log, already packed, whatever
+    /// the capacity (it was checked before the log write, and what is in the
+    /// log must be delivered). `front`: before everything queued (a message
+    /// to deliver again after a crash).
+    pub(crate) fn push_logged(
+        &self,
+        packed: Vec<u8>,
+        seq: u64,
+        reply: Option<ReplyTo>,
+        front: bool,
+    ) -> Pushed {
+        let mut lanes = self.lock();
+        if lanes.retired {
+            return Pushed::Dropped;
+        }
+        if front {
+            lanes.user.push_front((packed, reply, None, Some(seq)));
+        } else {
+            lanes.user.push_back((packed, reply, None, Some(seq)));
+        }
+        self.queued.fetch_add(1, Ordering::Release);
+        self.wake(lanes)
     }
 
     /// Queues a callback on the system lane.
@@ -236,13 +269,14 @@ impl Mailbox {
             self.queued.fetch_sub(1, Ordering::Release);
             return Some(e);
         }
-        let (packed, reply, charge) = lanes.user.pop_front()?;
+        let (packed, reply, charge, seq) = lanes.user.pop_front()?;
         self.queued.fetch_sub(1, Ordering::Release);
         drop(lanes);
         drop(charge);
         Some(Envelope::Message {
             msg: unpack(&packed),
             reply,
+            seq,
         })
     }
 
@@ -295,10 +329,16 @@ impl Mailbox {
     pub(crate) fn drain(&self) -> Vec<Envelope> {
         let mut lanes = self.lock();
         let mut all: Vec<Envelope> = lanes.system.drain(..).collect();
-        all.extend(lanes.user.drain(..).map(|(p, reply, _)| Envelope::Message {
-            msg: unpack(&p),
-            reply,
-        }));
+        all.extend(
+            lanes
+                .user
+                .drain(..)
+                .map(|(p, reply, _, seq)| Envelope::Message {
+                    msg: unpack(&p),
+                    reply,
+                    seq,
+                }),
+        );
         self.queued.fetch_sub(all.len(), Ordering::Release);
         all
     }

@@ -14,14 +14,16 @@ use tokio::task::AbortHandle;
 use super::cell::Cell;
 use super::dead_letters::DeadLetters;
 use super::events::{ActorState, DeadLetter, DeadLetterReason, SystemEvent};
-use super::mailbox::{PushError, Pushed, ReplyTo};
+use super::mailbox::{pack, unpack, PushError, Pushed, ReplyTo};
 use super::residency::Residency;
 use super::spec::ActorSpec;
 use super::topics::Topics;
 use crate::bindings::Message;
-use crate::host::messaging::Undeliverable;
+use crate::host::messaging::{Ack, Undeliverable};
 use crate::id::ActorId;
 use crate::sandbox::budget::Charge;
+use crate::storage::commit::WriteOutcome;
+use crate::storage::StorageError;
 
 /// Ids no actor may be declared with: the senders the system itself uses.
 pub(crate) const RESERVED_IDS: &[&str] = &["host", "admin", "system", "-"];
@@ -39,6 +41,9 @@ fn reason(why: &Undeliverable) -> DeadLetterReason {
         },
         Undeliverable::TooManySubscriptions(n) => DeadLetterReason::Refused {
             rule: format!("{n} subscriptions is the cap"),
+        },
+        Undeliverable::NotLogged(reason) => DeadLetterReason::NotLogged {
+            reason: reason.clone(),
         },
     }
 }
@@ -211,6 +216,12 @@ impl Router {
         if kinds.contains_key(&name) {
             return Err(format!("virtual component {name} is declared twice"));
         }
+        if spec.options.durable {
+            return Err(format!(
+                "virtual component {name}: durable mailboxes are for declared actors \
+                 (a virtual actor's durable mailbox is not supported yet)"
+            ));
+        }
         kinds.insert(name, VirtualKind { spec });
         Ok(())
     }
@@ -256,7 +267,8 @@ impl Router {
     }
 
     /// Delivers a message to `target`'s mailbox. A failure is a dead letter and
-    /// is returned to the sender.
+    /// is returned to the sender. (To a durable actor: the log write is not
+    /// awaited; see [`Router::deliver_acked`].)
     pub(crate) fn deliver(
         self: &Arc<Self>,
         target: &str,
@@ -264,6 +276,17 @@ impl Router {
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
+        self.deliver_acked(target, msg, reply, charge).map(|_| ())
+    }
+
+    /// [`Router::deliver`], with the [`Ack`] of a durable target's log write.
+    pub(crate) fn deliver_acked(
+        self: &Arc<Self>,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: Option<Charge>,
+    ) -> Result<Option<Ack>, Undeliverable> {
         let (mut msg, mut reply, mut charge) = (msg, reply, charge);
         // A virtual actor's cell retired between the lookup and the push:
         // look again (a fresh cell), at most a few times.
@@ -274,7 +297,7 @@ impl Router {
             match self.deliver_to_inner(&cell, msg, reply, charge) {
                 Err(Retry::Retired(m, r, c)) => (msg, reply, charge) = (m, r, c),
                 Err(Retry::Failed(e)) => return Err(e),
-                Ok(()) => return Ok(()),
+                Ok(ack) => return Ok(ack),
             }
         }
         Err(self.undeliverable(target, msg, Undeliverable::Stopped))
@@ -288,7 +311,7 @@ impl Router {
         charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
         match self.deliver_to_inner(cell, msg, reply, charge) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(Retry::Failed(e)) => Err(e),
             // A fresh cell stands for the same id.
             Err(Retry::Retired(msg, reply, charge)) => {
@@ -306,7 +329,7 @@ impl Router {
         msg: Message,
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
-    ) -> Result<(), Retry> {
+    ) -> Result<Option<Ack>, Retry> {
         let target = cell.id().as_str();
         if cell.state() == ActorState::Stopped && !cell.is_virtual {
             return Err(Retry::Failed(self.undeliverable(
@@ -332,6 +355,9 @@ impl Router {
                 )));
             }
         }
+        if cell.options().durable {
+            return self.deliver_logged(cell, msg, reply).map(Some);
+        }
         match cell.mailbox.push(msg, reply, charge) {
             Ok(pushed) => {
                 cell.touched.store(true, Ordering::Relaxed);
@@ -339,7 +365,7 @@ impl Router {
                 if let Pushed::NeedsTask = pushed {
                     (self.activate)(self.clone(), cell.clone());
                 }
-                Ok(())
+                Ok(None)
             }
             Err((msg, reply, PushError::Full)) => {
                 let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
@@ -350,6 +376,62 @@ impl Router {
                 Err(Retry::Retired(msg, reply, charge))
             }
         }
+    }
+
+    /// To a durable actor: the message goes to its mailbox log first; once
+    /// the log's commit is durable, the committer queues it in memory (so the
+    /// queue follows the log's order) and the [`Ack`] resolves. The capacity
+    /// is checked before the write, so concurrent senders may queue a few past it.
+    #[allow(clippy::result_large_err)]
+    fn deliver_logged(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<Ack, Retry> {
+        let target = cell.id().as_str();
+        let Some(storage) = cell.spec.context.storage().cloned() else {
+            let why = Undeliverable::NotLogged(format!("{target} is durable but has no storage"));
+            return Err(Retry::Failed(self.undeliverable(target, msg, why)));
+        };
+        if cell.mailbox.is_full() {
+            let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
+            return Err(Retry::Failed(self.undeliverable(target, msg, why)));
+        }
+        let packed = pack(&msg);
+        drop(msg);
+        let (ack, acked) = tokio::sync::oneshot::channel();
+        let (router, c) = (self.clone(), cell.clone());
+        let entry = packed.clone();
+        storage.enqueue(
+            target,
+            entry,
+            Box::new(move |r: &Result<WriteOutcome, StorageError>| match r {
+                Ok(WriteOutcome::Enqueued(seq)) => {
+                    c.touched.store(true, Ordering::Relaxed);
+                    router.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Pushed::NeedsTask = c.mailbox.push_logged(packed, *seq, reply, false) {
+                        (router.activate)(router.clone(), c.clone());
+                    }
+                    let _ = ack.send(Ok(()));
+                }
+                other => {
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        Ok(o) => format!("unexpected outcome {o:?}"),
+                    };
+                    router.dead_letter(
+                        c.id().as_str(),
+                        unpack(&packed),
+                        DeadLetterReason::NotLogged {
+                            reason: why.clone(),
+                        },
+                    );
+                    let _ = ack.send(Err(why));
+                }
+            }),
+        );
+        Ok(acked)
     }
 
     /// Drops an idle virtual actor's registry entry: it costs nothing but its

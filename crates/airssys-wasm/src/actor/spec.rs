@@ -85,6 +85,17 @@ pub struct ActorOptions {
     pub max_activation_attempts: u32,
     /// Topic patterns the host subscribes it to (no grant needed: the host consents).
     pub subscriptions: Vec<String>,
+    /// A durable mailbox (default off; needs storage in the actor's context).
+    /// A message to it is in the mailbox log of the data directory before its
+    /// send returns, and leaves it only in the transaction that commits the
+    /// effects of handling it (its writes to its own storage namespace):
+    /// after a crash of the host, the next system on the same data directory
+    /// delivers every unhandled message again, in order. See the README's
+    /// "Durable actors" for what is exactly-once and what is not.
+    pub durable: bool,
+    /// Deliveries of one durable message that trap or exhaust a limit after
+    /// which it becomes a `Poison` dead letter and leaves the log (default 3).
+    pub max_deliveries: u32,
 }
 
 impl Default for ActorOptions {
@@ -100,6 +111,8 @@ impl Default for ActorOptions {
             max_pending: 1024,
             max_activation_attempts: 3,
             subscriptions: Vec::new(),
+            durable: false,
+            max_deliveries: 3,
         }
     }
 }
@@ -138,6 +151,18 @@ impl ActorOptions {
     /// Sets the cap on pending requests plus timers.
     pub fn max_pending(mut self, n: u32) -> Self {
         self.max_pending = n;
+        self
+    }
+
+    /// Makes the mailbox durable (see [`ActorOptions::durable`]).
+    pub fn durable(mut self, on: bool) -> Self {
+        self.durable = on;
+        self
+    }
+
+    /// Sets the deliveries of a durable message before it is a poison message.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n.max(1);
         self
     }
 

@@ -83,6 +83,9 @@ pub(crate) fn register_actors(router: &Router, spec: &SupervisorSpec) -> Result<
             ChildSpec::Actor(a) => {
                 if router.get(a.id.as_str()).is_none() {
                     let cell = Arc::new(Cell::new((**a).clone(), &spec.name, false));
+                    if a.options.durable {
+                        cell.recover_log()?;
+                    }
                     router.register(cell).map_err(Error::Config)?;
                 }
             }

@@ -207,20 +207,38 @@ impl ActorSystem {
     }
 
     /// Queues `msg` in actor `target`'s mailbox (sender `host`). A virtual
-    /// actor (`component/key`) is activated if needed.
+    /// actor (`component/key`) is activated if needed. To a durable actor it
+    /// returns once the message is in its mailbox log (one fsync, shared by
+    /// concurrent sends); to any other once it is queued.
     ///
     /// # Errors
     ///
     /// [`Error::NoSuchActor`], [`Error::MailboxFull`], [`Error::Refused`] (the target's
-    /// `messaging.accept`) or [`Error::ActorStopped`]; the message is then a dead letter.
-    pub fn send(&self, target: &str, msg: Message) -> Result<()> {
+    /// `messaging.accept`), [`Error::ActorStopped`] or [`Error::NotLogged`]; the message
+    /// is then a dead letter.
+    pub async fn send(&self, target: &str, msg: Message) -> Result<()> {
         let msg = self.host_message(msg);
         if !self.router.is_accepting() {
             return self.refuse(target, msg);
         }
-        self.router
-            .deliver(target, msg, None, None)
-            .map_err(|e| e.into_error(target))
+        let ack = self
+            .router
+            .deliver_acked(target, msg, None, None)
+            .map_err(|e| e.into_error(target))?;
+        match ack {
+            None => Ok(()),
+            Some(ack) => match ack.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(Error::NotLogged {
+                    actor: target.to_string(),
+                    reason,
+                }),
+                Err(_) => Err(Error::NotLogged {
+                    actor: target.to_string(),
+                    reason: "the storage closed".into(),
+                }),
+            },
+        }
     }
 
     /// Sends `msg` to `target` and waits up to `timeout` for the reply (the

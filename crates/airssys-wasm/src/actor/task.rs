@@ -49,6 +49,9 @@ struct ActorTask {
     seen_dropped: u64,
     /// A tighter bound than the call timeout on the next calls (while draining).
     call_limit: Option<Duration>,
+    /// Failed deliveries of a durable actor's log entries, by sequence number
+    /// (an entry leaves when handled or poison).
+    deliveries: std::collections::HashMap<u64, u32>,
 }
 
 /// Starts the task of a declared actor under a supervisor.
@@ -68,6 +71,7 @@ pub(crate) fn spawn_static(
         carry: None,
         seen_dropped: 0,
         call_limit: None,
+        deliveries: std::collections::HashMap::new(),
     };
     router.runtime().spawn(task.run());
 }
@@ -86,6 +90,7 @@ pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
         carry: None,
         seen_dropped: 0,
         call_limit: None,
+        deliveries: std::collections::HashMap::new(),
     };
     router.runtime().spawn(task.run());
 }
@@ -566,7 +571,13 @@ impl ActorTask {
     fn discard_queued(&self, reason: DeadLetterReason) {
         for env in self.cell.mailbox.drain() {
             match env {
-                Envelope::Message { msg, reply } => {
+                // A durable message stays in the log, for the next start.
+                Envelope::Message {
+                    reply,
+                    seq: Some(_),
+                    ..
+                } => self.fail_reply(reply, RequestError::Stopped(self.cell.id().to_string())),
+                Envelope::Message { msg, reply, .. } => {
                     self.fail_reply(reply, RequestError::Stopped(self.cell.id().to_string()));
                     self.router
                         .dead_letter(self.cell.id().as_str(), msg, reason.clone());
@@ -600,7 +611,7 @@ impl ActorTask {
     /// Handles one envelope; `Err` is a crash.
     async fn handle(&mut self, instance: &mut Instance, env: Envelope) -> Result<(), String> {
         match env {
-            Envelope::Message { msg, reply } => {
+            Envelope::Message { msg, reply, seq } => {
                 let trace = msg.metadata_value("trace-id").map(str::to_string);
                 let span = tracing::debug_span!(
                     "actor.message",
@@ -609,10 +620,26 @@ impl ActorTask {
                     trace_id = trace.as_deref().unwrap_or(""),
                 );
                 instance.host_mut().messaging.trace = trace;
+                if seq.is_some() {
+                    instance.host_mut().storage.hold_writes();
+                }
                 let result = instance
                     .handle_message_within(&msg, self.call_limit)
                     .instrument(span)
                     .await;
+                // A durable message: the call's writes and the log entry's
+                // removal commit together, for an answer (a result or an error
+                // the guest returned); a trap or a limit discards them.
+                let held = instance.host_mut().storage.take_held();
+                let result = match (seq, result) {
+                    (Some(seq), Ok(v)) => {
+                        self.commit_handled(instance, seq, held).await.map(|()| v)
+                    }
+                    (Some(seq), Err(e)) if !e.is_fatal() => {
+                        self.commit_handled(instance, seq, held).await.and(Err(e))
+                    }
+                    (_, r) => r,
+                };
                 let trace = match &reply {
                     Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
                     _ => None,
@@ -643,13 +670,16 @@ impl ActorTask {
                             }
                             other => self.fail_reply(other, RequestError::Failed(reason.clone())),
                         }
-                        self.router.dead_letter(
-                            self.cell.id().as_str(),
-                            msg,
-                            DeadLetterReason::Crashed {
-                                reason: reason.clone(),
-                            },
-                        );
+                        match seq {
+                            Some(seq) => self.failed_delivery(instance, seq, msg, &reason).await,
+                            None => self.router.dead_letter(
+                                self.cell.id().as_str(),
+                                msg,
+                                DeadLetterReason::Crashed {
+                                    reason: reason.clone(),
+                                },
+                            ),
+                        }
                         Err(reason)
                     }
                 }
@@ -678,6 +708,83 @@ impl ActorTask {
                 }
             }
         }
+    }
+
+    /// Commits the handling of durable log entry `seq`: removes it and
+    /// applies `held` (the call's writes to its own namespace) in one
+    /// transaction. A refusal (the writes over the quota as a whole) or a
+    /// database failure is a failed delivery, as a trap is.
+    async fn commit_handled(
+        &mut self,
+        instance: &mut Instance,
+        seq: u64,
+        held: Vec<crate::storage::BatchOp>,
+    ) -> crate::error::Result<()> {
+        let id = self.cell.id().as_str();
+        let Some(storage) = self.cell.spec.context.storage() else {
+            return Ok(());
+        };
+        let quota = instance.host_mut().storage.quota().unwrap_or_default();
+        match storage
+            .handled(&crate::storage::Namespace::actor(id), seq, held, quota)
+            .await
+        {
+            Ok(_) => {
+                self.deliveries.remove(&seq);
+                Ok(())
+            }
+            Err(e) => Err(Error::NotLogged {
+                actor: id.to_string(),
+                reason: format!("the effects of handling message {seq} were not committed: {e}"),
+            }),
+        }
+    }
+
+    /// A durable message whose delivery trapped, hit a limit, or could not
+    /// commit: queued first again for the next instance, until its
+    /// `max_deliveries`; then a `Poison` dead letter, out of the log.
+    async fn failed_delivery(
+        &mut self,
+        instance: &mut Instance,
+        seq: u64,
+        msg: Message,
+        reason: &str,
+    ) {
+        let n = {
+            let n = self.deliveries.entry(seq).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n < self.cell.options().max_deliveries.max(1) {
+            self.cell
+                .mailbox
+                .push_logged(super::mailbox::pack(&msg), seq, None, true);
+            return;
+        }
+        self.deliveries.remove(&seq);
+        let id = self.cell.id().as_str().to_string();
+        if let Some(storage) = self.cell.spec.context.storage() {
+            let quota = instance.host_mut().storage.quota().unwrap_or_default();
+            if let Err(e) = storage
+                .handled(
+                    &crate::storage::Namespace::actor(id.as_str()),
+                    seq,
+                    Vec::new(),
+                    quota,
+                )
+                .await
+            {
+                tracing::error!(actor = %id, seq, "a poison message could not leave the log: {e}");
+            }
+        }
+        self.router.dead_letter(
+            &id,
+            msg,
+            DeadLetterReason::Poison {
+                deliveries: n,
+                reason: reason.to_string(),
+            },
+        );
     }
 
     fn observe_call(&self, instance: &Instance) {

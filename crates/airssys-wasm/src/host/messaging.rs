@@ -64,6 +64,8 @@ pub(crate) enum Undeliverable {
     },
     /// The sender may hold no more subscriptions.
     TooManySubscriptions(u32),
+    /// A durable target's mailbox log could not take it.
+    NotLogged(String),
 }
 
 impl std::fmt::Display for Undeliverable {
@@ -80,6 +82,7 @@ impl std::fmt::Display for Undeliverable {
                 "host budget exhausted: holds {held} of {limit} bytes of this actor's messages, \
                  {asked} more asked (limits.host-bytes)"
             ),
+            Undeliverable::NotLogged(why) => write!(f, "not written to the durable mailbox: {why}"),
             Undeliverable::TooManySubscriptions(n) => {
                 write!(f, "{n} subscriptions is the cap (limits.subscriptions)")
             }
@@ -99,6 +102,9 @@ impl Undeliverable {
             Undeliverable::Stopped => MessagingError::NoSuchActor(format!("{target} (stopped)")),
             e @ Undeliverable::OverBudget { .. } => MessagingError::Unavailable(e.to_string()),
             Undeliverable::TooManySubscriptions(n) => MessagingError::TooManyPending(n),
+            e @ Undeliverable::NotLogged(_) => {
+                MessagingError::Unavailable(format!("{target}: {e}"))
+            }
         }
     }
 
@@ -110,6 +116,7 @@ impl Undeliverable {
             Undeliverable::MailboxFull(capacity) => Error::MailboxFull { actor, capacity },
             Undeliverable::Refused(rule) => Error::Refused { actor, rule },
             Undeliverable::Stopped => Error::ActorStopped { actor },
+            Undeliverable::NotLogged(reason) => Error::NotLogged { actor, reason },
             e @ (Undeliverable::OverBudget { .. } | Undeliverable::TooManySubscriptions(_)) => {
                 Error::Refused {
                     actor,
@@ -137,6 +144,10 @@ pub(crate) struct SendLimits {
 /// how a message travels. The actor layer implements it for one host
 /// (`actor::link`); a transport to other hosts is the next implementation.
 ///
+/// Resolves when a message to a durable actor is in its mailbox log (or why
+/// it could not be written).
+pub(crate) type Ack = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
 /// A mailroom belongs to one instance. Dropping it (the instance is dropped:
 /// crash, restart, passivation, stop) must cancel what the instance left
 /// pending: its requests, its timers, its subscriptions.
@@ -150,7 +161,9 @@ pub(crate) trait Mailroom: Send + Sync + 'static {
     /// A fresh trace id for a message that starts a trace.
     fn new_trace(&self) -> String;
     /// Delivers `msg` to `target`'s mailbox (charged to the sender until taken).
-    fn send(&self, target: &str, msg: Message) -> Result<(), Undeliverable>;
+    /// For a durable target, the [`Ack`] resolves once the message is in its
+    /// mailbox log; the guest's `send` returns only then.
+    fn send(&self, target: &str, msg: Message) -> Result<Option<Ack>, Undeliverable>;
     /// Sends a request; its reply (or timeout) comes back as a callback.
     /// Returns the correlation id.
     fn request(&self, target: &str, msg: Message, timeout: Duration) -> Result<u64, Undeliverable>;
@@ -331,12 +344,26 @@ impl messaging::Host for MessagingCtx {
         }
     }
 
-    fn send(&mut self, target: String, msg: Message) -> Result<(), MessagingError> {
+    async fn send(&mut self, target: String, msg: Message) -> Result<(), MessagingError> {
         check_name("target", &target)?;
         self.check_send("messaging.send", &target)?;
-        let room = self.mailroom()?;
-        let msg = self.outgoing(room, &target, msg)?;
-        room.send(&target, msg).map_err(|e| e.into_guest(&target))
+        let ack = {
+            let room = self.mailroom()?;
+            let msg = self.outgoing(room, &target, msg)?;
+            room.send(&target, msg).map_err(|e| e.into_guest(&target))?
+        };
+        match ack {
+            None => Ok(()),
+            Some(ack) => match ack.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(MessagingError::Unavailable(format!(
+                    "{target}: its durable mailbox did not take the message: {why}"
+                ))),
+                Err(_) => Err(MessagingError::Unavailable(format!(
+                    "{target}: its durable mailbox is closed"
+                ))),
+            },
+        }
     }
 
     fn request(

@@ -278,7 +278,13 @@ impl StorageCtx {
 
     /// Adjusts a page of the own namespace's keys (after `after`, with
     /// `prefix`; `more` when pages follow) for the held writes.
-    fn held_page(&self, keys: Vec<String>, more: bool, after: Option<&str>, prefix: &str) -> Vec<String> {
+    fn held_page(
+        &self,
+        keys: Vec<String>,
+        more: bool,
+        after: Option<&str>,
+        prefix: &str,
+    ) -> Vec<String> {
         let Some(h) = &self.held else { return keys };
         let upper = if more { keys.last().cloned() } else { None };
         let mut set: std::collections::BTreeSet<String> = keys.into_iter().collect();

@@ -376,9 +376,10 @@ pub(crate) fn status_of(e: &Error) -> http::StatusCode {
     use http::StatusCode;
     match e {
         Error::NoSuchActor { .. } => StatusCode::NOT_FOUND,
-        Error::MailboxFull { .. } | Error::ShuttingDown | Error::ActorStopped { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Error::MailboxFull { .. }
+        | Error::NotLogged { .. }
+        | Error::ShuttingDown
+        | Error::ActorStopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Refused { .. } => StatusCode::FORBIDDEN,
         Error::InvalidActorId { .. } => StatusCode::BAD_REQUEST,
         Error::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -259,7 +259,15 @@ pub(crate) fn import_all(
                 .into_iter()
                 .map(|(k, v)| BatchOp::Set(k, v))
                 .collect();
-            apply_ops(&mut t, limits, &ns, Quota::unlimited(), None, &ops, Mode::Import)??;
+            apply_ops(
+                &mut t,
+                limits,
+                &ns,
+                Quota::unlimited(),
+                None,
+                &ops,
+                Mode::Import,
+            )??;
         }
     }
     tx.commit().map_err(StorageError::backend)?;

@@ -187,7 +187,9 @@ impl Storage {
         op: WriteOp,
         quota: Quota,
     ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
-        self.inner.committer.submit(ns.clone(), op, quota, None, None)
+        self.inner
+            .committer
+            .submit(ns.clone(), op, quota, None, None)
     }
 
     /// A write by actor `account`: its quota bounds its own namespace plus
@@ -318,6 +320,15 @@ impl Storage {
             out.push((k.value().1, v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    /// Messages in `actor`'s durable mailbox log: acknowledged, not yet handled.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the database cannot be read.
+    pub fn mailbox_len(&self, actor: &str) -> std::result::Result<u64, StorageError> {
+        Ok(self.mailbox(actor)?.len() as u64)
     }
 
     /// Deletes every entry of `ns`, durably, in one transaction. Returns the

@@ -346,7 +346,7 @@ async fn message(
     };
     let msg = Message::new("host", body.to_vec());
     if !reply {
-        return match admin.system.send(&id, msg) {
+        return match admin.system.send(&id, msg).await {
             Ok(()) => (
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({ "accepted": true })),

@@ -43,6 +43,11 @@
 //! supervisor = "pipeline"     # default: root
 //! subscriptions = ["events.*"]
 //! config = { role = "first" }
+//!
+//! [[actors]]
+//! id = "ledger"
+//! component = "probe"
+//! durable = true              # its mailbox survives a crash (needs [system] data)
 //! ```
 //!
 //! A supervisor's children start in the order they are declared in the file.
@@ -142,6 +147,14 @@ pub struct ActorSettings {
     /// Pending requests plus timers at once.
     #[serde(default)]
     pub max_pending: Option<u32>,
+    /// A durable mailbox: messages are in the data directory before their
+    /// send is acknowledged and survive a crash of the host (needs `data`).
+    #[serde(default)]
+    pub durable: Option<bool>,
+    /// Deliveries of one durable message that trap before it is a poison
+    /// dead letter (default 3).
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
 }
 
 impl ActorSettings {
@@ -154,6 +167,8 @@ impl ActorSettings {
             passivate_after: self.passivate_after.or(fallback.passivate_after),
             max_message_bytes: self.max_message_bytes.or(fallback.max_message_bytes),
             max_pending: self.max_pending.or(fallback.max_pending),
+            durable: self.durable.or(fallback.durable),
+            max_deliveries: self.max_deliveries.or(fallback.max_deliveries),
         }
     }
 }
@@ -566,6 +581,10 @@ impl SystemConfig {
         }
         if let Some(n) = own.max_pending {
             o.max_pending = n;
+        }
+        o.durable = own.durable.unwrap_or(false);
+        if let Some(n) = own.max_deliveries {
+            o = o.max_deliveries(n);
         }
         if let Some(t) = self.system.shutdown_timeout {
             o.shutdown_timeout = t;

@@ -3,7 +3,8 @@
 //!
 //! - `incr` (or `incr N`) adds 1 (or N) atomically and replies the new value;
 //! - `get` replies the value (0 when never set);
-//! - `crash` traps;
+//! - `crash` traps; `incr-then-crash` adds 1, then traps; `incr-twice` adds 1
+//!   twice in one call and replies what it read between and the new value;
 //! - `usage` replies `BYTES KEYS`;
 //! - `set KEY VALUE` / `read KEY` / `fill N SIZE` / `fill-batch N SIZE` / `list PREFIX` / `delete KEY` /
 //!   `swap KEY OLD NEW` / `batch K1=V1 K2=V2 -K3` exercise the rest of the
@@ -60,6 +61,18 @@ impl Component for KvCounter {
                 Ok(Some(v))
             }
             "crash" => panic!("asked to crash"),
+            // Durable actors: a write, then a trap (the write must not stay),
+            // and two increments in one call (the second sees the first).
+            "incr-then-crash" => {
+                storage::increment(KEY, 1)?;
+                panic!("asked to crash after a write")
+            }
+            "incr-twice" => {
+                storage::increment(KEY, 1)?;
+                let seen = storage::get(KEY)?.unwrap_or_default();
+                let n = storage::increment(KEY, 1)?;
+                text(format!("{} {n}", String::from_utf8_lossy(&seen)))
+            }
             "usage" => {
                 let u = storage::usage()?;
                 text(format!(

@@ -1,0 +1,193 @@
+//! Durable actors: a message to a durable actor is in its mailbox log before
+//! its send returns, and leaves it only in the transaction that commits what
+//! handling it wrote. So a system lost mid-stream (its runtime torn down with
+//! messages queued and in flight) loses none and applies none twice, and a
+//! trap discards the call's writes and delivers the message again.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use airssys_wasm::storage::{Storage, StorageLimits};
+use airssys_wasm::{
+    ActorId, ActorOptions, ActorSpec, ActorSystem, DeadLetterReason, Error, ExecutionContext,
+    Message,
+};
+
+fn ledger(storage: &Storage, options: ActorOptions) -> ActorSpec {
+    let engine = common::engine();
+    let counter = engine.load_file(common::component("kv_counter")).unwrap();
+    ActorSpec::new(
+        ActorId::new("ledger").unwrap(),
+        counter,
+        ExecutionContext::new("ledger").with_storage(storage.clone()),
+    )
+    .with_options(options.health(None))
+}
+
+async fn ask(system: &ActorSystem, body: &str) -> Result<String, Error> {
+    system
+        .request(
+            "ledger",
+            Message::new("host", body.as_bytes().to_vec()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|r| String::from_utf8(r.unwrap_or_default()).unwrap())
+}
+
+/// Opens the data directory once the last system on it has let go.
+fn reopen(dir: &Path) -> Storage {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Storage::open(dir, StorageLimits::default()) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn acknowledged_messages_survive_a_lost_system_and_apply_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked = 0u64;
+    let mut left = 0u64;
+    for round in 0..4u64 {
+        let storage = reopen(dir.path());
+        left += storage.mailbox_len("ledger").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let spec = ledger(&storage, ActorOptions::default().durable(true));
+        acked += rt.block_on(async {
+            let system = ActorSystem::builder().actor(spec).start().await.unwrap();
+            let mut n = 0;
+            for _ in 0..(50 + round * 25) {
+                // Acknowledged: in the log.
+                system
+                    .send("ledger", Message::new("host", b"incr".to_vec()))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            // Lost with messages queued and one in flight: no shutdown, no
+            // drain; the runtime is torn down under it below.
+            drop(system);
+            n
+        });
+        drop(storage);
+        rt.shutdown_timeout(Duration::from_secs(5));
+    }
+    // A last system on the same directory handles what the others left.
+    let storage = reopen(dir.path());
+    left += storage.mailbox_len("ledger").unwrap();
+    assert!(left > 0, "some system was lost with messages unhandled");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let system = ActorSystem::builder()
+            .actor(ledger(&storage, ActorOptions::default().durable(true)))
+            .start()
+            .await
+            .unwrap();
+        // `get` goes behind everything redelivered, so it sees the final count.
+        assert_eq!(ask(&system, "get").await.unwrap(), acked.to_string());
+        system.shutdown().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_discards_the_calls_writes_and_a_poison_message_leaves_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), StorageLimits::default()).unwrap();
+    let system = ActorSystem::builder()
+        .actor(ledger(
+            &storage,
+            ActorOptions::default().durable(true).max_deliveries(3),
+        ))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(ask(&system, "incr").await.unwrap(), "1");
+    // Read-your-writes inside one durable call.
+    assert_eq!(ask(&system, "incr-twice").await.unwrap(), "2 3");
+    // Adds 1 and traps, three times: none of the three adds stays.
+    assert!(ask(&system, "incr-then-crash").await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let poison = loop {
+        let found = system
+            .dead_letters()
+            .into_iter()
+            .find(|d| matches!(d.reason, DeadLetterReason::Poison { .. }));
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{:?}", system.dead_letters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    match &poison.reason {
+        DeadLetterReason::Poison { deliveries, reason } => {
+            assert_eq!(*deliveries, 3);
+            assert!(reason.contains("ledger"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        poison.reason.to_string().contains("poison message"),
+        "{poison:?}"
+    );
+    let get = loop {
+        match ask(&system, "get").await {
+            Ok(v) => break v,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(get, "3", "the trapping calls wrote nothing");
+    system.shutdown().await;
+    drop(system);
+    // The poison message left the log: a new system has nothing to redeliver.
+    drop(storage);
+    let storage = reopen(dir.path());
+    let system = ActorSystem::builder()
+        .actor(ledger(&storage, ActorOptions::default().durable(true)))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(ask(&system, "get").await.unwrap(), "3");
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_actor_without_storage_is_refused_at_start_by_name() {
+    let engine = common::engine();
+    let counter = engine.load_file(common::component("kv_counter")).unwrap();
+    let spec = ActorSpec::new(
+        ActorId::new("ledger").unwrap(),
+        counter,
+        ExecutionContext::new("ledger"),
+    )
+    .with_options(ActorOptions::default().durable(true));
+    let err = ActorSystem::builder()
+        .actor(spec)
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ledger") && err.contains("durable") && err.contains("storage"),
+        "{err}"
+    );
+}
