@@ -191,3 +191,65 @@ async fn a_durable_actor_without_storage_is_refused_at_start_by_name() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_actors_sends_to_durable_actors_commit_with_its_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), StorageLimits::default()).unwrap();
+    let engine = common::engine();
+    let probe = engine.load_file(common::component("actor_probe")).unwrap();
+    let relay = ActorSpec::new(
+        ActorId::new("relay").unwrap(),
+        probe,
+        ExecutionContext::new("relay")
+            .with_capabilities(common::open_caps())
+            .with_storage(storage.clone()),
+    )
+    .with_options(
+        ActorOptions::default()
+            .durable(true)
+            .max_deliveries(2)
+            .health(None),
+    );
+    let system = ActorSystem::builder()
+        .actor(relay)
+        .actor(ledger(&storage, ActorOptions::default().durable(true)))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        system
+            .send("relay", Message::new("host", b"send ledger incr".to_vec()))
+            .await
+            .unwrap();
+    }
+    // Sends, then traps, on each of its two deliveries: neither send stays.
+    system
+        .send(
+            "relay",
+            Message::new("host", b"send-then-panic ledger incr".to_vec()),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !system
+        .dead_letters()
+        .iter()
+        .any(|d| matches!(d.reason, DeadLetterReason::Poison { deliveries: 2, .. }))
+    {
+        assert!(Instant::now() < deadline, "{:?}", system.dead_letters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The relay's commits put its sends in the ledger's log; `get` queues behind them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if ask(&system, "get").await.ok().as_deref() == Some("5") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(storage.mailbox_len("relay").unwrap(), 0);
+    assert_eq!(storage.mailbox_len("ledger").unwrap(), 0);
+    system.shutdown().await;
+}

@@ -48,6 +48,9 @@ pub(crate) struct Cell {
     pub(crate) budget: Arc<HostBudget>,
     /// Activations of a virtual actor that failed in a row, and when the last did.
     pub(crate) activation_failures: Mutex<(u32, Option<tokio::time::Instant>)>,
+    /// While this durable actor handles a message: what it sent to durable
+    /// actors (target and packed message), committed with the call.
+    pub(crate) outbox: Mutex<Option<Vec<(Arc<Cell>, Vec<u8>)>>>,
 }
 
 impl Cell {
@@ -89,6 +92,7 @@ impl Cell {
         Cell {
             budget,
             activation_failures: Mutex::new((0, None)),
+            outbox: Mutex::new(None),
             spec,
             supervisor: supervisor.to_string(),
             mailbox: Mailbox::new(capacity, !is_virtual),

@@ -50,7 +50,8 @@ impl Mailroom for ActorLink {
 
     fn send(&self, target: &str, msg: Message) -> Result<Option<Ack>, Undeliverable> {
         let charge = self.cell.charge(target, &msg)?;
-        self.router.deliver_acked(target, msg, None, Some(charge))
+        self.router
+            .deliver_acked(target, msg, None, Some(charge), Some(&self.cell))
     }
 
     fn request(&self, target: &str, msg: Message, timeout: Duration) -> Result<u64, Undeliverable> {

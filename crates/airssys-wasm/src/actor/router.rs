@@ -48,6 +48,24 @@ fn reason(why: &Undeliverable) -> DeadLetterReason {
     }
 }
 
+/// Whether `cell`'s `messaging.accept` list admits `sender` (a refusal is audited).
+fn accepts(cell: &Cell, sender: &str) -> Result<(), &'static str> {
+    let caps = cell.spec.context.capabilities();
+    if let Some(accept) = &caps.accept {
+        if accept.matching(sender).is_none() {
+            let rule = "not accepted: no messaging.accept pattern matches the sender";
+            caps.record(
+                cell.id().as_str(),
+                "messaging.accept",
+                sender,
+                &crate::security::capability::Decision::deny(rule),
+            );
+            return Err(rule);
+        }
+    }
+    Ok(())
+}
+
 /// A push that did not land: failed for good, or to retry on a fresh cell.
 #[allow(clippy::large_enum_variant)]
 enum Retry {
@@ -276,17 +294,39 @@ impl Router {
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
-        self.deliver_acked(target, msg, reply, charge).map(|_| ())
+        self.deliver_acked(target, msg, reply, charge, None)
+            .map(|_| ())
     }
 
     /// [`Router::deliver`], with the [`Ack`] of a durable target's log write.
+    /// From a durable actor's call in progress (`from`), a message to a
+    /// durable actor goes to the sender's outbox instead: it is committed
+    /// with the call (exactly once with its other effects), not before.
     pub(crate) fn deliver_acked(
         self: &Arc<Self>,
         target: &str,
         msg: Message,
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
+        from: Option<&Arc<Cell>>,
     ) -> Result<Option<Ack>, Undeliverable> {
+        if let Some(sender) = from {
+            let mut outbox = sender.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(out) = outbox.as_mut() {
+                if let Some(cell) = self.lookup(target).filter(|c| c.options().durable) {
+                    if let Err(rule) = accepts(&cell, &msg.sender) {
+                        let why = Undeliverable::Refused(rule.into());
+                        return Err(self.undeliverable(target, msg, why));
+                    }
+                    if cell.mailbox.is_full() {
+                        let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
+                        return Err(self.undeliverable(target, msg, why));
+                    }
+                    out.push((cell, pack(&msg)));
+                    return Ok(None);
+                }
+            }
+        }
         let (mut msg, mut reply, mut charge) = (msg, reply, charge);
         // A virtual actor's cell retired between the lookup and the push:
         // look again (a fresh cell), at most a few times.
@@ -338,22 +378,12 @@ impl Router {
                 Undeliverable::Stopped,
             )));
         }
-        let caps = cell.spec.context.capabilities();
-        if let Some(accept) = &caps.accept {
-            if accept.matching(&msg.sender).is_none() {
-                let rule = "not accepted: no messaging.accept pattern matches the sender";
-                caps.record(
-                    target,
-                    "messaging.accept",
-                    &msg.sender,
-                    &crate::security::capability::Decision::deny(rule),
-                );
-                return Err(Retry::Failed(self.undeliverable(
-                    target,
-                    msg,
-                    Undeliverable::Refused(rule.into()),
-                )));
-            }
+        if let Err(rule) = accepts(cell, &msg.sender) {
+            return Err(Retry::Failed(self.undeliverable(
+                target,
+                msg,
+                Undeliverable::Refused(rule.into()),
+            )));
         }
         if cell.options().durable {
             return self.deliver_logged(cell, msg, reply).map(Some);

@@ -223,7 +223,7 @@ impl ActorSystem {
         }
         let ack = self
             .router
-            .deliver_acked(target, msg, None, None)
+            .deliver_acked(target, msg, None, None, None)
             .map_err(|e| e.into_error(target))?;
         match ack {
             None => Ok(()),

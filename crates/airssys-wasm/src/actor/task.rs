@@ -622,6 +622,7 @@ impl ActorTask {
                 instance.host_mut().messaging.trace = trace;
                 if seq.is_some() {
                     instance.host_mut().storage.hold_writes();
+                    *self.cell.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
                 }
                 let result = instance
                     .handle_message_within(&msg, self.call_limit)
@@ -631,13 +632,22 @@ impl ActorTask {
                 // removal commit together, for an answer (a result or an error
                 // the guest returned); a trap or a limit discards them.
                 let held = instance.host_mut().storage.take_held();
+                let sent = self
+                    .cell
+                    .outbox
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
                 let result = match (seq, result) {
-                    (Some(seq), Ok(v)) => {
-                        self.commit_handled(instance, seq, held).await.map(|()| v)
-                    }
-                    (Some(seq), Err(e)) if !e.is_fatal() => {
-                        self.commit_handled(instance, seq, held).await.and(Err(e))
-                    }
+                    (Some(seq), Ok(v)) => self
+                        .commit_handled(instance, seq, held, sent)
+                        .await
+                        .map(|()| v),
+                    (Some(seq), Err(e)) if !e.is_fatal() => self
+                        .commit_handled(instance, seq, held, sent)
+                        .await
+                        .and(Err(e)),
                     (_, r) => r,
                 };
                 let trace = match &reply {
@@ -710,23 +720,51 @@ impl ActorTask {
         }
     }
 
-    /// Commits the handling of durable log entry `seq`: removes it and
-    /// applies `held` (the call's writes to its own namespace) in one
-    /// transaction. A refusal (the writes over the quota as a whole) or a
-    /// database failure is a failed delivery, as a trap is.
+    /// Commits the handling of durable log entry `seq`: removes it, applies
+    /// `held` (the call's writes to its own namespace) and appends `sent`
+    /// (its messages to durable actors) to their logs, in one transaction;
+    /// then queues those messages in log order. A refusal (the writes over
+    /// the quota as a whole) or a database failure is a failed delivery, as a
+    /// trap is, and nothing of the call stays.
     async fn commit_handled(
         &mut self,
         instance: &mut Instance,
         seq: u64,
         held: Vec<crate::storage::BatchOp>,
+        sent: Vec<(Arc<Cell>, Vec<u8>)>,
     ) -> crate::error::Result<()> {
         let id = self.cell.id().as_str();
         let Some(storage) = self.cell.spec.context.storage() else {
             return Ok(());
         };
         let quota = instance.host_mut().storage.quota().unwrap_or_default();
+        let sends = sent
+            .iter()
+            .map(|(c, packed)| (c.id().as_str().to_string(), packed.clone()))
+            .collect();
+        let router = self.router.clone();
+        let then: crate::storage::commit::Then = Box::new(move |r| {
+            if let Ok(crate::storage::commit::WriteOutcome::Handled(seqs)) = r {
+                for ((cell, packed), seq) in sent.into_iter().zip(seqs) {
+                    cell.touched.store(true, Ordering::Relaxed);
+                    router.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let super::mailbox::Pushed::NeedsTask =
+                        cell.mailbox.push_logged(packed, *seq, None, false)
+                    {
+                        (router.activate)(router.clone(), cell.clone());
+                    }
+                }
+            }
+        });
         match storage
-            .handled(&crate::storage::Namespace::actor(id), seq, held, quota)
+            .handled(
+                &crate::storage::Namespace::actor(id),
+                seq,
+                held,
+                sends,
+                quota,
+                Some(then),
+            )
             .await
         {
             Ok(_) => {
@@ -770,7 +808,9 @@ impl ActorTask {
                     &crate::storage::Namespace::actor(id.as_str()),
                     seq,
                     Vec::new(),
+                    Vec::new(),
                     quota,
+                    None,
                 )
                 .await
             {

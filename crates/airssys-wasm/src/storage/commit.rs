@@ -48,11 +48,16 @@ pub(crate) enum WriteOp {
     /// mailbox of actor `ns`; the outcome is its sequence number, above every
     /// entry still in that mailbox.
     Enqueue(Vec<u8>),
-    /// Actor `ns` handled its mailbox entry `seq`: the entry goes, and `ops`
+    /// Actor `ns` handled its mailbox entry `seq`: the entry goes, `ops`
     /// (the call's writes to its own namespace, in order, last one wins) are
-    /// applied with the same quota checks, in one transaction. A refused
-    /// `ops` removes nothing.
-    Handled { seq: u64, ops: Vec<BatchOp> },
+    /// applied with the same quota checks, and `sends` (messages the call
+    /// sent to durable actors: target and packed message) join their
+    /// mailboxes, in one transaction. A refused `ops` writes nothing at all.
+    Handled {
+        seq: u64,
+        ops: Vec<BatchOp>,
+        sends: Vec<(String, Vec<u8>)>,
+    },
 }
 
 /// What a write did.
@@ -68,6 +73,8 @@ pub(crate) enum WriteOutcome {
     Deleted(u64),
     /// The mailbox sequence number of an enqueued message.
     Enqueued(u64),
+    /// A durable message handled: the sequence numbers its sends got, in order.
+    Handled(Vec<u64>),
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
@@ -372,37 +379,20 @@ fn apply(
             );
         }
         WriteOp::Enqueue(bytes) => {
-            let last = t
-                .mailbox
-                .range((n, 0)..=(n, u64::MAX))
-                .map_err(StorageError::backend)?
-                .next_back()
-                .transpose()
-                .map_err(StorageError::backend)?
-                .map(|(key, _)| key.value().1);
-            let seq = last.map_or(1, |s| s + 1);
-            t.mailbox
-                .insert((n, seq), bytes.as_slice())
-                .map_err(StorageError::backend)?;
-            return Ok(Ok(WriteOutcome::Enqueued(seq)));
+            return Ok(Ok(WriteOutcome::Enqueued(enqueue(t.mailbox, n, bytes)?)));
         }
-        WriteOp::Handled { seq, ops } => {
+        WriteOp::Handled { seq, ops, sends } => {
             if !ops.is_empty() {
                 if let Err(e) = apply_ops(t, limits, ns, r.quota, account, ops, Mode::WholeCall)? {
                     return Ok(Err(e));
                 }
             }
+            let mut seqs = Vec::with_capacity(sends.len());
+            for (target, bytes) in sends {
+                seqs.push(enqueue(t.mailbox, target, bytes)?);
+            }
             t.mailbox.remove((n, *seq)).map_err(StorageError::backend)?;
-            return Ok(Ok(WriteOutcome::Written {
-                bytes: ops
-                    .iter()
-                    .map(|op| match op {
-                        BatchOp::Set(k, v) => (k.len() + v.len()) as u64,
-                        BatchOp::Delete(_) => 0,
-                    })
-                    .sum(),
-                existed: false,
-            }));
+            return Ok(Ok(WriteOutcome::Handled(seqs)));
         }
         WriteOp::DeleteNamespace => {
             let keys: Vec<String> = {
@@ -427,6 +417,23 @@ fn apply(
         }
     };
     apply_ops(t, limits, ns, r.quota, account, ops, Mode::Request)
+}
+
+/// Appends to `actor`'s mailbox log; its sequence number is above every
+/// entry it holds (this transaction's too).
+fn enqueue(mailbox: &mut MailboxTable<'_>, actor: &str, bytes: &[u8]) -> Result<u64, StorageError> {
+    let last = mailbox
+        .range((actor, 0)..=(actor, u64::MAX))
+        .map_err(StorageError::backend)?
+        .next_back()
+        .transpose()
+        .map_err(StorageError::backend)?
+        .map(|(key, _)| key.value().1);
+    let seq = last.map_or(1, |s| s + 1);
+    mailbox
+        .insert((actor, seq), bytes)
+        .map_err(StorageError::backend)?;
+    Ok(seq)
 }
 
 /// What [`apply_ops`] checks.

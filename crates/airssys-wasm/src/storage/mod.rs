@@ -283,19 +283,32 @@ impl Storage {
         )
     }
 
-    /// Actor `own` handled its mailbox entry `seq`: removes it and applies
-    /// `ops` (the call's writes to `own`) in one durable transaction, under
-    /// `quota` counted for `own`. A refusal removes nothing.
+    /// Actor `own` handled its mailbox entry `seq`: removes it, applies `ops`
+    /// (the call's writes to `own`, under `quota`) and appends `sends` to
+    /// their targets' mailbox logs, in one durable transaction; `then` runs
+    /// on the committer thread after it (to queue the sends in memory in log
+    /// order). A refusal writes nothing.
     pub(crate) async fn handled(
         &self,
         own: &Namespace,
         seq: u64,
         ops: Vec<BatchOp>,
+        sends: Vec<(String, Vec<u8>)>,
         quota: Quota,
+        then: Option<Then>,
     ) -> std::result::Result<WriteOutcome, StorageError> {
         let account = own.name_shared();
-        self.write_as(own, WriteOp::Handled { seq, ops }, quota, account)
+        self.inner
+            .committer
+            .submit(
+                own.clone(),
+                WriteOp::Handled { seq, ops, sends },
+                quota,
+                Some(account),
+                then,
+            )
             .await
+            .unwrap_or_else(|_| Err(StorageError::Backend("the storage is closed".into())))
     }
 
     /// What `actor`'s durable mailbox holds, oldest first: sequence number and

@@ -2,7 +2,7 @@
 //! is a command; every message and callback is also recorded, and `log?`
 //! returns the record. Commands (words separated by spaces):
 //!
-//! - `send T TEXT`, `spoof T TEXT` (claims to be `admin`), `request T TEXT MS`,
+//! - `send T TEXT`, `send-then-panic T TEXT`, `spoof T TEXT` (claims to be `admin`), `request T TEXT MS`,
 //!   `cancel CORR`, `after T MS TEXT`, `cancel-timer ID`, `publish TOPIC TEXT`,
 //!   `subscribe PAT`, `unsubscribe PAT`, `flood T N` (sends until an error)
 //! - `chain T N`: N requests to T one after another (each sent from the
@@ -115,6 +115,11 @@ impl Component for Probe {
                 Ok(()) => b"ok".to_vec(),
                 Err(e) => err(e),
             },
+            // Sends, then traps: a durable sender's send must not stay.
+            "send-then-panic" => {
+                let _ = messaging::send(arg(1), &message(rest(2)));
+                panic!("actor-probe sent, then was asked to panic")
+            }
             "spoof" => {
                 let mut m = message(rest(2));
                 m.sender = "admin".into();
