@@ -177,10 +177,12 @@ async fn connections_past_the_cap_are_refused_with_503() {
 async fn dead_letters_page_and_metrics_show_what_each_actor_holds() {
     let (addr, system) = start(AdminLimits::default()).await;
     for i in 0..5 {
-        let _ = system.send(
-            "nobody",
-            airssys_wasm::Message::new("host", format!("m{i}")),
-        );
+        let _ = system
+            .send(
+                "nobody",
+                airssys_wasm::Message::new("host", format!("m{i}")),
+            )
+            .await;
     }
     let get = |path: &str| {
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

@@ -316,7 +316,9 @@ async fn a_virtual_actor_whose_initialize_traps_backs_off_and_its_messages_are_d
     // More messages: each activation waits out the backoff (up to 1 s), so
     // the crash rate stays bounded instead of pinning a core.
     for _ in 0..50 {
-        let _ = system.send("hostile/k", Message::new("host", "again"));
+        let _ = system
+            .send("hostile/k", Message::new("host", "again"))
+            .await;
     }
     bystander_answers(&system).await;
     // Not a wait for an event: the window the crash rate is measured over.
