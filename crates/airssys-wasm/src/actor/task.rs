@@ -52,7 +52,32 @@ struct ActorTask {
     /// Failed deliveries of a durable actor's log entries, by sequence number
     /// (an entry leaves when handled or poison).
     deliveries: std::collections::HashMap<u64, u32>,
+    /// Durable messages handled whose effects are not committed yet.
+    group: Vec<Handled>,
 }
+
+/// A durable message handled in the current group: its log entry, the
+/// message, where its answer goes, and the answer (sent once committed).
+struct Handled {
+    seq: u64,
+    msg: Message,
+    reply: Option<ReplyTo>,
+    answer: Answer,
+}
+
+enum Answer {
+    Ok {
+        trace: Option<String>,
+        payload: Option<Vec<u8>>,
+        shape: Reply,
+    },
+    Err(Error),
+}
+
+/// Durable messages whose effects commit in one transaction (one fsync): the
+/// group ends when the mailbox is empty, at this many, or before anything
+/// else the actor does.
+const GROUP: usize = 64;
 
 /// Starts the task of a declared actor under a supervisor.
 pub(crate) fn spawn_static(
@@ -72,6 +97,7 @@ pub(crate) fn spawn_static(
         seen_dropped: 0,
         call_limit: None,
         deliveries: std::collections::HashMap::new(),
+        group: Vec::new(),
     };
     router.runtime().spawn(task.run());
 }
@@ -91,6 +117,7 @@ pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
         seen_dropped: 0,
         call_limit: None,
         deliveries: std::collections::HashMap::new(),
+        group: Vec::new(),
     };
     router.runtime().spawn(task.run());
 }
@@ -436,6 +463,9 @@ impl ActorTask {
             if let Err(reason) = self.handle(&mut instance, env).await {
                 return Outcome::Crashed(reason);
             }
+            if let Err(reason) = self.commit_group(&mut instance).await {
+                return Outcome::Crashed(reason);
+            }
         }
         loop {
             if self.cell.evict.swap(false, Ordering::AcqRel) {
@@ -489,6 +519,9 @@ impl ActorTask {
                         if let Err(reason) = self.handle(&mut instance, env).await {
                             return Outcome::Crashed(reason);
                         }
+                    }
+                    if let Err(reason) = self.commit_group(&mut instance).await {
+                        return Outcome::Crashed(reason);
                     }
                     last = Instant::now();
                 }
@@ -552,6 +585,9 @@ impl ActorTask {
                 break;
             }
         }
+        if result.is_ok() {
+            result = self.commit_group(instance).await;
+        }
         self.call_limit = None;
         result
     }
@@ -610,6 +646,16 @@ impl ActorTask {
 
     /// Handles one envelope; `Err` is a crash.
     async fn handle(&mut self, instance: &mut Instance, env: Envelope) -> Result<(), String> {
+        if let Envelope::Message {
+            msg,
+            reply,
+            seq: Some(seq),
+        } = env
+        {
+            return self.handle_durable(instance, msg, reply, seq).await;
+        }
+        // Anything else first commits the durable group (it writes directly).
+        self.commit_group(instance).await?;
         match env {
             Envelope::Message { msg, reply, seq } => {
                 let trace = msg.metadata_value("trace-id").map(str::to_string);
@@ -620,36 +666,11 @@ impl ActorTask {
                     trace_id = trace.as_deref().unwrap_or(""),
                 );
                 instance.host_mut().messaging.trace = trace;
-                if seq.is_some() {
-                    instance.host_mut().storage.hold_writes();
-                    *self.cell.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
-                }
+                debug_assert!(seq.is_none());
                 let result = instance
                     .handle_message_within(&msg, self.call_limit)
                     .instrument(span)
                     .await;
-                // A durable message: the call's writes and the log entry's
-                // removal commit together, for an answer (a result or an error
-                // the guest returned); a trap or a limit discards them.
-                let held = instance.host_mut().storage.take_held();
-                let sent = self
-                    .cell
-                    .outbox
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_default();
-                let result = match (seq, result) {
-                    (Some(seq), Ok(v)) => self
-                        .commit_handled(instance, seq, held, sent)
-                        .await
-                        .map(|()| v),
-                    (Some(seq), Err(e)) if !e.is_fatal() => self
-                        .commit_handled(instance, seq, held, sent)
-                        .await
-                        .and(Err(e)),
-                    (_, r) => r,
-                };
                 let trace = match &reply {
                     Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
                     _ => None,
@@ -680,16 +701,13 @@ impl ActorTask {
                             }
                             other => self.fail_reply(other, RequestError::Failed(reason.clone())),
                         }
-                        match seq {
-                            Some(seq) => self.failed_delivery(instance, seq, msg, &reason).await,
-                            None => self.router.dead_letter(
-                                self.cell.id().as_str(),
-                                msg,
-                                DeadLetterReason::Crashed {
-                                    reason: reason.clone(),
-                                },
-                            ),
-                        }
+                        self.router.dead_letter(
+                            self.cell.id().as_str(),
+                            msg,
+                            DeadLetterReason::Crashed {
+                                reason: reason.clone(),
+                            },
+                        );
                         Err(reason)
                     }
                 }
@@ -720,21 +738,110 @@ impl ActorTask {
         }
     }
 
-    /// Commits the handling of durable log entry `seq`: removes it, applies
-    /// `held` (the call's writes to its own namespace) and appends `sent`
-    /// (its messages to durable actors) to their logs, in one transaction;
-    /// then queues those messages in log order. A refusal (the writes over
-    /// the quota as a whole) or a database failure is a failed delivery, as a
-    /// trap is, and nothing of the call stays.
-    async fn commit_handled(
+    /// Handles one durable message as part of the current group: its
+    /// writes are held (the group's calls read each other's), its sends to
+    /// durable actors kept in the outbox, its answer kept; all of it
+    /// commits with the group. A trap or a limit discards the group's
+    /// effects: its messages go back first in the mailbox, in order, and only
+    /// this one counts a failed delivery.
+    async fn handle_durable(
         &mut self,
         instance: &mut Instance,
+        msg: Message,
+        reply: Option<ReplyTo>,
         seq: u64,
-        held: Vec<crate::storage::BatchOp>,
-        sent: Vec<(Arc<Cell>, Vec<u8>)>,
-    ) -> crate::error::Result<()> {
-        let id = self.cell.id().as_str();
-        let Some(storage) = self.cell.spec.context.storage() else {
+    ) -> Result<(), String> {
+        if self.group.is_empty() {
+            instance.host_mut().storage.hold_writes();
+            *self.cell.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+        }
+        let trace = msg.metadata_value("trace-id").map(str::to_string);
+        let span = tracing::debug_span!(
+            "actor.message",
+            actor = %self.cell.id(),
+            from = %msg.sender,
+            trace_id = trace.as_deref().unwrap_or(""),
+            seq,
+        );
+        instance.host_mut().messaging.trace = trace;
+        let result = instance
+            .handle_message_within(&msg, self.call_limit)
+            .instrument(span)
+            .await;
+        let trace = match &reply {
+            Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
+            _ => None,
+        };
+        self.cell.handled.fetch_add(1, Ordering::Relaxed);
+        self.observe_call(instance);
+        self.record_usage(instance);
+        let answer = match result {
+            Ok(payload) => Answer::Ok {
+                trace,
+                payload,
+                shape: instance.take_reply(),
+            },
+            Err(e) if !e.is_fatal() => Answer::Err(e),
+            Err(e) => {
+                let reason = e.to_string();
+                match reply {
+                    Some(ReplyTo::Host(tx)) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    other => self.fail_reply(other, RequestError::Failed(reason.clone())),
+                }
+                let _ = instance.host_mut().storage.take_held();
+                self.cell
+                    .outbox
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                self.failed_delivery(instance, seq, msg, &reason).await;
+                for h in std::mem::take(&mut self.group).into_iter().rev() {
+                    self.cell.mailbox.push_logged(
+                        super::mailbox::pack(&h.msg),
+                        h.seq,
+                        h.reply,
+                        true,
+                    );
+                }
+                return Err(reason);
+            }
+        };
+        self.group.push(Handled {
+            seq,
+            msg,
+            reply,
+            answer,
+        });
+        if self.group.len() >= GROUP || self.cell.mailbox.len() == 0 {
+            self.commit_group(instance).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the durable group in one transaction: removes its log
+    /// entries, applies the held writes (to the own namespace) and appends
+    /// the outbox (messages to durable actors) to their logs; then queues
+    /// those messages in log order and sends the group's answers. A refusal
+    /// (the writes over the quota as a whole) or a database failure keeps
+    /// nothing: the messages go back first in the mailbox, each counting a
+    /// failed delivery, and the actor restarts.
+    async fn commit_group(&mut self, instance: &mut Instance) -> Result<(), String> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.group);
+        let held = instance.host_mut().storage.take_held();
+        let sent = self
+            .cell
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        let id = self.cell.id().as_str().to_string();
+        let Some(storage) = self.cell.spec.context.storage().cloned() else {
             return Ok(());
         };
         let quota = instance.host_mut().storage.quota().unwrap_or_default();
@@ -756,10 +863,11 @@ impl ActorTask {
                 }
             }
         });
+        let seqs = group.iter().map(|h| h.seq).collect();
         match storage
             .handled(
-                &crate::storage::Namespace::actor(id),
-                seq,
+                &crate::storage::Namespace::actor(id.as_str()),
+                seqs,
                 held,
                 sends,
                 quota,
@@ -768,13 +876,35 @@ impl ActorTask {
             .await
         {
             Ok(_) => {
-                self.deliveries.remove(&seq);
+                for h in group {
+                    self.deliveries.remove(&h.seq);
+                    match h.answer {
+                        Answer::Ok {
+                            trace,
+                            payload,
+                            shape,
+                        } => self.reply_ok(h.reply, &h.msg, trace, payload, shape),
+                        Answer::Err(e) => match h.reply {
+                            Some(ReplyTo::Host(tx)) => {
+                                let _ = tx.send(Err(e));
+                            }
+                            other => self.fail_reply(other, RequestError::Failed(e.to_string())),
+                        },
+                    }
+                }
                 Ok(())
             }
-            Err(e) => Err(Error::NotLogged {
-                actor: id.to_string(),
-                reason: format!("the effects of handling message {seq} were not committed: {e}"),
-            }),
+            Err(e) => {
+                let reason = format!(
+                    "{id}: the effects of handling {} durable messages were not committed: {e}",
+                    group.len()
+                );
+                for h in group.into_iter().rev() {
+                    self.fail_reply(h.reply, RequestError::Failed(reason.clone()));
+                    self.failed_delivery(instance, h.seq, h.msg, &reason).await;
+                }
+                Err(reason)
+            }
         }
     }
 
@@ -806,7 +936,7 @@ impl ActorTask {
             if let Err(e) = storage
                 .handled(
                     &crate::storage::Namespace::actor(id.as_str()),
-                    seq,
+                    vec![seq],
                     Vec::new(),
                     Vec::new(),
                     quota,

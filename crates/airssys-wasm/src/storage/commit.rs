@@ -48,13 +48,13 @@ pub(crate) enum WriteOp {
     /// mailbox of actor `ns`; the outcome is its sequence number, above every
     /// entry still in that mailbox.
     Enqueue(Vec<u8>),
-    /// Actor `ns` handled its mailbox entry `seq`: the entry goes, `ops`
+    /// Actor `ns` handled its mailbox entries `seqs`: they go, `ops`
     /// (the call's writes to its own namespace, in order, last one wins) are
     /// applied with the same quota checks, and `sends` (messages the call
     /// sent to durable actors: target and packed message) join their
     /// mailboxes, in one transaction. A refused `ops` writes nothing at all.
     Handled {
-        seq: u64,
+        seqs: Vec<u64>,
         ops: Vec<BatchOp>,
         sends: Vec<(String, Vec<u8>)>,
     },
@@ -381,18 +381,20 @@ fn apply(
         WriteOp::Enqueue(bytes) => {
             return Ok(Ok(WriteOutcome::Enqueued(enqueue(t.mailbox, n, bytes)?)));
         }
-        WriteOp::Handled { seq, ops, sends } => {
+        WriteOp::Handled { seqs, ops, sends } => {
             if !ops.is_empty() {
                 if let Err(e) = apply_ops(t, limits, ns, r.quota, account, ops, Mode::WholeCall)? {
                     return Ok(Err(e));
                 }
             }
-            let mut seqs = Vec::with_capacity(sends.len());
+            let mut sent = Vec::with_capacity(sends.len());
             for (target, bytes) in sends {
-                seqs.push(enqueue(t.mailbox, target, bytes)?);
+                sent.push(enqueue(t.mailbox, target, bytes)?);
             }
-            t.mailbox.remove((n, *seq)).map_err(StorageError::backend)?;
-            return Ok(Ok(WriteOutcome::Handled(seqs)));
+            for seq in seqs {
+                t.mailbox.remove((n, *seq)).map_err(StorageError::backend)?;
+            }
+            return Ok(Ok(WriteOutcome::Handled(sent)));
         }
         WriteOp::DeleteNamespace => {
             let keys: Vec<String> = {

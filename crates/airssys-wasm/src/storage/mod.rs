@@ -283,7 +283,7 @@ impl Storage {
         )
     }
 
-    /// Actor `own` handled its mailbox entry `seq`: removes it, applies `ops`
+    /// Actor `own` handled its mailbox entries `seqs`: removes them, applies `ops`
     /// (the call's writes to `own`, under `quota`) and appends `sends` to
     /// their targets' mailbox logs, in one durable transaction; `then` runs
     /// on the committer thread after it (to queue the sends in memory in log
@@ -291,7 +291,7 @@ impl Storage {
     pub(crate) async fn handled(
         &self,
         own: &Namespace,
-        seq: u64,
+        seqs: Vec<u64>,
         ops: Vec<BatchOp>,
         sends: Vec<(String, Vec<u8>)>,
         quota: Quota,
@@ -302,7 +302,7 @@ impl Storage {
             .committer
             .submit(
                 own.clone(),
-                WriteOp::Handled { seq, ops, sends },
+                WriteOp::Handled { seqs, ops, sends },
                 quota,
                 Some(account),
                 then,
