@@ -283,6 +283,10 @@ impl WasmtimeServe {
             .args([
                 "--addr",
                 &addr.to_string(),
+                // The guest is built with Rust's std, which imports wasi:cli
+                // beyond the proxy world (environment): as `serve` links it.
+                "-S",
+                "cli",
                 "-W",
                 "timeout=30s",
                 "-W",
@@ -356,7 +360,7 @@ fn benches(c: &mut Criterion) {
 
     let wasmtime = WasmtimeServe::start(&wasm);
     if wasmtime.is_none() {
-        println!("serve/hello/wasmtime-serve: skipped (`wasmtime` is not on PATH; cargo install wasmtime-cli --version 48.0.8)");
+        println!("serve/hello/wasmtime-serve: skipped (`wasmtime serve` did not start: is wasmtime 48.0.8 on PATH? cargo install wasmtime-cli --version 48.0.8)");
     }
 
     // A route into an actor: each request a message to `echo`, its reply the response.
