@@ -41,6 +41,16 @@ async fn wait_handled(system: &ActorSystem, id: &str, n: u64) {
     }
 }
 
+/// `n` messages from `blaster` to `sink`, until the sink has handled them.
+async fn flood(system: &ActorSystem, n: u64) {
+    let base = system.status("sink").unwrap().handled;
+    system
+        .send("blaster", Message::new("b", format!("flood sink {n} incr")))
+        .await
+        .unwrap();
+    wait_handled(system, "sink", base + n).await;
+}
+
 /// `blaster` (actor-probe) and `sink` (kv-counter), both durable or neither.
 async fn pair(engine: &Engine, storage: &Storage, durable: bool) -> ActorSystem {
     let mut caps = Capabilities::default();
@@ -87,23 +97,12 @@ fn benches(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path(), StorageLimits::default()).unwrap();
         let system = rt.block_on(pair(&engine, &storage, durable));
-        let flood = |system: &ActorSystem| {
-            let system = system;
-            async move {
-                let base = system.status("sink").unwrap().handled;
-                system
-                    .send("blaster", Message::new("b", format!("flood sink {n}")))
-                    .await
-                    .unwrap();
-                wait_handled(system, "sink", base + n).await;
-            }
-        };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        flood(&system).await;
+                        flood(&system, n).await;
                     }
                     start.elapsed()
                 })
@@ -112,7 +111,7 @@ fn benches(c: &mut Criterion) {
         // One longer run, printed: messages/s and the commits they took.
         let before = storage.commit_stats();
         let t = Instant::now();
-        rt.block_on(flood(&system));
+        rt.block_on(flood(&system, n));
         let took = t.elapsed();
         let after = storage.commit_stats();
         println!(

@@ -18,6 +18,9 @@ use crate::id::ActorId;
 use crate::sandbox::budget::{Charge, HostBudget};
 use crate::sandbox::limits::ResourceUsage;
 
+/// A durable call's messages to durable actors: each target and the packed message.
+pub(crate) type Outbox = Vec<(Arc<Cell>, Vec<u8>)>;
+
 /// One actor's slot: its mailbox, what it runs, and what observers see.
 pub(crate) struct Cell {
     pub(crate) spec: ActorSpec,
@@ -50,7 +53,7 @@ pub(crate) struct Cell {
     pub(crate) activation_failures: Mutex<(u32, Option<tokio::time::Instant>)>,
     /// While this durable actor handles a message: what it sent to durable
     /// actors (target and packed message), committed with the call.
-    pub(crate) outbox: Mutex<Option<Vec<(Arc<Cell>, Vec<u8>)>>>,
+    pub(crate) outbox: Mutex<Option<Outbox>>,
 }
 
 impl Cell {

@@ -47,12 +47,16 @@ pub(crate) enum Envelope {
     },
 }
 
+/// A user-lane entry: the packed message, where its result goes, the charge
+/// to its sender's budget, and its durable log entry.
+type Queued = (Vec<u8>, Option<ReplyTo>, Option<Charge>, Option<u64>);
+
 #[derive(Default)]
 struct Lanes {
     /// Messages, each flattened into one buffer (see [`pack`]), with the
     /// charge to its sender's host budget (released when it is taken).
     /// A durable actor's messages carry their log entry's sequence number.
-    user: VecDeque<(Vec<u8>, Option<ReplyTo>, Option<Charge>, Option<u64>)>,
+    user: VecDeque<Queued>,
     system: VecDeque<Envelope>,
     attached: bool,
     /// Detached for good: its cell left the registry; a push goes to a fresh cell.

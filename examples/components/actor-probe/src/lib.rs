@@ -4,7 +4,7 @@
 //!
 //! - `send T TEXT`, `send-then-panic T TEXT`, `spoof T TEXT` (claims to be `admin`), `request T TEXT MS`,
 //!   `cancel CORR`, `after T MS TEXT`, `cancel-timer ID`, `publish TOPIC TEXT`,
-//!   `subscribe PAT`, `unsubscribe PAT`, `flood T N` (sends until an error)
+//!   `subscribe PAT`, `unsubscribe PAT`, `flood T N [TEXT]` (N messages, `x` or TEXT, until an error)
 //! - `chain T N`: N requests to T one after another (each sent from the
 //!   previous one's callback), timing each round trip; `rtt?` → `p50 p99` in ns
 //! - `panic`, `spin`, `health STATUS`, `spam N` (N log lines), `whoami`,
@@ -168,8 +168,12 @@ impl Component for Probe {
                 let n: u64 = arg(2).parse().unwrap_or(0);
                 let mut sent = 0;
                 let mut last = String::from("none");
+                let body = match rest(3) {
+                    b if b.is_empty() => "x".to_string(),
+                    b => b,
+                };
                 while sent < n {
-                    match messaging::send(arg(1), &message("x")) {
+                    match messaging::send(arg(1), &message(&*body)) {
                         Ok(()) => sent += 1,
                         Err(e) => {
                             last = String::from_utf8_lossy(&err(e)[4..]).into_owned();
