@@ -13,6 +13,15 @@ target_dir="$root/target/guests"
 cargo build --quiet --release --target wasm32-wasip2 --manifest-path "$manifest" --target-dir "$target_dir"
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$manifest" --target-dir "$target_dir" -p wasi-probe
 cp "$target_dir/wasm32-wasip2/release/kv_counter.wasm" "$target_dir/wasm32-wasip2/release/kv-counter.wasm"
+# upgrade-probe in its versions (upgrade_probe_VARIANT.wasm): 1.0.0, 2.0.0, a
+# 3.0.0 whose initialize fails, a 4.0.0 that traps on every message.
+out="$target_dir/wasm32-wasip2/release"
+for variant in v1:1.0.0: v2:2.0.0: bad_init:3.0.0:init trap:4.0.0:trap; do
+  IFS=: read -r name version fault <<<"$variant"
+  UPGRADE_PROBE_VERSION="$version" UPGRADE_PROBE_FAULT="$fault" \
+    cargo build --quiet --release --target wasm32-wasip2 --manifest-path "$manifest" --target-dir "$target_dir" -p upgrade-probe
+  cp "$out/upgrade_probe.wasm" "$out/upgrade_probe_$name.wasm"
+done
 
 # componentize-py (pinned) in a virtualenv under target/.
 venv="$root/target/pyenv"

@@ -54,6 +54,24 @@ pub(crate) struct Cell {
     /// While this durable actor handles a message: what it sent to durable
     /// actors (target and packed message), committed with the call.
     pub(crate) outbox: Mutex<Option<Outbox>>,
+    /// The component it runs now, and the versions before it.
+    pub(crate) versions: Mutex<Versions>,
+    /// A declared actor's control channel (for upgrades; its supervisor
+    /// holds the other end too).
+    pub(crate) direct: Mutex<Option<mpsc::UnboundedSender<Control>>>,
+}
+
+/// Previous versions an actor keeps for rollback.
+pub(crate) const VERSIONS_KEPT: usize = 3;
+
+/// What an actor runs: the current component (version 1 is the one it
+/// started with), the previous ones (newest last, at most [`VERSIONS_KEPT`]),
+/// and until when the current one is on probation.
+pub(crate) struct Versions {
+    pub(crate) current: crate::Component,
+    pub(crate) version: u32,
+    pub(crate) previous: Vec<(crate::Component, u32)>,
+    pub(crate) probation_until: Option<tokio::time::Instant>,
 }
 
 impl Cell {
@@ -96,6 +114,13 @@ impl Cell {
             budget,
             activation_failures: Mutex::new((0, None)),
             outbox: Mutex::new(None),
+            versions: Mutex::new(Versions {
+                current: spec.component.clone(),
+                version: 1,
+                previous: Vec::new(),
+                probation_until: None,
+            }),
+            direct: Mutex::new(None),
             spec,
             supervisor: supervisor.to_string(),
             mailbox: Mailbox::new(capacity, !is_virtual),
@@ -125,6 +150,23 @@ impl Cell {
         &self.spec.id
     }
 
+    /// The component it runs now.
+    pub(crate) fn component(&self) -> crate::Component {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
+    }
+
+    /// The version it runs now (1: the one it started with).
+    pub(crate) fn version(&self) -> u32 {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .version
+    }
+
     pub(crate) fn options(&self) -> &ActorOptions {
         &self.spec.options
     }
@@ -144,6 +186,8 @@ impl Cell {
                 component: self.spec.component.name().to_string(),
                 supervisor: self.supervisor.clone(),
                 restart: self.spec.options.restart,
+                version: self.version(),
+                durable: self.spec.options.durable,
             },
             state: self.state(),
             restarts: self.restarts.load(Ordering::Relaxed),
@@ -194,6 +238,19 @@ pub(crate) enum Control {
     Stop {
         drain: bool,
         ack: oneshot::Sender<()>,
+    },
+    /// Switch to `component` between two messages: the new instance is
+    /// made and initialized first; on success it takes the next message and
+    /// stays on probation for `probation`; on failure the actor keeps its
+    /// version. The answer is the new version number, or why not.
+    Upgrade {
+        component: crate::Component,
+        probation: Duration,
+        ack: oneshot::Sender<Result<u32, String>>,
+    },
+    /// Go back to the previous version, the same way.
+    Rollback {
+        ack: oneshot::Sender<Result<u32, String>>,
     },
     /// Add a child (supervisors only).
     Add {

@@ -67,6 +67,11 @@ pub struct ActorMetadata {
     pub supervisor: String,
     /// Its restart policy.
     pub restart: RestartPolicy,
+    /// The version of its component it runs: 1 at start, one more per
+    /// upgrade, back on rollback.
+    pub version: u32,
+    /// Whether its mailbox is durable.
+    pub durable: bool,
 }
 
 /// A snapshot of one actor, for observers (the admin API, `ps`).
@@ -163,6 +168,34 @@ pub enum SystemEvent {
     },
     /// The root supervisor failed: the system stopped.
     SystemFailed {
+        /// Why.
+        reason: String,
+    },
+    /// An actor switched to a new version of its component between two
+    /// messages (its mailbox kept), on probation.
+    Upgraded {
+        /// The actor.
+        id: ActorId,
+        /// The version it runs now (counting from 1 at start).
+        version: u32,
+        /// The component's own version (`metadata().version`).
+        component_version: String,
+    },
+    /// An upgrade was refused for an actor (the new version's `initialize`
+    /// failed, or its version is not higher); it keeps its version.
+    UpgradeRefused {
+        /// The actor.
+        id: ActorId,
+        /// Why.
+        reason: String,
+    },
+    /// An actor went back to its previous version: by hand, or because the
+    /// new one crashed (a trap, a limit, a failed health check) on probation.
+    RolledBack {
+        /// The actor.
+        id: ActorId,
+        /// The version it runs now.
+        version: u32,
         /// Why.
         reason: String,
     },

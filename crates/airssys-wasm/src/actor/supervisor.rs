@@ -50,7 +50,7 @@ fn start_child(
     let (tx, rx) = mpsc::unbounded_channel();
     let child = Child {
         name: spec.name(),
-        ctrl: tx,
+        ctrl: tx.clone(),
         policy: spec.policy(),
         generation: 0,
         gone: false,
@@ -65,6 +65,7 @@ fn start_child(
                     cell
                 }
             };
+            *cell.direct.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
             spawn_static(router.clone(), cell, rx, parent);
         }
         ChildSpec::Supervisor(s) => {
@@ -125,6 +126,9 @@ async fn supervise(
                 None => {
                     stop_all(&children, true).await;
                     return;
+                }
+                Some(Control::Upgrade { ack, .. } | Control::Rollback { ack }) => {
+                    let _ = ack.send(Err(format!("{name} is a supervisor: it runs no component")));
                 }
                 Some(Control::Stop { drain, ack }) => {
                     stop_all(&children, drain).await;

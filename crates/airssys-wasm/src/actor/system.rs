@@ -241,6 +241,94 @@ impl ActorSystem {
         }
     }
 
+    /// Upgrades every running declared actor declared with a component
+    /// named `component` ([`Component::name`](crate::Component::name)) to `new`, one actor at a time, each between two of its
+    /// messages: the message in flight finishes on the old instance, the
+    /// mailbox is kept, the next message goes to a new instance that has run
+    /// `initialize` and says a higher `metadata().version`. An actor whose
+    /// new instance fails that keeps its version. For `probation` after, a
+    /// crash (a trap, a limit, a failed health check) sends the actor back
+    /// to its previous version before its supervisor restarts it. Returns
+    /// each actor's new version, or why it kept its own.
+    ///
+    /// `new` should come from the same [`Engine`](crate::Engine), loaded
+    /// (compiled and linked) before the call; signatures are the caller's
+    /// to check, as for any component it loads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no actor runs a component of that name.
+    pub async fn upgrade(
+        &self,
+        component: &str,
+        new: crate::Component,
+        probation: Duration,
+    ) -> Result<Vec<(ActorId, std::result::Result<u32, String>)>> {
+        let mut out = Vec::new();
+        for cell in self.router.cells() {
+            if cell.is_virtual || cell.spec.component.name() != component {
+                continue;
+            }
+            let (ack, answer) = oneshot::channel();
+            let sent = cell
+                .direct
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|tx| {
+                    tx.send(super::cell::Control::Upgrade {
+                        component: new.clone(),
+                        probation,
+                        ack,
+                    })
+                    .is_ok()
+                })
+                .unwrap_or(false);
+            let result = if sent {
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(format!("{} stopped", cell.id())))
+            } else {
+                Err(format!("{} has no running task", cell.id()))
+            };
+            out.push((cell.id().clone(), result));
+        }
+        if out.is_empty() {
+            return Err(Error::Config(format!(
+                "no declared actor runs a component named {component}"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Sends actor `id` back to its previous version (by hand), between two
+    /// of its messages. Returns the version it runs now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchActor`], or [`Error::Config`] with why not (no previous
+    /// version, not running, the previous version failed to start).
+    pub async fn rollback(&self, id: &str) -> Result<u32> {
+        let cell = self.router.get(id).ok_or_else(|| Error::NoSuchActor {
+            actor: id.to_string(),
+        })?;
+        let (ack, answer) = oneshot::channel();
+        let sent = cell
+            .direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.send(super::cell::Control::Rollback { ack }).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Err(Error::Config(format!("{id} has no running task")));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(format!("{id} stopped")))
+            .map_err(Error::Config)
+    }
+
     /// Sends `msg` to `target` and waits up to `timeout` for the reply (the
     /// target's `handle-message` result).
     ///

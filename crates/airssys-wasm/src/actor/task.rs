@@ -207,6 +207,7 @@ impl ActorTask {
                 Outcome::Crashed(reason) => {
                     self.permit = None;
                     self.cell.set_state(ActorState::Failed);
+                    self.rollback_on_probation(&reason);
                     tracing::warn!(actor = %self.cell.id(), "actor crashed: {reason}");
                     self.router.emit(SystemEvent::Crashed {
                         id: self.cell.id().clone(),
@@ -304,6 +305,9 @@ impl ActorTask {
                     Some(Control::Add { ack, .. }) => {
                         let _ = ack.send(Err(Error::Config("an actor has no children".into())));
                     }
+                    Some(Control::Upgrade { ack, .. } | Control::Rollback { ack }) => {
+                        let _ = ack.send(Err(self.not_running()));
+                    }
                     None => return Waited::Closed,
                 },
                 _ = tokio::time::sleep(delay) => return Waited::Elapsed,
@@ -356,7 +360,18 @@ impl ActorTask {
                 let _ = ack.send(Err(Error::Config("an actor has no children".into())));
                 Some(None)
             }
+            Control::Upgrade { ack, .. } | Control::Rollback { ack } => {
+                let _ = ack.send(Err(self.not_running()));
+                Some(None)
+            }
         }
+    }
+
+    fn not_running(&self) -> String {
+        format!(
+            "{} is not running (crashed, stopped or restarting): upgrade it when it runs",
+            self.cell.id()
+        )
     }
 
     fn stopped(&mut self, ack: Option<oneshot::Sender<()>>) {
@@ -414,23 +429,7 @@ impl ActorTask {
         // A restart counts when it is attempted, so an actor whose
         // `initialize` keeps failing shows its restarts.
         let restarts = restarted.then(|| cell.restarts.fetch_add(1, Ordering::Relaxed) + 1);
-        let incarnation = cell.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
-        let link = ActorLink {
-            router: self.router.clone(),
-            cell: cell.clone(),
-            incarnation,
-        };
-        let ctx = &cell.spec.context;
-        let mut instance = cell
-            .spec
-            .component
-            .instantiate_with_mailroom(ctx, Some(Box::new(link)))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.seen_dropped = 0;
-        let init = instance.initialize().await;
-        self.record_usage(&instance);
-        init.map_err(|e| e.to_string())?;
+        let instance = self.instantiate(&cell.component()).await?;
         cell.set_state(ActorState::Running);
         let id = cell.id().clone();
         if let Some(restarts) = restarts {
@@ -500,6 +499,24 @@ impl ActorTask {
                             let _ = ack.send(Err(Error::Config("an actor has no children".into())));
                             continue;
                         }
+                        Some(Control::Upgrade { component, probation, ack }) => {
+                            if let Err(reason) = self.commit_group(&mut instance).await {
+                                let _ = ack.send(Err(reason.clone()));
+                                return Outcome::Crashed(reason);
+                            }
+                            let _ = ack.send(self.upgrade(&mut instance, component, probation).await);
+                            last = Instant::now();
+                            continue;
+                        }
+                        Some(Control::Rollback { ack }) => {
+                            if let Err(reason) = self.commit_group(&mut instance).await {
+                                let _ = ack.send(Err(reason.clone()));
+                                return Outcome::Crashed(reason);
+                            }
+                            let _ = ack.send(self.rollback(&mut instance, "asked").await);
+                            last = Instant::now();
+                            continue;
+                        }
                         None => {
                             self.shutdown(&mut instance).await;
                             Outcome::Closed
@@ -567,6 +584,160 @@ impl ActorTask {
                     idle_sleep.as_mut().reset(last + idle);
                 }
             }
+        }
+    }
+
+    /// A fresh instance of `component` as this actor (a new incarnation),
+    /// initialized.
+    async fn instantiate(&mut self, component: &crate::Component) -> Result<Instance, String> {
+        let cell = self.cell.clone();
+        let incarnation = cell.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
+        let link = ActorLink {
+            router: self.router.clone(),
+            cell: cell.clone(),
+            incarnation,
+        };
+        let mut instance = component
+            .instantiate_with_mailroom(&cell.spec.context, Some(Box::new(link)))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.seen_dropped = 0;
+        let init = instance.initialize().await;
+        self.record_usage(&instance);
+        init.map_err(|e| e.to_string())?;
+        Ok(instance)
+    }
+
+    /// Switches `instance` to `component` between two messages: the new
+    /// instance is made and initialized first, and must say a higher
+    /// `metadata().version` than the running one; only then is the old one
+    /// shut down. On failure the actor keeps its instance and version.
+    async fn upgrade(
+        &mut self,
+        instance: &mut Instance,
+        component: crate::Component,
+        probation: Duration,
+    ) -> Result<u32, String> {
+        let id = self.cell.id().clone();
+        let refuse = |task: &Self, reason: String| {
+            task.router.emit(SystemEvent::UpgradeRefused {
+                id: id.clone(),
+                reason: reason.clone(),
+            });
+            tracing::warn!(actor = %id, "upgrade refused: {reason}");
+            Err(reason)
+        };
+        let old_version = match instance.metadata().await {
+            Ok(m) => m.version,
+            Err(e) => {
+                return refuse(
+                    self,
+                    format!("{id}: the running version's metadata failed: {e}"),
+                )
+            }
+        };
+        let mut fresh = match self.instantiate(&component).await {
+            Ok(i) => i,
+            Err(e) => return refuse(self, format!("{id}: the new version failed to start: {e}")),
+        };
+        let new_version = match fresh.metadata().await {
+            Ok(m) => m.version,
+            Err(e) => {
+                return refuse(
+                    self,
+                    format!("{id}: the new version's metadata failed: {e}"),
+                )
+            }
+        };
+        if !version_above(&new_version, &old_version) {
+            let _ = fresh
+                .shutdown_within(Some(self.cell.options().shutdown_timeout))
+                .await;
+            return refuse(
+                self,
+                format!("{id}: version {new_version} is not higher than the running {old_version}"),
+            );
+        }
+        self.shutdown(instance).await;
+        *instance = fresh;
+        self.cell.set_state(ActorState::Running);
+        let version = {
+            let mut v = self.cell.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let old = std::mem::replace(&mut v.current, component);
+            let was = v.version;
+            v.previous.push((old, was));
+            if v.previous.len() > super::cell::VERSIONS_KEPT {
+                v.previous.remove(0);
+            }
+            v.version = was + 1;
+            v.probation_until = Some(Instant::now() + probation);
+            v.version
+        };
+        tracing::info!(actor = %id, version, component_version = %new_version, "upgraded");
+        self.router.emit(SystemEvent::Upgraded {
+            id,
+            version,
+            component_version: new_version,
+        });
+        Ok(version)
+    }
+
+    /// Goes back to the previous version (with a running `instance`: made
+    /// and initialized first; without, the next start uses it).
+    async fn rollback(&mut self, instance: &mut Instance, why: &str) -> Result<u32, String> {
+        let id = self.cell.id().clone();
+        let Some((previous, version)) = self
+            .cell
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .previous
+            .last()
+            .cloned()
+        else {
+            return Err(format!("{id}: no previous version to go back to"));
+        };
+        let fresh = self
+            .instantiate(&previous)
+            .await
+            .map_err(|e| format!("{id}: the previous version failed to start: {e}"))?;
+        self.shutdown(instance).await;
+        *instance = fresh;
+        self.cell.set_state(ActorState::Running);
+        self.revert(version, why);
+        Ok(version)
+    }
+
+    /// Makes the previous version (`version`) current again and says so.
+    fn revert(&self, version: u32, why: &str) {
+        {
+            let mut v = self.cell.versions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((previous, n)) = v.previous.pop() {
+                v.current = previous;
+                v.version = n;
+            }
+            v.probation_until = None;
+        }
+        tracing::warn!(actor = %self.cell.id(), version, "rolled back: {why}");
+        self.router.emit(SystemEvent::RolledBack {
+            id: self.cell.id().clone(),
+            version,
+            reason: why.to_string(),
+        });
+    }
+
+    /// A crash of a version on probation sends the actor back to the
+    /// previous one: its supervisor's restart then runs that.
+    fn rollback_on_probation(&self, reason: &str) {
+        let previous = {
+            let v = self.cell.versions.lock().unwrap_or_else(|p| p.into_inner());
+            match (v.probation_until, v.previous.last()) {
+                (Some(until), Some((_, n))) if Instant::now() < until => Some(*n),
+                _ => None,
+            }
+        };
+        if let Some(n) = previous {
+            self.revert(n, &format!("crashed on probation: {reason}"));
         }
     }
 
@@ -1056,5 +1227,42 @@ impl ActorTask {
             }
             Some(ReplyTo::Actor(corr)) => self.router.complete(corr, Err(why)),
         }
+    }
+}
+
+/// Whether `new` is a higher version than `old`: dotted numbers compared
+/// piece by piece (`0.10.0` > `0.9.1`); anything after `-` or `+` is ignored.
+fn version_above(new: &str, old: &str) -> bool {
+    fn parts(v: &str) -> Vec<u64> {
+        v.split(['-', '+'])
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| p.trim().parse().unwrap_or(0))
+            .collect()
+    }
+    let (a, b) = (parts(new), parts(old));
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        if x != y {
+            return x > y;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare_by_number_not_by_text() {
+        use super::version_above;
+        assert!(version_above("0.10.0", "0.9.1"));
+        assert!(version_above("2", "1.9"));
+        assert!(!version_above("1.0.0", "1.0"));
+        assert!(!version_above("1.0.0-rc1", "1.0.0"));
+        assert!(!version_above("0.1.0", "0.2.0"));
     }
 }
