@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use args::EngineArgs;
 use commands::{
-    call, compile, inspect, keygen, new, ps, run, send, serve, sign, storage, up, verify,
+    call, compile, inspect, keygen, new, ps, run, send, serve, sign, storage, up, upgrade, verify,
 };
 use logging::LogFormat;
 
@@ -59,6 +59,11 @@ enum Command {
     Ps(ps::PsArgs),
     /// Send a message to an actor of a running system (through its admin API).
     Send(send::SendArgs),
+    /// Load a new version of a component into a running system: each of its
+    /// actors switches between two messages, on probation (through the admin API).
+    Upgrade(upgrade::UpgradeArgs),
+    /// Send an actor of a running system back to its previous version.
+    Rollback(upgrade::RollbackArgs),
     /// Create a guest project (Rust, or Python with --lang python) that builds to a component.
     New(new::NewArgs),
     /// Inspect and manage the durable storage in a data directory.
@@ -136,6 +141,8 @@ async fn dispatch(engine: EngineArgs, command: Command) -> Result<ExitCode> {
         Command::Up(a) => up::up(&engine, a).await,
         Command::Ps(a) => tokio::task::spawn_blocking(move || ps::ps(a)).await?,
         Command::Send(a) => tokio::task::spawn_blocking(move || send::send(a)).await?,
+        Command::Upgrade(a) => tokio::task::spawn_blocking(move || upgrade::upgrade(a)).await?,
+        Command::Rollback(a) => tokio::task::spawn_blocking(move || upgrade::rollback(a)).await?,
         Command::New(a) => new::new(a),
         Command::Storage(c) => tokio::task::spawn_blocking(move || storage::run(c)).await?,
     }

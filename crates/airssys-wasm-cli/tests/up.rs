@@ -700,3 +700,83 @@ fn durable_counters_count_exactly_the_acknowledged_messages_across_20_sigkills()
     let o = up.stop("-TERM");
     assert!(o.status.success(), "{o:?}");
 }
+
+#[test]
+fn upgrade_and_rollback_a_component_of_a_running_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.toml");
+    std::fs::write(
+        &system,
+        format!(
+            "[components.probe]\npath = {:?}\n\
+             [[actors]]\nid = \"u\"\ncomponent = \"probe\"\nhealth = false\n",
+            guest("upgrade_probe_v1").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let up = Up::start(&system, &[]);
+    let ask = |body: &str| {
+        post(
+            &format!("{}/components/u/messages?reply=true", up.url),
+            body,
+        )
+    };
+    assert_eq!(ask("a"), (200, "1.0.0 #1: a".into()));
+    let upgrade = |variant: &str| {
+        cli(&[
+            "upgrade",
+            "--admin",
+            &up.url,
+            "--probation",
+            "1s",
+            "upgrade_probe_v1",
+            guest(&format!("upgrade_probe_{variant}")).to_str().unwrap(),
+        ])
+    };
+    let o = upgrade("v2");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "u: version 2");
+    assert_eq!(ask("b"), (200, "2.0.0 #1: b".into()));
+    // A version whose initialize fails is refused; the actor keeps version 2.
+    let o = upgrade("bad_init");
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("u: kept its version") && out.contains("cannot start"),
+        "{out}"
+    );
+    assert_eq!(ask("c"), (200, "2.0.0 #2: c".into()));
+    // Not a component: 422 with the reason.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let o = cli(&[
+        "upgrade",
+        "--admin",
+        &up.url,
+        "upgrade_probe_v1",
+        junk.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("422"), "{o:?}");
+    let (_, comps) = get(&format!("{}/components", up.url), None);
+    assert!(comps.contains("\"version\":2"), "{comps}");
+    let o = cli(&["rollback", "--admin", &up.url, "u"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "u: version 1");
+    assert_eq!(ask("d"), (200, "1.0.0 #1: d".into()));
+    let (_, metrics) = get(&format!("{}/metrics", up.url), None);
+    assert!(
+        metrics.contains(r#"airssys_actor_upgrades_total{actor="u"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"airssys_actor_rollbacks_total{actor="u"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"airssys_actor_version{actor="u"} 1"#),
+        "{metrics}"
+    );
+    let o = up.stop("-TERM");
+    assert!(o.status.success(), "{o:?}");
+}

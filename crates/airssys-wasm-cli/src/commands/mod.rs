@@ -14,4 +14,5 @@ pub(crate) mod serve;
 pub(crate) mod sign;
 pub(crate) mod storage;
 pub(crate) mod up;
+pub(crate) mod upgrade;
 pub(crate) mod verify;

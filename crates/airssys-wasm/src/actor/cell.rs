@@ -31,6 +31,8 @@ pub(crate) struct Cell {
     /// Bumped for each new instance; callbacks for an older one are discarded.
     pub(crate) incarnation: AtomicU64,
     pub(crate) restarts: AtomicU32,
+    pub(crate) upgrades: AtomicU32,
+    pub(crate) rollbacks: AtomicU32,
     pub(crate) handled: AtomicU64,
     /// Pending requests plus live timers.
     pub(crate) pending: AtomicU32,
@@ -132,6 +134,8 @@ impl Cell {
             }),
             incarnation: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
+            upgrades: AtomicU32::new(0),
+            rollbacks: AtomicU32::new(0),
             handled: AtomicU64::new(0),
             pending: AtomicU32::new(0),
             guest_subscriptions: AtomicU32::new(0),
@@ -191,6 +195,8 @@ impl Cell {
             },
             state: self.state(),
             restarts: self.restarts.load(Ordering::Relaxed),
+            upgrades: self.upgrades.load(Ordering::Relaxed),
+            rollbacks: self.rollbacks.load(Ordering::Relaxed),
             mailbox: self.mailbox.len(),
             handled: self.handled.load(Ordering::Relaxed),
             usage: *self.usage.lock().unwrap_or_else(|p| p.into_inner()),

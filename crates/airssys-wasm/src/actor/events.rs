@@ -84,6 +84,10 @@ pub struct ActorStatus {
     pub state: ActorState,
     /// Times it was restarted after a crash or by its supervisor.
     pub restarts: u32,
+    /// Upgrades it took.
+    pub upgrades: u32,
+    /// Rollbacks to a previous version.
+    pub rollbacks: u32,
     /// Messages waiting in its mailbox.
     pub mailbox: usize,
     /// Messages and callbacks it handled.

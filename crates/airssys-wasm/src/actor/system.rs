@@ -301,6 +301,16 @@ impl ActorSystem {
         Ok(out)
     }
 
+    /// The component declared actors were declared with under `name`, if
+    /// any (to load a new version of it into the same engine).
+    pub fn declared_component(&self, name: &str) -> Option<crate::Component> {
+        self.router
+            .cells()
+            .into_iter()
+            .find(|c| !c.is_virtual && c.spec.component.name() == name)
+            .map(|c| c.spec.component.clone())
+    }
+
     /// Sends actor `id` back to its previous version (by hand), between two
     /// of its messages. Returns the version it runs now.
     ///

@@ -673,6 +673,7 @@ impl ActorTask {
             v.probation_until = Some(Instant::now() + probation);
             v.version
         };
+        self.cell.upgrades.fetch_add(1, Ordering::Relaxed);
         tracing::info!(actor = %id, version, component_version = %new_version, "upgraded");
         self.router.emit(SystemEvent::Upgraded {
             id,
@@ -718,6 +719,7 @@ impl ActorTask {
             }
             v.probation_until = None;
         }
+        self.cell.rollbacks.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(actor = %self.cell.id(), version, "rolled back: {why}");
         self.router.emit(SystemEvent::RolledBack {
             id: self.cell.id().clone(),

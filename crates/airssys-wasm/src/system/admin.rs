@@ -6,6 +6,8 @@
 //! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
 //! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
 //! | `GET /dead-letters` | kept dead letters as JSON, oldest first, a page at a time: `?after=SEQ&limit=N` (default 100, at most 1000); pass the last `seq` to get the next page |
+//! | `POST /upgrade/{component}` (`?probation=30s`) | the body is the new version's `.wasm` (at most 512 MiB, the component file limit): compiled and link-checked, then each actor declared with that component switches to it between two messages ([`ActorSystem::upgrade`]); 200 with `{"component", "actors": [{"id", "version"} or {"id", "error"}]}`, 404 when no actor runs it, 422 when it does not load |
+//! | `POST /components/{id}/rollback` | the actor goes back to its previous version: 200 `{"id", "version"}`, 409 with why not |
 //! | `GET /metrics` | Prometheus text format: the system's figures, and the `[http]` listener's (`airssys_http_*`) when [`serve_with`] is given them |
 //! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
 //!
@@ -75,6 +77,8 @@ fn router_with(
     Router::new()
         .route("/components", get(components))
         .route("/components/{id}/messages", post(message))
+        .route("/components/{id}/rollback", post(rollback))
+        .route("/upgrade/{component}", post(upgrade))
         .route("/dead-letters", get(dead_letters))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -427,12 +431,18 @@ pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String 
     let held = Family::<ActorLabel, Gauge<i64>>::default();
     let refused = Family::<ActorLabel, Counter<u64>>::default();
     let subscriptions = Family::<ActorLabel, Gauge<i64>>::default();
+    let version = Family::<ActorLabel, Gauge<i64>>::default();
+    let upgrades = Family::<ActorLabel, Counter<u64>>::default();
+    let rollbacks = Family::<ActorLabel, Counter<u64>>::default();
     for a in system.actors() {
         let l = ActorLabel {
             actor: a.metadata.id.to_string(),
         };
         handled.get_or_create(&l).inc_by(a.handled);
         restarts.get_or_create(&l).inc_by(a.restarts.into());
+        version.get_or_create(&l).set(a.metadata.version.into());
+        upgrades.get_or_create(&l).inc_by(a.upgrades.into());
+        rollbacks.get_or_create(&l).inc_by(a.rollbacks.into());
         health.get_or_create(&l).inc_by(a.health_failures);
         fuel.get_or_create(&l).inc_by(a.fuel_consumed);
         dropped.get_or_create(&l).inc_by(a.log_dropped);
@@ -454,6 +464,17 @@ pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String 
         handled,
     );
     registry.register("actor_restarts", "Restarts of an actor", restarts);
+    registry.register(
+        "actor_version",
+        "The version of its component an actor runs (1 at start)",
+        version,
+    );
+    registry.register("actor_upgrades", "Upgrades an actor took", upgrades);
+    registry.register(
+        "actor_rollbacks",
+        "Rollbacks of an actor to a previous version",
+        rollbacks,
+    );
     registry.register(
         "health_check_failures",
         "Failed health checks of an actor",
@@ -507,6 +528,93 @@ pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String 
         out.clear();
     }
     out
+}
+
+/// The longest probation an upgrade may ask for.
+const MAX_PROBATION: Duration = Duration::from_secs(3600);
+
+async fn upgrade(
+    State(admin): State<Admin>,
+    Path(component): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Body,
+) -> Response {
+    let probation = match q.get("probation") {
+        None => Duration::from_secs(30),
+        Some(t) => match parse_duration(t) {
+            Ok(d) if d <= MAX_PROBATION => d,
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("probation={t}: at most 1h"),
+                )
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("probation={t}: {e}")),
+        },
+    };
+    let Some(running) = admin.system.declared_component(&component) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no declared actor runs a component named {component}"),
+        );
+    };
+    let limit = crate::MAX_COMPONENT_FILE_BYTES as usize;
+    let bytes = match tokio::time::timeout(
+        admin.body_read_timeout.max(Duration::from_secs(60)),
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the component (at most {limit} bytes): {e}"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the component did not arrive in time",
+            )
+        }
+    };
+    // Compiled and linked against the same host before any actor is touched.
+    let engine = running.engine().clone();
+    let name = component.clone();
+    let loaded = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await;
+    let new = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if !new.is_lifecycle() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{component}: the new version does not export the airssys lifecycle"),
+        );
+    }
+    match admin.system.upgrade(&component, new, probation).await {
+        Ok(outcome) => {
+            let actors: Vec<serde_json::Value> = outcome
+                .into_iter()
+                .map(|(id, r)| match r {
+                    Ok(v) => serde_json::json!({ "id": id.as_str(), "version": v }),
+                    Err(e) => serde_json::json!({ "id": id.as_str(), "error": e }),
+                })
+                .collect();
+            Json(serde_json::json!({ "component": component, "actors": actors })).into_response()
+        }
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn rollback(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.system.rollback(&id).await {
+        Ok(v) => Json(serde_json::json!({ "id": id, "version": v })).into_response(),
+        Err(e @ Error::NoSuchActor { .. }) => failed(e),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
