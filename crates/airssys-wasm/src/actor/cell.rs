@@ -58,9 +58,11 @@ pub(crate) struct Cell {
     pub(crate) outbox: Mutex<Option<Outbox>>,
     /// The component it runs now, and the versions before it.
     pub(crate) versions: Mutex<Versions>,
-    /// A declared actor's control channel (for upgrades; its supervisor
-    /// holds the other end too).
-    pub(crate) direct: Mutex<Option<mpsc::UnboundedSender<Control>>>,
+    /// A declared actor's control channel (for upgrades), weak: its
+    /// supervisor owns the channel, and the task ends when the supervisor
+    /// drops it (a strong sender here would keep the task, and through it
+    /// this cell, alive for ever).
+    pub(crate) direct: Mutex<Option<mpsc::WeakUnboundedSender<Control>>>,
 }
 
 /// Previous versions an actor keeps for rollback.

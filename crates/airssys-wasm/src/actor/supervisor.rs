@@ -65,7 +65,7 @@ fn start_child(
                     cell
                 }
             };
-            *cell.direct.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+            *cell.direct.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.downgrade());
             spawn_static(router.clone(), cell, rx, parent);
         }
         ChildSpec::Supervisor(s) => {

@@ -275,6 +275,7 @@ impl ActorSystem {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
+                .and_then(|weak| weak.upgrade())
                 .map(|tx| {
                     tx.send(super::cell::Control::Upgrade {
                         component: new.clone(),
@@ -328,6 +329,7 @@ impl ActorSystem {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
+            .and_then(|weak| weak.upgrade())
             .map(|tx| tx.send(super::cell::Control::Rollback { ack }).is_ok())
             .unwrap_or(false);
         if !sent {
