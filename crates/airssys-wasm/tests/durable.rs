@@ -253,3 +253,106 @@ async fn a_durable_actors_sends_to_durable_actors_commit_with_its_call() {
     assert_eq!(storage.mailbox_len("ledger").unwrap(), 0);
     system.shutdown().await;
 }
+
+fn relay(storage: &Storage) -> ActorSpec {
+    let engine = common::engine();
+    let probe = engine.load_file(common::component("actor_probe")).unwrap();
+    ActorSpec::new(
+        ActorId::new("relay").unwrap(),
+        probe,
+        ExecutionContext::new("relay")
+            .with_capabilities(common::open_caps())
+            .with_storage(storage.clone()),
+    )
+    .with_options(ActorOptions::default().durable(true).health(None))
+}
+
+async fn ask_relay(system: &ActorSystem, body: &str) -> String {
+    let r = system
+        .request(
+            "relay",
+            Message::new("host", body.as_bytes().to_vec()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    String::from_utf8(r.unwrap_or_default()).unwrap()
+}
+
+async fn wait_count(system: &ActorSystem, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = ask(system, "get").await.unwrap();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "count {got}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_durable_actors_timers_survive_a_lost_system_and_fire_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = reopen(dir.path());
+    rt.block_on(async {
+        let system = ActorSystem::builder()
+            .actor(relay(&storage))
+            .actor(ledger(&storage, ActorOptions::default().durable(true)))
+            .start()
+            .await
+            .unwrap();
+        let soon: u64 = ask_relay(&system, "after ledger 50 incr")
+            .await
+            .parse()
+            .unwrap();
+        let late: u64 = ask_relay(&system, "after ledger 1500 incr")
+            .await
+            .parse()
+            .unwrap();
+        let cancelled = ask_relay(&system, "after ledger 100 incr").await;
+        assert_ne!(soon, late);
+        assert_eq!(
+            ask_relay(&system, &format!("cancel-timer {cancelled}")).await,
+            "true"
+        );
+        // The first fires; then the system is lost with the second armed.
+        wait_count(&system, "1").await;
+        drop(system);
+    });
+    drop(storage);
+    rt.shutdown_timeout(Duration::from_secs(5));
+
+    let storage = reopen(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let system = ActorSystem::builder()
+            .actor(relay(&storage))
+            .actor(ledger(&storage, ActorOptions::default().durable(true)))
+            .start()
+            .await
+            .unwrap();
+        // The late timer, re-armed from storage, fires once; the first and the
+        // cancelled one never again.
+        wait_count(&system, "2").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(ask(&system, "get").await.unwrap(), "2");
+        // A new durable timer gets an id after the stored ones.
+        let next: u64 = ask_relay(&system, "after ledger 10 incr")
+            .await
+            .parse()
+            .unwrap();
+        assert!(next > 1 << 62, "{next}");
+        wait_count(&system, "3").await;
+        system.shutdown().await;
+    });
+}

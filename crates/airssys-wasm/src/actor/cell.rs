@@ -56,6 +56,12 @@ pub(crate) struct Cell {
     /// While this durable actor handles a message: what it sent to durable
     /// actors (target and packed message), committed with the call.
     pub(crate) outbox: Mutex<Option<Outbox>>,
+    /// Durable timers armed in this durable group, committed with it.
+    pub(crate) group_timers: Mutex<Vec<crate::storage::commit::DurableTimer>>,
+    /// Durable timers armed in memory (committed), by id.
+    pub(crate) durable_timers: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    /// The next durable timer id (below [`DURABLE_TIMER`]).
+    pub(crate) next_timer: AtomicU64,
     /// The component it runs now, and the versions before it.
     pub(crate) versions: Mutex<Versions>,
     /// A declared actor's control channel (for upgrades), weak: its
@@ -64,6 +70,9 @@ pub(crate) struct Cell {
     /// this cell, alive for ever).
     pub(crate) direct: Mutex<Option<mpsc::WeakUnboundedSender<Control>>>,
 }
+
+/// The bit that marks a durable timer's id (the others come from the router).
+pub(crate) const DURABLE_TIMER: u64 = 1 << 62;
 
 /// Previous versions an actor keeps for rollback.
 pub(crate) const VERSIONS_KEPT: usize = 3;
@@ -118,6 +127,9 @@ impl Cell {
             budget,
             activation_failures: Mutex::new((0, None)),
             outbox: Mutex::new(None),
+            group_timers: Mutex::new(Vec::new()),
+            durable_timers: Mutex::new(std::collections::HashMap::new()),
+            next_timer: AtomicU64::new(1),
             versions: Mutex::new(Versions {
                 current: spec.component.clone(),
                 version: 1,

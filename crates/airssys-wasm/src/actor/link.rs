@@ -76,6 +76,20 @@ impl Mailroom for ActorLink {
         msg: Message,
         delay: Duration,
     ) -> Result<u64, Undeliverable> {
+        // A durable actor's timer armed while it handles durable messages is
+        // durable: committed with them.
+        if self.cell.options().durable
+            && self
+                .cell
+                .outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        {
+            return Ok(self
+                .router
+                .send_after_durable(&self.cell, target.to_string(), &msg, delay));
+        }
         let charge = self.cell.charge(target, &msg)?;
         Ok(self.router.send_after(
             &self.cell,
@@ -88,6 +102,9 @@ impl Mailroom for ActorLink {
     }
 
     fn cancel_timer(&self, timer: u64) -> bool {
+        if timer & super::cell::DURABLE_TIMER != 0 {
+            return self.router.cancel_durable(&self.cell, timer);
+        }
         self.router.cancel_timer(&self.cell, timer)
     }
 

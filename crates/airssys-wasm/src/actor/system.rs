@@ -516,6 +516,16 @@ impl ActorSystem {
             let _ = done.await;
         }
         for cell in self.router.cells() {
+            // Durable timers stay in storage for the next system; their
+            // in-memory tasks end here.
+            for (_, task) in cell
+                .durable_timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+            {
+                task.abort();
+            }
             if !cell.is_virtual {
                 continue;
             }

@@ -99,6 +99,9 @@ pub(crate) fn spawn_static(
         deliveries: std::collections::HashMap::new(),
         group: Vec::new(),
     };
+    if task.cell.options().durable {
+        router.recover_timers(&task.cell);
+    }
     router.runtime().spawn(task.run());
 }
 
@@ -969,6 +972,16 @@ impl ActorTask {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take();
+                let dropped = std::mem::take(
+                    &mut *self
+                        .cell
+                        .group_timers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()),
+                );
+                self.cell
+                    .pending
+                    .fetch_sub(dropped.len() as u32, Ordering::Relaxed);
                 self.failed_delivery(instance, seq, msg, &reason).await;
                 for h in std::mem::take(&mut self.group).into_iter().rev() {
                     self.cell.mailbox.push_logged(
@@ -1013,6 +1026,13 @@ impl ActorTask {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_default();
+        let timers = std::mem::take(
+            &mut *self
+                .cell
+                .group_timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         let id = self.cell.id().as_str().to_string();
         let Some(storage) = self.cell.spec.context.storage().cloned() else {
             return Ok(());
@@ -1023,8 +1043,13 @@ impl ActorTask {
             .map(|(c, packed)| (c.id().as_str().to_string(), packed.clone()))
             .collect();
         let router = self.router.clone();
+        let owner = self.cell.clone();
+        let armed = timers.clone();
         let then: crate::storage::commit::Then = Box::new(move |r| {
             if let Ok(crate::storage::commit::WriteOutcome::Handled(seqs)) = r {
+                for t in armed {
+                    router.arm_durable(&owner, t);
+                }
                 for ((cell, packed), seq) in sent.into_iter().zip(seqs) {
                     cell.touched.store(true, Ordering::Relaxed);
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -1043,6 +1068,7 @@ impl ActorTask {
                 seqs,
                 held,
                 sends,
+                timers.clone(),
                 quota,
                 Some(then),
             )
@@ -1068,6 +1094,9 @@ impl ActorTask {
                 Ok(())
             }
             Err(e) => {
+                self.cell
+                    .pending
+                    .fetch_sub(timers.len() as u32, Ordering::Relaxed);
                 let reason = format!(
                     "{id}: the effects of handling {} durable messages were not committed: {e}",
                     group.len()
@@ -1110,6 +1139,7 @@ impl ActorTask {
                 .handled(
                     &crate::storage::Namespace::actor(id.as_str()),
                     vec![seq],
+                    Vec::new(),
                     Vec::new(),
                     Vec::new(),
                     quota,

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::keys::{
     check_key, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError,
-    StorageLimits, ACCOUNTS, DATA, MAILBOX, USAGE,
+    StorageLimits, ACCOUNTS, DATA, MAILBOX, TIMERS, USAGE,
 };
 
 /// A write request.
@@ -57,7 +57,15 @@ pub(crate) enum WriteOp {
         seqs: Vec<u64>,
         ops: Vec<BatchOp>,
         sends: Vec<(String, Vec<u8>)>,
+        /// Durable timers the call armed: id, due (ms since the epoch),
+        /// target, packed message.
+        timers: Vec<DurableTimer>,
     },
+    /// Durable timer `id` of actor `ns` fired: its row goes, and (`to`) its
+    /// message joins that durable actor's log, in one transaction.
+    FireTimer { id: u64, to: Option<String> },
+    /// Durable timer `id` of actor `ns` was cancelled.
+    CancelTimer(u64),
 }
 
 /// What a write did.
@@ -78,6 +86,16 @@ pub(crate) enum WriteOutcome {
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
+
+/// A durable timer as stored: its id, when it is due (ms since the Unix
+/// epoch), its target and its packed message.
+#[derive(Debug, Clone)]
+pub(crate) struct DurableTimer {
+    pub(crate) id: u64,
+    pub(crate) due_ms: u64,
+    pub(crate) target: String,
+    pub(crate) message: Vec<u8>,
+}
 
 /// Run on the committer thread once a write's transaction is committed (or
 /// failed), before the writer hears back: so what it does happens in commit
@@ -223,11 +241,13 @@ fn commit_group(
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
         let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
+        let mut timers = tx.open_table(TIMERS).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
             mailbox: &mut mailbox,
+            timers: &mut timers,
         };
         for r in group {
             out.push(apply(&mut t, limits, r)?);
@@ -254,11 +274,13 @@ pub(crate) fn import_all(
         let mut usage = tx.open_table(USAGE).map_err(StorageError::backend)?;
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
         let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
+        let mut timers = tx.open_table(TIMERS).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
             mailbox: &mut mailbox,
+            timers: &mut timers,
         };
         for (ns, entries) in entries {
             count += entries.len() as u64;
@@ -286,6 +308,7 @@ type DataTable<'t> = Table<'t, (u8, &'static str, &'static str), &'static [u8]>;
 type UsageTable<'t> = Table<'t, (u8, &'static str), (u64, u64)>;
 type AccountTable<'t> = Table<'t, &'static str, (u64, u64)>;
 type MailboxTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
+type TimerTable<'t> = Table<'t, (&'static str, u64), (u64, &'static str, &'static [u8])>;
 
 /// The tables one write transaction changes.
 struct Tables<'a, 't> {
@@ -293,6 +316,7 @@ struct Tables<'a, 't> {
     usage: &'a mut UsageTable<'t>,
     accounts: &'a mut AccountTable<'t>,
     mailbox: &'a mut MailboxTable<'t>,
+    timers: &'a mut TimerTable<'t>,
 }
 
 /// Applies one request: `Ok(Err(_))` is a refusal (nothing written), the outer
@@ -381,7 +405,41 @@ fn apply(
         WriteOp::Enqueue(bytes) => {
             return Ok(Ok(WriteOutcome::Enqueued(enqueue(t.mailbox, n, bytes)?)));
         }
-        WriteOp::Handled { seqs, ops, sends } => {
+        WriteOp::FireTimer { id, to } => {
+            let row = t
+                .timers
+                .remove((n, *id))
+                .map_err(StorageError::backend)?
+                .map(|v| v.value().2.to_vec());
+            return Ok(Ok(match (row, to) {
+                (Some(message), Some(to)) => {
+                    WriteOutcome::Enqueued(enqueue(t.mailbox, to, &message)?)
+                }
+                _ => WriteOutcome::Deleted(0),
+            }));
+        }
+        WriteOp::CancelTimer(id) => {
+            let gone = t
+                .timers
+                .remove((n, *id))
+                .map_err(StorageError::backend)?
+                .is_some();
+            return Ok(Ok(WriteOutcome::Deleted(gone as u64)));
+        }
+        WriteOp::Handled {
+            seqs,
+            ops,
+            sends,
+            timers,
+        } => {
+            for d in timers {
+                t.timers
+                    .insert(
+                        (n, d.id),
+                        (d.due_ms, d.target.as_str(), d.message.as_slice()),
+                    )
+                    .map_err(StorageError::backend)?;
+            }
             if !ops.is_empty() {
                 if let Err(e) = apply_ops(t, limits, ns, r.quota, account, ops, Mode::WholeCall)? {
                     return Ok(Err(e));

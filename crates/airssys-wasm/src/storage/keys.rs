@@ -22,6 +22,12 @@ pub(crate) const ACCOUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::
 /// removed in the transaction that commits the effects of handling it.
 pub(crate) const MAILBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox");
 
+/// Durable timers: `(actor id, timer id)` → `(due, ms since the Unix epoch;
+/// target; packed message)`. Written with the call that armed them, removed in
+/// the transaction that delivers them (or by a cancel).
+pub(crate) const TIMERS: TableDefinition<(&str, u64), (u64, &str, &[u8])> =
+    TableDefinition::new("timers");
+
 /// Whose entries a namespace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]

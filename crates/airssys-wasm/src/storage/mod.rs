@@ -43,9 +43,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use commit::{Committer, Then, WriteOp, WriteOutcome};
+use commit::{Committer, DurableTimer, Then, WriteOp, WriteOutcome};
 
-pub(crate) use keys::{check_key, DATA, MAILBOX, USAGE};
+pub(crate) use keys::{check_key, DATA, MAILBOX, TIMERS, USAGE};
 pub use keys::{
     BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits, Usage,
 };
@@ -139,6 +139,7 @@ impl Storage {
         tx.open_table(DATA).map_err(|e| fail(&e))?;
         tx.open_table(USAGE).map_err(|e| fail(&e))?;
         tx.open_table(MAILBOX).map_err(|e| fail(&e))?;
+        tx.open_table(TIMERS).map_err(|e| fail(&e))?;
         tx.commit().map_err(|e| fail(&e))?;
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_line());
         let db = Arc::new(db);
@@ -294,6 +295,7 @@ impl Storage {
         seqs: Vec<u64>,
         ops: Vec<BatchOp>,
         sends: Vec<(String, Vec<u8>)>,
+        timers: Vec<DurableTimer>,
         quota: Quota,
         then: Option<Then>,
     ) -> std::result::Result<WriteOutcome, StorageError> {
@@ -302,7 +304,12 @@ impl Storage {
             .committer
             .submit(
                 own.clone(),
-                WriteOp::Handled { seqs, ops, sends },
+                WriteOp::Handled {
+                    seqs,
+                    ops,
+                    sends,
+                    timers,
+                },
                 quota,
                 Some(account),
                 then,
@@ -331,6 +338,62 @@ impl Storage {
         {
             let (k, v) = e.map_err(StorageError::backend)?;
             out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Durable timer `id` of `actor` fired: removes it and, when `to` is a
+    /// durable actor, appends its message to that log, in one transaction;
+    /// `then` runs after (to queue it). Resolves once durable.
+    pub(crate) fn fire_timer(
+        &self,
+        actor: &str,
+        id: u64,
+        to: Option<String>,
+        then: Then,
+    ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
+        self.inner.committer.submit(
+            Namespace::actor(actor),
+            WriteOp::FireTimer { id, to },
+            Quota::unlimited(),
+            None,
+            Some(then),
+        )
+    }
+
+    /// Removes durable timer `id` of `actor` (not awaited by the caller: a
+    /// cancel is durable shortly after it returns).
+    pub(crate) fn cancel_timer(&self, actor: &str, id: u64) {
+        drop(self.inner.committer.submit(
+            Namespace::actor(actor),
+            WriteOp::CancelTimer(id),
+            Quota::unlimited(),
+            None,
+            None,
+        ));
+    }
+
+    /// `actor`'s durable timers, by id.
+    pub(crate) fn timers(
+        &self,
+        actor: &str,
+    ) -> std::result::Result<Vec<DurableTimer>, StorageError> {
+        use redb::ReadableDatabase;
+        let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
+        let table = tx.open_table(TIMERS).map_err(StorageError::backend)?;
+        let mut out = Vec::new();
+        for e in table
+            .range((actor, 0)..=(actor, u64::MAX))
+            .map_err(StorageError::backend)?
+        {
+            let (k, v) = e.map_err(StorageError::backend)?;
+            let (due_ms, target, message) = v.value();
+            out.push(DurableTimer {
+                id: k.value().1,
+                due_ms,
+                target: target.to_string(),
+                message: message.to_vec(),
+            });
         }
         Ok(out)
     }
