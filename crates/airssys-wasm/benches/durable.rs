@@ -9,6 +9,11 @@
 //!   same pair, not durable (each `incr` its own storage commit).
 //! - `durable/request`: one request → reply from the host to the durable
 //!   counter and back (log write, handling, commit): p50/p99 printed.
+//! - `upgrade/switch`: one actor switched to another version of its
+//!   component and back (`ActorSystem::upgrade` to `upgrade-probe` 2.0.0, then
+//!   `rollback`), each between two messages: the pause an actor's mailbox
+//!   sees (new instance, `initialize`, the version check, the old one's
+//!   `shutdown`); p50/p99 printed.
 //!
 //! Run with `cargo bench -p airssys-wasm --bench durable`.
 
@@ -164,6 +169,66 @@ fn benches(c: &mut Criterion) {
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100],
         lat.len()
+    );
+    rt.block_on(system.shutdown());
+
+    // Upgrade and rollback of one actor: each call's time is its pause.
+    let v1 = engine
+        .load_file(common::component("upgrade_probe_v1"))
+        .unwrap();
+    let v2 = engine
+        .load_file(common::component("upgrade_probe_v2"))
+        .unwrap();
+    let system = rt.block_on(async {
+        ActorSystem::builder()
+            .actor(
+                ActorSpec::new(ActorId::new("u").unwrap(), v1, ExecutionContext::new("u"))
+                    .with_options(ActorOptions::default().health(None)),
+            )
+            .start()
+            .await
+            .unwrap()
+    });
+    let switch = || async {
+        let t = Instant::now();
+        let r = system
+            .upgrade("upgrade_probe_v1", v2.clone(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(r[0].1, Ok(2), "{r:?}");
+        let up = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(system.rollback("u").await.unwrap(), 1);
+        (up, t.elapsed())
+    };
+    c.bench_function("upgrade/switch", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (a, b) = switch().await;
+                    total += a + b;
+                }
+                // Two switches per iteration.
+                total / 2
+            })
+        })
+    });
+    let mut pauses: Vec<Duration> = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..(if real { 200 } else { 3 }) {
+            let (a, b) = switch().await;
+            v.push(a);
+            v.push(b);
+        }
+        v
+    });
+    pauses.sort();
+    println!(
+        "upgrade/switch: p50 {:?}, p99 {:?} over {} switches",
+        pauses[pauses.len() / 2],
+        pauses[pauses.len() * 99 / 100],
+        pauses.len()
     );
     rt.block_on(system.shutdown());
 }

@@ -34,14 +34,25 @@ pub(crate) fn ps(a: PsArgs) -> Result<ExitCode> {
     }
     let actors: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
     println!(
-        "{:<24} {:<14} {:<12} {:<10} {:>8} {:>8} {:>8}",
-        "ID", "COMPONENT", "SUPERVISOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED"
+        "{:<24} {:<14} {:>7} {:<12} {:<10} {:>8} {:>8} {:>8}",
+        "ID", "COMPONENT", "VERSION", "SUPERVISOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED"
     );
     for v in actors {
         let s: ActorStatusRow = serde_json::from_value(v)?;
         println!(
-            "{:<24} {:<14} {:<12} {:<10} {:>8} {:>8} {:>8}",
-            s.id, s.component, s.supervisor, s.state, s.restarts, s.mailbox, s.handled
+            "{:<24} {:<14} {:>7} {:<12} {:<10} {:>8} {:>8} {:>8}",
+            s.id,
+            s.component,
+            if s.durable {
+                format!("{}d", s.version)
+            } else {
+                s.version.to_string()
+            },
+            s.supervisor,
+            s.state,
+            s.restarts,
+            s.mailbox,
+            s.handled
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -52,6 +63,12 @@ pub(crate) fn ps(a: PsArgs) -> Result<ExitCode> {
 pub(crate) struct ActorStatusRow {
     pub(crate) id: String,
     pub(crate) component: String,
+    /// The component version it runs (1 at start).
+    #[serde(default)]
+    pub(crate) version: u32,
+    /// A durable mailbox (`d` after the version).
+    #[serde(default)]
+    pub(crate) durable: bool,
     pub(crate) supervisor: String,
     pub(crate) state: String,
     pub(crate) restarts: u32,
