@@ -1065,10 +1065,12 @@ impl ActorTask {
         match storage
             .handled(
                 &crate::storage::Namespace::actor(id.as_str()),
-                seqs,
-                held,
-                sends,
-                timers.clone(),
+                crate::storage::commit::Group {
+                    seqs,
+                    ops: held,
+                    sends,
+                    timers: timers.clone(),
+                },
                 quota,
                 Some(then),
             )
@@ -1138,10 +1140,10 @@ impl ActorTask {
             if let Err(e) = storage
                 .handled(
                     &crate::storage::Namespace::actor(id.as_str()),
-                    vec![seq],
-                    Vec::new(),
-                    Vec::new(),
-                    Vec::new(),
+                    crate::storage::commit::Group {
+                        seqs: vec![seq],
+                        ..Default::default()
+                    },
                     quota,
                     None,
                 )

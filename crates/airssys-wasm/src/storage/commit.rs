@@ -48,19 +48,8 @@ pub(crate) enum WriteOp {
     /// mailbox of actor `ns`; the outcome is its sequence number, above every
     /// entry still in that mailbox.
     Enqueue(Vec<u8>),
-    /// Actor `ns` handled its mailbox entries `seqs`: they go, `ops`
-    /// (the call's writes to its own namespace, in order, last one wins) are
-    /// applied with the same quota checks, and `sends` (messages the call
-    /// sent to durable actors: target and packed message) join their
-    /// mailboxes, in one transaction. A refused `ops` writes nothing at all.
-    Handled {
-        seqs: Vec<u64>,
-        ops: Vec<BatchOp>,
-        sends: Vec<(String, Vec<u8>)>,
-        /// Durable timers the call armed: id, due (ms since the epoch),
-        /// target, packed message.
-        timers: Vec<DurableTimer>,
-    },
+    /// Actor `ns` handled a group of its durable messages: see [`Group`].
+    Handled(Group),
     /// Durable timer `id` of actor `ns` fired: its row goes, and (`to`) its
     /// message joins that durable actor's log, in one transaction.
     FireTimer { id: u64, to: Option<String> },
@@ -86,6 +75,19 @@ pub(crate) enum WriteOutcome {
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
+
+/// What a durable group commits in one transaction for actor `ns`: the log
+/// entries `seqs` go, `ops` (the calls' writes to its own namespace, in order,
+/// last one wins) are applied with the same quota checks, `sends` (messages
+/// to durable actors: target and packed message) join their logs, and
+/// `timers` are stored. A refused `ops` writes nothing at all.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    pub(crate) seqs: Vec<u64>,
+    pub(crate) ops: Vec<BatchOp>,
+    pub(crate) sends: Vec<(String, Vec<u8>)>,
+    pub(crate) timers: Vec<DurableTimer>,
+}
 
 /// A durable timer as stored: its id, when it is due (ms since the Unix
 /// epoch), its target and its packed message.
@@ -426,12 +428,12 @@ fn apply(
                 .is_some();
             return Ok(Ok(WriteOutcome::Deleted(gone as u64)));
         }
-        WriteOp::Handled {
+        WriteOp::Handled(Group {
             seqs,
             ops,
             sends,
             timers,
-        } => {
+        }) => {
             for d in timers {
                 t.timers
                     .insert(

@@ -284,18 +284,14 @@ impl Storage {
         )
     }
 
-    /// Actor `own` handled its mailbox entries `seqs`: removes them, applies `ops`
-    /// (the call's writes to `own`, under `quota`) and appends `sends` to
-    /// their targets' mailbox logs, in one durable transaction; `then` runs
-    /// on the committer thread after it (to queue the sends in memory in log
-    /// order). A refusal writes nothing.
+    /// Actor `own` handled a group of durable messages: commits `group`
+    /// (see [`commit::Group`]) in one durable transaction, its writes under
+    /// `quota` counted for `own`; `then` runs on the committer thread after
+    /// it (to queue the sends in memory in log order). A refusal writes nothing.
     pub(crate) async fn handled(
         &self,
         own: &Namespace,
-        seqs: Vec<u64>,
-        ops: Vec<BatchOp>,
-        sends: Vec<(String, Vec<u8>)>,
-        timers: Vec<DurableTimer>,
+        group: commit::Group,
         quota: Quota,
         then: Option<Then>,
     ) -> std::result::Result<WriteOutcome, StorageError> {
@@ -304,12 +300,7 @@ impl Storage {
             .committer
             .submit(
                 own.clone(),
-                WriteOp::Handled {
-                    seqs,
-                    ops,
-                    sends,
-                    timers,
-                },
+                WriteOp::Handled(group),
                 quota,
                 Some(account),
                 then,
