@@ -356,3 +356,41 @@ fn a_durable_actors_timers_survive_a_lost_system_and_fire_once() {
         system.shutdown().await;
     });
 }
+
+/// Hostile: a durable actor that sends without end inside one call cannot
+/// make the host hold more than its budget: its uncommitted sends are charged
+/// to it until the group commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_actors_uncommitted_sends_are_charged_to_its_host_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), StorageLimits::default()).unwrap();
+    let mut spec = relay(&storage);
+    spec.context = spec.context.with_limits(airssys_wasm::ResourceLimits {
+        host: airssys_wasm::HostLimits {
+            held_bytes: 64 << 10,
+            ..airssys_wasm::HostLimits::default()
+        },
+        ..airssys_wasm::ResourceLimits::default()
+    });
+    let system = ActorSystem::builder()
+        .actor(spec)
+        .actor(ledger(&storage, ActorOptions::default().durable(true)))
+        .start()
+        .await
+        .unwrap();
+    let body = format!("flood ledger 1000000 incr 1 {}", "x".repeat(1000));
+    let r = ask_relay(&system, &body).await;
+    let sent: u64 = r
+        .strip_prefix("sent ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        r.contains("host budget exhausted") && sent < 100,
+        "stopped at the budget: {r}"
+    );
+    // What it did send is committed and delivered: `incr xxx…` adds 1 each.
+    wait_count(&system, &sent.to_string()).await;
+    assert_eq!(system.status("relay").unwrap().host.held_bytes, 0);
+    system.shutdown().await;
+}

@@ -18,8 +18,10 @@ use crate::id::ActorId;
 use crate::sandbox::budget::{Charge, HostBudget};
 use crate::sandbox::limits::ResourceUsage;
 
-/// A durable call's messages to durable actors: each target and the packed message.
-pub(crate) type Outbox = Vec<(Arc<Cell>, Vec<u8>)>;
+/// A durable group's messages to durable actors: each target, the packed
+/// message, and its charge to the sender's host budget (held until the group
+/// commits, so a guest cannot make the host hold more than its budget).
+pub(crate) type Outbox = Vec<(Arc<Cell>, Vec<u8>, Option<Charge>)>;
 
 /// One actor's slot: its mailbox, what it runs, and what observers see.
 pub(crate) struct Cell {

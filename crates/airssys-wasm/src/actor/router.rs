@@ -322,7 +322,7 @@ impl Router {
                         let why = Undeliverable::MailboxFull(cell.mailbox.capacity());
                         return Err(self.undeliverable(target, msg, why));
                     }
-                    out.push((cell, pack(&msg)));
+                    out.push((cell, pack(&msg), charge));
                     return Ok(None);
                 }
             }

@@ -1040,7 +1040,7 @@ impl ActorTask {
         let quota = instance.host_mut().storage.quota().unwrap_or_default();
         let sends = sent
             .iter()
-            .map(|(c, packed)| (c.id().as_str().to_string(), packed.clone()))
+            .map(|(c, packed, _)| (c.id().as_str().to_string(), packed.clone()))
             .collect();
         let router = self.router.clone();
         let owner = self.cell.clone();
@@ -1050,7 +1050,7 @@ impl ActorTask {
                 for t in armed {
                     router.arm_durable(&owner, t);
                 }
-                for ((cell, packed), seq) in sent.into_iter().zip(seqs) {
+                for ((cell, packed, _charge), seq) in sent.into_iter().zip(seqs) {
                     cell.touched.store(true, Ordering::Relaxed);
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     if let super::mailbox::Pushed::NeedsTask =
