@@ -394,3 +394,71 @@ async fn a_durable_actors_uncommitted_sends_are_charged_to_its_host_budget() {
     assert_eq!(system.status("relay").unwrap().host.held_bytes, 0);
     system.shutdown().await;
 }
+
+/// Durable virtual actors: their logs survive a lost system, and the next
+/// system activates each one that has messages waiting, in order, exactly once.
+#[test]
+fn durable_virtual_actors_keep_their_messages_across_a_lost_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine();
+    let counter = engine.load_file(common::component("kv_counter")).unwrap();
+    let build = |storage: &Storage| {
+        ActorSystem::builder().virtual_actors(
+            counter.clone(),
+            ExecutionContext::new("kv_counter").with_storage(storage.clone()),
+            ActorOptions::default()
+                .durable(true)
+                .health(None)
+                .passivate_after(Duration::from_millis(50)),
+        )
+    };
+    let mut acked = std::collections::HashMap::new();
+    for round in 0..3u64 {
+        let storage = reopen(dir.path());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let system = build(&storage).start().await.unwrap();
+            for i in 0..(60 + round * 20) {
+                let key = format!("kv_counter/k{}", i % 3);
+                system
+                    .send(&key, Message::new("host", b"incr".to_vec()))
+                    .await
+                    .unwrap();
+                *acked.entry(key).or_insert(0u64) += 1;
+                // Let some passivate and come back between messages.
+                if i % 25 == 0 {
+                    tokio::time::sleep(Duration::from_millis(80)).await;
+                }
+            }
+            drop(system);
+        });
+        drop(storage);
+        rt.shutdown_timeout(Duration::from_secs(5));
+    }
+    let storage = reopen(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let system = build(&storage).start().await.unwrap();
+        for (key, n) in &acked {
+            let got = system
+                .request(
+                    key,
+                    Message::new("host", b"get".to_vec()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), n.to_string(), "{key}");
+        }
+        system.shutdown().await;
+    });
+}

@@ -156,8 +156,9 @@ pub(crate) enum Pushed {
     Queued,
     /// Queued, and no task serves the mailbox: the caller must start one.
     NeedsTask,
-    /// Not queued: the mailbox retired (a callback for an instance long gone).
-    Dropped,
+    /// Not queued: the mailbox retired (a callback for an instance long gone,
+    /// or a logged message for a virtual actor's cell that left: both given back).
+    Dropped(Vec<u8>, Option<ReplyTo>),
 }
 
 pub(crate) struct Mailbox {
@@ -230,7 +231,7 @@ impl Mailbox {
     ) -> Pushed {
         let mut lanes = self.lock();
         if lanes.retired {
-            return Pushed::Dropped;
+            return Pushed::Dropped(packed, reply);
         }
         if front {
             lanes.user.push_front((packed, reply, None, Some(seq)));
@@ -245,7 +246,7 @@ impl Mailbox {
     pub(crate) fn push_system(&self, e: Envelope) -> Pushed {
         let mut lanes = self.lock();
         if lanes.retired {
-            return Pushed::Dropped;
+            return Pushed::Dropped(Vec::new(), None);
         }
         lanes.system.push_back(e);
         self.queued.fetch_add(1, Ordering::Release);
@@ -376,7 +377,7 @@ mod tests {
                 incarnation: 1,
                 result: Err(RequestError::Timeout),
             }),
-            Pushed::Dropped
+            Pushed::Dropped(..)
         ));
     }
 

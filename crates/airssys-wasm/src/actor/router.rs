@@ -234,10 +234,10 @@ impl Router {
         if kinds.contains_key(&name) {
             return Err(format!("virtual component {name} is declared twice"));
         }
-        if spec.options.durable {
+        if spec.options.durable && spec.context.storage().is_none() {
             return Err(format!(
-                "virtual component {name}: durable mailboxes are for declared actors \
-                 (a virtual actor's durable mailbox is not supported yet)"
+                "virtual component {name} is durable, so it needs storage: give the system \
+                 a data directory (ExecutionContext::with_storage, `--data DIR` or `[system] data`)"
             ));
         }
         kinds.insert(name, VirtualKind { spec });
@@ -438,11 +438,8 @@ impl Router {
             entry,
             Box::new(move |r: &Result<WriteOutcome, StorageError>| match r {
                 Ok(WriteOutcome::Enqueued(seq)) => {
-                    c.touched.store(true, Ordering::Relaxed);
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Pushed::NeedsTask = c.mailbox.push_logged(packed, *seq, reply, false) {
-                        (router.activate)(router.clone(), c.clone());
-                    }
+                    router.queue_logged(&c, packed, *seq, reply);
                     let _ = ack.send(Ok(()));
                 }
                 other => {
@@ -462,6 +459,66 @@ impl Router {
             }),
         );
         Ok(acked)
+    }
+
+    /// Queues a logged message of `cell` in memory; a virtual actor's cell
+    /// that retired meanwhile stands for the same id as a fresh one, so the
+    /// message goes there (what is in the log is always delivered).
+    pub(crate) fn queue_logged(
+        self: &Arc<Self>,
+        cell: &Arc<Cell>,
+        packed: Vec<u8>,
+        seq: u64,
+        reply: Option<ReplyTo>,
+    ) {
+        let mut cell = cell.clone();
+        let (mut packed, mut reply) = (packed, reply);
+        for _ in 0..4 {
+            cell.touched.store(true, Ordering::Relaxed);
+            match cell.mailbox.push_logged(packed, seq, reply, false) {
+                Pushed::NeedsTask => return (self.activate)(self.clone(), cell.clone()),
+                Pushed::Queued => return,
+                Pushed::Dropped(p, r) => {
+                    (packed, reply) = (p, r);
+                    match self.lookup(cell.id().as_str()) {
+                        Some(fresh) => cell = fresh,
+                        None => break,
+                    }
+                }
+            }
+        }
+        tracing::warn!(actor = %cell.id(), seq, "a logged message found no mailbox; delivered on the next start");
+    }
+
+    /// Queues what the durable virtual actors of `component` left in their
+    /// logs (an earlier system on the same data directory): each is
+    /// activated for its messages, in order. Returns how many messages.
+    pub(crate) fn recover_virtual(self: &Arc<Self>, component: &str) -> Result<usize, String> {
+        let storage = {
+            let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+            match kinds.get(component) {
+                Some(k) if k.spec.options.durable => k.spec.context.storage().cloned(),
+                _ => None,
+            }
+        };
+        let Some(storage) = storage else {
+            return Ok(0);
+        };
+        let prefix = format!("{component}/");
+        let logs = storage
+            .mailboxes_under(&prefix)
+            .map_err(|e| format!("{component}: durable mailboxes cannot be read: {e}"))?;
+        let mut n = 0;
+        for (id, entries) in logs {
+            let Some(cell) = self.lookup(&id) else {
+                continue;
+            };
+            for (seq, packed) in entries {
+                n += 1;
+                self.queue_logged(&cell, packed, seq, None);
+            }
+        }
+        Ok(n)
     }
 
     /// Drops an idle virtual actor's registry entry: it costs nothing but its

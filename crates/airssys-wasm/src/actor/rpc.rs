@@ -124,7 +124,7 @@ impl Router {
         });
         match pushed {
             Pushed::NeedsTask => (self.activate)(self.clone(), cell.clone()),
-            Pushed::Dropped => {
+            Pushed::Dropped(..) => {
                 self.counters.late_replies.fetch_add(1, Ordering::Relaxed);
             }
             Pushed::Queued => {}

@@ -131,7 +131,11 @@ impl SystemBuilder {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ActorSystem::start needs a tokio runtime".into()))?;
         let router = Router::new(self.max_active, runtime, super::task::spawn_virtual);
+        let mut durable_kinds = Vec::new();
         for v in self.virtuals {
+            if v.options.durable {
+                durable_kinds.push(v.id.as_str().to_string());
+            }
             router.register_kind(v).map_err(Error::Config)?;
         }
         register_actors(&router, &self.root)?;
@@ -139,6 +143,10 @@ impl SystemBuilder {
         let (failed_tx, failed) = watch::channel(None);
         let (root_ctrl, rx) = mpsc::unbounded_channel();
         spawn_supervisor(router.clone(), self.root, rx, None, Some(failed_tx));
+        // What durable virtual actors left in their logs: activated now.
+        for kind in &durable_kinds {
+            router.recover_virtual(kind).map_err(Error::Config)?;
+        }
         let system = ActorSystem {
             router,
             root: root_ctrl,

@@ -1051,13 +1051,8 @@ impl ActorTask {
                     router.arm_durable(&owner, t);
                 }
                 for ((cell, packed, _charge), seq) in sent.into_iter().zip(seqs) {
-                    cell.touched.store(true, Ordering::Relaxed);
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let super::mailbox::Pushed::NeedsTask =
-                        cell.mailbox.push_logged(packed, *seq, None, false)
-                    {
-                        (router.activate)(router.clone(), cell.clone());
-                    }
+                    router.queue_logged(&cell, packed, *seq, None);
                 }
             }
         });

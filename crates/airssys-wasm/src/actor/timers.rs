@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cell::{Cell, DURABLE_TIMER};
-use super::mailbox::{pack, unpack, Pushed};
+use super::mailbox::{pack, unpack};
 use super::router::{Router, Timer};
 use crate::bindings::{now_millis, Message};
 use crate::sandbox::budget::Charge;
@@ -126,14 +126,14 @@ impl Router {
                 Box::new(move |outcome| match (outcome, target) {
                     (Ok(WriteOutcome::Enqueued(seq)), Some(t)) => {
                         r.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        if let Pushed::NeedsTask = t.mailbox.push_logged(packed, *seq, None, false)
-                        {
-                            (r.activate)(r.clone(), t.clone());
-                        }
+                        r.queue_logged(&t, packed, *seq, None);
                     }
-                    (Ok(_), None) => {
+                    // The row was there (and is gone): deliver, at most once.
+                    (Ok(WriteOutcome::Deleted(1)), None) => {
                         let _ = r.deliver(&name, unpack(&packed), None, None);
                     }
+                    // Already fired or cancelled.
+                    (Ok(WriteOutcome::Deleted(_)), _) => {}
                     (outcome, _) => {
                         tracing::error!(timer = id, "a durable timer could not fire: {outcome:?}");
                     }

@@ -417,7 +417,8 @@ fn apply(
                 (Some(message), Some(to)) => {
                     WriteOutcome::Enqueued(enqueue(t.mailbox, to, &message)?)
                 }
-                _ => WriteOutcome::Deleted(0),
+                (Some(_), None) => WriteOutcome::Deleted(1),
+                (None, _) => WriteOutcome::Deleted(0),
             }));
         }
         WriteOp::CancelTimer(id) => {

@@ -333,6 +333,30 @@ impl Storage {
         Ok(out)
     }
 
+    /// Every durable mailbox log whose actor id starts with `prefix` (a
+    /// virtual component's `component/`), with its entries, oldest first.
+    pub(crate) fn mailboxes_under(
+        &self,
+        prefix: &str,
+    ) -> std::result::Result<Vec<(String, Vec<(u64, Vec<u8>)>)>, StorageError> {
+        use redb::ReadableDatabase;
+        let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
+        let table = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
+        let mut out: Vec<(String, Vec<(u64, Vec<u8>)>)> = Vec::new();
+        for e in table.range((prefix, 0)..).map_err(StorageError::backend)? {
+            let (k, v) = e.map_err(StorageError::backend)?;
+            let (actor, seq) = k.value();
+            if !actor.starts_with(prefix) {
+                break;
+            }
+            match out.last_mut() {
+                Some((a, entries)) if a == actor => entries.push((seq, v.value().to_vec())),
+                _ => out.push((actor.to_string(), vec![(seq, v.value().to_vec())])),
+            }
+        }
+        Ok(out)
+    }
+
     /// Durable timer `id` of `actor` fired: removes it and, when `to` is a
     /// durable actor, appends its message to that log, in one transaction;
     /// `then` runs after (to queue it). Resolves once durable.
