@@ -58,6 +58,9 @@ pub const DATABASE_FILE: &str = "airssys.redb";
 /// The file naming the process that holds a data directory.
 pub const OWNER_FILE: &str = "owner";
 
+/// A durable mailbox log's entries, oldest first: sequence number and packed message.
+pub(crate) type LogEntries = Vec<(u64, Vec<u8>)>;
+
 /// See [`Storage::commit_stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct CommitCounts {
@@ -338,11 +341,11 @@ impl Storage {
     pub(crate) fn mailboxes_under(
         &self,
         prefix: &str,
-    ) -> std::result::Result<Vec<(String, Vec<(u64, Vec<u8>)>)>, StorageError> {
+    ) -> std::result::Result<Vec<(String, LogEntries)>, StorageError> {
         use redb::ReadableDatabase;
         let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
         let table = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
-        let mut out: Vec<(String, Vec<(u64, Vec<u8>)>)> = Vec::new();
+        let mut out: Vec<(String, LogEntries)> = Vec::new();
         for e in table.range((prefix, 0)..).map_err(StorageError::backend)? {
             let (k, v) = e.map_err(StorageError::backend)?;
             let (actor, seq) = k.value();
