@@ -170,6 +170,16 @@ impl Cell {
         &self.spec.id
     }
 
+    /// Sends `c` to this declared actor's task; false when it has none.
+    pub(crate) fn control(&self, c: Control) -> bool {
+        self.direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|weak| weak.upgrade())
+            .is_some_and(|tx| tx.send(c).is_ok())
+    }
+
     /// The component it runs now.
     pub(crate) fn component(&self) -> crate::Component {
         self.versions

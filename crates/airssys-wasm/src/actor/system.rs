@@ -278,21 +278,11 @@ impl ActorSystem {
                 continue;
             }
             let (ack, answer) = oneshot::channel();
-            let sent = cell
-                .direct
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .and_then(|weak| weak.upgrade())
-                .map(|tx| {
-                    tx.send(super::cell::Control::Upgrade {
-                        component: new.clone(),
-                        probation,
-                        ack,
-                    })
-                    .is_ok()
-                })
-                .unwrap_or(false);
+            let sent = cell.control(super::cell::Control::Upgrade {
+                component: new.clone(),
+                probation,
+                ack,
+            });
             let result = if sent {
                 answer
                     .await
@@ -332,14 +322,7 @@ impl ActorSystem {
             actor: id.to_string(),
         })?;
         let (ack, answer) = oneshot::channel();
-        let sent = cell
-            .direct
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|weak| weak.upgrade())
-            .map(|tx| tx.send(super::cell::Control::Rollback { ack }).is_ok())
-            .unwrap_or(false);
+        let sent = cell.control(super::cell::Control::Rollback { ack });
         if !sent {
             return Err(Error::Config(format!("{id} has no running task")));
         }

@@ -834,26 +834,8 @@ impl ActorTask {
         self.commit_group(instance).await?;
         match env {
             Envelope::Message { msg, reply, seq } => {
-                let trace = msg.metadata_value("trace-id").map(str::to_string);
-                let span = tracing::debug_span!(
-                    "actor.message",
-                    actor = %self.cell.id(),
-                    from = %msg.sender,
-                    trace_id = trace.as_deref().unwrap_or(""),
-                );
-                instance.host_mut().messaging.trace = trace;
                 debug_assert!(seq.is_none());
-                let result = instance
-                    .handle_message_within(&msg, self.call_limit)
-                    .instrument(span)
-                    .await;
-                let trace = match &reply {
-                    Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
-                    _ => None,
-                };
-                self.cell.handled.fetch_add(1, Ordering::Relaxed);
-                self.observe_call(instance);
-                self.record_usage(instance);
+                let (result, trace) = self.call_message(instance, &msg, &reply, seq).await;
                 match result {
                     Ok(payload) => {
                         let shape = instance.take_reply();
@@ -914,6 +896,39 @@ impl ActorTask {
         }
     }
 
+    /// Calls `handle-message` with `msg` under its trace (`seq`: its durable
+    /// log entry) and counts the call; returns the result and, for a reply
+    /// to an actor, the trace id it carries on.
+    async fn call_message(
+        &mut self,
+        instance: &mut Instance,
+        msg: &Message,
+        reply: &Option<ReplyTo>,
+        seq: Option<u64>,
+    ) -> (crate::error::Result<Option<Vec<u8>>>, Option<String>) {
+        let trace = msg.metadata_value("trace-id").map(str::to_string);
+        let span = tracing::debug_span!(
+            "actor.message",
+            actor = %self.cell.id(),
+            from = %msg.sender,
+            trace_id = trace.as_deref().unwrap_or(""),
+            seq,
+        );
+        instance.host_mut().messaging.trace = trace;
+        let result = instance
+            .handle_message_within(msg, self.call_limit)
+            .instrument(span)
+            .await;
+        let trace = match reply {
+            Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
+            _ => None,
+        };
+        self.cell.handled.fetch_add(1, Ordering::Relaxed);
+        self.observe_call(instance);
+        self.record_usage(instance);
+        (result, trace)
+    }
+
     /// Handles one durable message as part of the current group: its
     /// writes are held (the group's calls read each other's), its sends to
     /// durable actors kept in the outbox, its answer kept; all of it
@@ -931,26 +946,7 @@ impl ActorTask {
             instance.host_mut().storage.hold_writes();
             *self.cell.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
         }
-        let trace = msg.metadata_value("trace-id").map(str::to_string);
-        let span = tracing::debug_span!(
-            "actor.message",
-            actor = %self.cell.id(),
-            from = %msg.sender,
-            trace_id = trace.as_deref().unwrap_or(""),
-            seq,
-        );
-        instance.host_mut().messaging.trace = trace;
-        let result = instance
-            .handle_message_within(&msg, self.call_limit)
-            .instrument(span)
-            .await;
-        let trace = match &reply {
-            Some(ReplyTo::Actor(_)) => instance.host_mut().messaging.trace.clone(),
-            _ => None,
-        };
-        self.cell.handled.fetch_add(1, Ordering::Relaxed);
-        self.observe_call(instance);
-        self.record_usage(instance);
+        let (result, trace) = self.call_message(instance, &msg, &reply, Some(seq)).await;
         let answer = match result {
             Ok(payload) => Answer::Ok {
                 trace,
