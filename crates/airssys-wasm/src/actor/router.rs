@@ -310,7 +310,8 @@ impl Router {
         charge: Option<Charge>,
         from: Option<&Arc<Cell>>,
     ) -> Result<Option<Ack>, Undeliverable> {
-        if let Some(sender) = from {
+        // Only a durable sender has an outbox: a plain send takes no lock here.
+        if let Some(sender) = from.filter(|s| s.options().durable) {
             let mut outbox = sender.outbox.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(out) = outbox.as_mut() {
                 if let Some(cell) = self.lookup(target).filter(|c| c.options().durable) {
