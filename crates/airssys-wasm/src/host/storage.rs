@@ -152,28 +152,9 @@ impl StorageCtx {
                 unsigned,
             } => {
                 crate::storage::check_key(&limits, &key)?;
-                let current = match self.own_get(&key)? {
-                    None => 0i128,
-                    Some(v) => std::str::from_utf8(&v)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<i128>().ok())
-                        .ok_or_else(|| StorageError::NotACounter {
-                            key: key.clone(),
-                            reason: "the value is not a decimal integer".into(),
-                        })?,
-                };
-                let next = current + delta;
-                let in_range = if unsigned {
-                    (0..=u64::MAX as i128).contains(&next)
-                } else {
-                    (i64::MIN as i128..=i64::MAX as i128).contains(&next)
-                };
-                if !in_range {
-                    return Err(StorageError::NotACounter {
-                        key,
-                        reason: format!("overflow: {current} + {delta}"),
-                    });
-                }
+                let current = self.own_get(&key)?;
+                let next =
+                    crate::storage::counter_after(&key, current.as_deref(), delta, unsigned)?;
                 (
                     vec![BatchOp::Set(key, next.to_string().into_bytes())],
                     Some(WriteOutcome::Counter(next)),

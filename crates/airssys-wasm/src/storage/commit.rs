@@ -20,8 +20,8 @@ use redb::{ReadableTable, Table};
 use tokio::sync::oneshot;
 
 use super::keys::{
-    check_key, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError,
-    StorageLimits, ACCOUNTS, DATA, MAILBOX, TIMERS, USAGE,
+    check_key, counter_after, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind,
+    StorageError, StorageLimits, ACCOUNTS, DATA, MAILBOX, TIMERS, USAGE,
 };
 
 /// A write request.
@@ -342,37 +342,17 @@ fn apply(
             if let Err(e) = check_key(limits, key) {
                 return Ok(Err(e));
             }
-            let current = match t
-                .data
-                .get((k, n, key.as_str()))
-                .map_err(StorageError::backend)?
-            {
-                None => 0i128,
-                Some(v) => match std::str::from_utf8(v.value())
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i128>().ok())
-                {
-                    Some(c) => c,
-                    None => {
-                        return Ok(Err(StorageError::NotACounter {
-                            key: key.clone(),
-                            reason: "the value is not a decimal integer".into(),
-                        }))
-                    }
-                },
+            let next = {
+                let current = t
+                    .data
+                    .get((k, n, key.as_str()))
+                    .map_err(StorageError::backend)?;
+                counter_after(key, current.as_ref().map(|v| v.value()), *delta, *unsigned)
             };
-            let next = current + delta;
-            let in_range = if *unsigned {
-                (0..=u64::MAX as i128).contains(&next)
-            } else {
-                (i64::MIN as i128..=i64::MAX as i128).contains(&next)
+            let next = match next {
+                Ok(next) => next,
+                Err(e) => return Ok(Err(e)),
             };
-            if !in_range {
-                return Ok(Err(StorageError::NotACounter {
-                    key: key.clone(),
-                    reason: format!("overflow: {current} + {delta}"),
-                }));
-            }
             batch = vec![BatchOp::Set(key.clone(), next.to_string().into_bytes())];
             return Ok(
                 match apply_ops(t, limits, ns, r.quota, account, &batch, Mode::Request)? {

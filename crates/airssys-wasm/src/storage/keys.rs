@@ -309,3 +309,38 @@ pub(crate) fn usage_in(
         })
         .unwrap_or_default())
 }
+
+/// The value a counter at `key` takes after adding `delta` to `current` (its
+/// stored bytes; absent counts as 0): refused when `current` is not a decimal
+/// integer or the sum leaves `u64` (`unsigned`, as `wasi:keyvalue`) or `i64`.
+/// The committer and a durable call's held writes both count with it.
+pub(crate) fn counter_after(
+    key: &str,
+    current: Option<&[u8]>,
+    delta: i128,
+    unsigned: bool,
+) -> Result<i128, StorageError> {
+    let current = match current {
+        None => 0i128,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<i128>().ok())
+            .ok_or_else(|| StorageError::NotACounter {
+                key: key.to_string(),
+                reason: "the value is not a decimal integer".into(),
+            })?,
+    };
+    let next = current + delta;
+    let in_range = if unsigned {
+        (0..=u64::MAX as i128).contains(&next)
+    } else {
+        (i64::MIN as i128..=i64::MAX as i128).contains(&next)
+    };
+    if !in_range {
+        return Err(StorageError::NotACounter {
+            key: key.to_string(),
+            reason: format!("overflow: {current} + {delta}"),
+        });
+    }
+    Ok(next)
+}

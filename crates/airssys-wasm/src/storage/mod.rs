@@ -45,7 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use commit::{Committer, DurableTimer, Then, WriteOp, WriteOutcome};
 
-pub(crate) use keys::{check_key, DATA, MAILBOX, TIMERS, USAGE};
+pub(crate) use keys::{check_key, counter_after, DATA, MAILBOX, TIMERS, USAGE};
 pub use keys::{
     BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits, Usage,
 };
