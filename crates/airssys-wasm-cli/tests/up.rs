@@ -780,3 +780,114 @@ fn upgrade_and_rollback_a_component_of_a_running_system() {
     let o = up.stop("-TERM");
     assert!(o.status.success(), "{o:?}");
 }
+
+#[test]
+fn a_system_that_requires_signatures_takes_only_signed_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release");
+    let other = dir.path().join("other");
+    for k in [&key, &other] {
+        assert!(cli(&["keygen", "--out", k.to_str().unwrap()])
+            .status
+            .success());
+    }
+    // One name, three versions: the running one, the next, one signed by another key.
+    let copy = |variant: &str, folder: &str, signer: &Path| {
+        let d = dir.path().join(folder);
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("probe.wasm");
+        std::fs::copy(guest(&format!("upgrade_probe_{variant}")), &f).unwrap();
+        let o = cli(&[
+            "sign",
+            "--key",
+            signer.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        f
+    };
+    let v1 = copy("v1", "v1", &key);
+    let v2 = copy("v2", "v2", &key);
+    let forged = copy("v2", "forged", &other);
+    let system = dir.path().join("system.toml");
+    std::fs::write(
+        &system,
+        format!(
+            "[system]\ntrusted-keys = [\"release.pub\"]\n\
+             [components.probe]\npath = {:?}\n\
+             [[actors]]\nid = \"u\"\ncomponent = \"probe\"\nhealth = false\n",
+            v1.display().to_string(),
+        ),
+    )
+    .unwrap();
+    // An unsigned component does not start under the same system.
+    let unsigned = dir.path().join("unsigned.toml");
+    std::fs::write(
+        &unsigned,
+        format!(
+            "[system]\ntrusted-keys = [\"release.pub\"]\n\
+             [components.probe]\npath = {:?}\n\
+             [[actors]]\nid = \"u\"\ncomponent = \"probe\"\n",
+            guest("upgrade_probe_v1").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let o = cli(&["up", unsigned.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not signed"),
+        "{o:?}"
+    );
+
+    let up = Up::start(&system, &[]);
+    let ask = || post(&format!("{}/components/u/messages?reply=true", up.url), "x");
+    assert_eq!(ask(), (200, "1.0.0 #1: x".into()));
+    let upgrade = |file: &Path| {
+        cli(&[
+            "upgrade",
+            "--admin",
+            &up.url,
+            "probe",
+            file.to_str().unwrap(),
+        ])
+    };
+    // Unsigned: refused by the host, not only by the CLI.
+    let bare = dir.path().join("bare").join("probe.wasm");
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    std::fs::copy(guest("upgrade_probe_v2"), &bare).unwrap();
+    let o = upgrade(&bare);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        err.contains("403") && err.contains("requires signed upgrades"),
+        "{err}"
+    );
+    // Signed by a key the system does not trust.
+    let o = upgrade(&forged);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("403") && err.contains("untrusted key"),
+        "{err}"
+    );
+    // Tampered after signing: the bytes are not what was signed.
+    let tampered = dir.path().join("v2").join("tampered.wasm");
+    let mut bytes = std::fs::read(&v2).unwrap();
+    bytes.extend_from_slice(b"\0\0");
+    std::fs::write(&tampered, bytes).unwrap();
+    std::fs::copy(
+        dir.path().join("v2").join("probe.wasm.sig"),
+        dir.path().join("v2").join("tampered.wasm.sig"),
+    )
+    .unwrap();
+    let o = upgrade(&tampered);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("403") && err.contains("tampered"), "{err}");
+    assert_eq!(ask(), (200, "1.0.0 #2: x".into()));
+    // Signed by the trusted key: taken.
+    let o = upgrade(&v2);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "u: version 2");
+    assert_eq!(ask(), (200, "2.0.0 #1: x".into()));
+    let o = up.stop("-TERM");
+    assert!(o.status.success(), "{o:?}");
+}

@@ -199,3 +199,100 @@ async fn a_version_that_traps_on_probation_is_rolled_back_and_rollback_works_by_
     );
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_with_trusted_keys_refuses_an_unsigned_upgrade_from_the_embedding_api() {
+    use airssys_wasm::security::signing::{self, SignedIdentity, TrustPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    signing::keygen(&key).unwrap();
+    let trust = TrustPolicy::default()
+        .trust_key_file(dir.path().join("k.pub"))
+        .unwrap();
+    let place = |variant: &str, name: &str| {
+        let d = dir.path().join(variant);
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("probe.wasm");
+        std::fs::copy(common::component(&format!("upgrade_probe_{variant}")), &f).unwrap();
+        let id = SignedIdentity {
+            name: name.into(),
+            version: "1".into(),
+        };
+        signing::sign(&f, &key, &id).unwrap();
+        f
+    };
+    let engine = common::engine();
+    let v1 = engine
+        .load_file_trusted(place("v1", "probe"), &trust, None)
+        .unwrap();
+    assert_eq!(v1.signed().unwrap().name, "probe");
+    let system = Arc::new(
+        ActorSystem::builder()
+            .trust(trust.clone())
+            .actor(
+                ActorSpec::new(
+                    ActorId::new("u").unwrap(),
+                    v1.clone(),
+                    ExecutionContext::new("u"),
+                )
+                .with_options(ActorOptions::default().health(None)),
+            )
+            .start()
+            .await
+            .unwrap(),
+    );
+    // Loaded without a signature check: refused before any actor is touched.
+    let unsigned = engine
+        .load_file(common::component("upgrade_probe_v2"))
+        .unwrap();
+    let err = system
+        .upgrade("probe", unsigned, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("probe: refused: an upgrade must be signed"),
+        "{err}"
+    );
+    // Signed by the trusted key, but for another component's name.
+    let other = engine
+        .load_file_trusted(place("v2", "something-else"), &trust, None)
+        .unwrap();
+    let err = system
+        .upgrade("probe", other, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("signed as something-else@1"),
+        "{err}"
+    );
+    assert_eq!(ask(&system, "a").await.unwrap(), "1.0.0 #1: a");
+    // An upload's bytes with its signature file's text.
+    let d = dir.path().join("up");
+    std::fs::create_dir_all(&d).unwrap();
+    let f = d.join("probe.wasm");
+    std::fs::copy(common::component("upgrade_probe_v2"), &f).unwrap();
+    let id = SignedIdentity {
+        name: "probe".into(),
+        version: "2".into(),
+    };
+    signing::sign(&f, &key, &id).unwrap();
+    let bytes = std::fs::read(&f).unwrap();
+    let sig = std::fs::read_to_string(signing::signature_path(&f)).unwrap();
+    let mut forged = bytes.clone();
+    forged.push(0);
+    let err = engine
+        .load_signed("probe", &forged, &sig, &trust, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("tampered"), "{err}");
+    let v2 = engine
+        .load_signed("probe", &bytes, &sig, &trust, None)
+        .unwrap();
+    let outcome = system
+        .upgrade("probe", v2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(outcome[0].1, Ok(2), "{outcome:?}");
+    assert_eq!(ask(&system, "b").await.unwrap(), "2.0.0 #1: b");
+    system.shutdown().await;
+}

@@ -37,6 +37,10 @@ pub(crate) struct UpArgs {
     /// Listen for the `[http]` routes on ADDR instead of `[http] addr` (port 0: any).
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
+    /// Require every component, and every upgrade, to be signed by this
+    /// public key (repeatable; adds to `[system] trusted-keys`).
+    #[arg(long, value_name = "KEY.pub")]
+    pub(crate) require_signature: Vec<PathBuf>,
     /// The system file.
     pub(crate) file: PathBuf,
 }
@@ -47,7 +51,12 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let config = SystemConfig::from_file(&a.file)?;
+    let mut config = SystemConfig::from_file(&a.file)?;
+    for key in &a.require_signature {
+        // Relative to where the command runs, not to the system file.
+        let key = std::path::absolute(key).with_context(|| key.display().to_string())?;
+        config.system.trusted_keys.push(key);
+    }
     let token = match (&a.admin, &a.admin_token_file) {
         (Some(addr), None) if !addr.ip().is_loopback() => bail!(
             "--admin {addr} is not a loopback address: give --admin-token-file so that every request must carry a bearer token"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use airssys_wasm::security::signing::TrustPolicy;
+use airssys_wasm::security::signing::{self, TrustPolicy};
 use airssys_wasm::units::parse_duration;
 
 use crate::commands::client::{agent, api_error, auth, encode, url, ClientArgs};
@@ -26,7 +26,7 @@ pub(crate) struct UpgradeArgs {
     pub(crate) require_signature: Vec<PathBuf>,
     /// The component, as its actors were declared with it (its file's stem).
     pub(crate) component: String,
-    /// The new version.
+    /// The new version (its signature, NEW.wasm.sig, is sent along when it exists).
     pub(crate) file: PathBuf,
 }
 
@@ -47,6 +47,14 @@ pub(crate) fn upgrade(a: UpgradeArgs) -> Result<ExitCode> {
         trust.verify(&a.file, None)?;
     }
     let wasm = std::fs::read(&a.file).with_context(|| a.file.display().to_string())?;
+    // The signature travels with the upload when there is one; the system
+    // checks it where it requires signed upgrades.
+    let sig_path = signing::signature_path(&a.file);
+    let signature = match std::fs::read_to_string(&sig_path) {
+        Ok(text) => Some(signing::header_value(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| sig_path.display().to_string()),
+    };
     let path = format!(
         "/upgrade/{}?probation={}ms",
         encode(&a.component),
@@ -56,6 +64,9 @@ pub(crate) fn upgrade(a: UpgradeArgs) -> Result<ExitCode> {
     let mut req = agent().post(&url);
     if let Some(h) = auth(&a.client)? {
         req = req.header("Authorization", &h);
+    }
+    if let Some(sig) = &signature {
+        req = req.header(signing::SIGNATURE_HEADER, sig);
     }
     let mut resp = req.send(&wasm[..]).with_context(|| url.clone())?;
     let status = resp.status().as_u16();

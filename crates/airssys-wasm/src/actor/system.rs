@@ -60,6 +60,7 @@ pub struct SystemBuilder {
     root: SupervisorSpec,
     virtuals: Vec<ActorSpec>,
     max_active: usize,
+    trust: crate::security::signing::TrustPolicy,
 }
 
 impl Default for SystemBuilder {
@@ -68,6 +69,7 @@ impl Default for SystemBuilder {
             root: SupervisorSpec::new("root"),
             virtuals: Vec::new(),
             max_active: 512,
+            trust: Default::default(),
         }
     }
 }
@@ -119,6 +121,15 @@ impl SystemBuilder {
         self
     }
 
+    /// The keys a new version must be signed with to be an upgrade
+    /// ([`ActorSystem::upgrade`] refuses one loaded without a verified
+    /// signature; the admin API checks an upload against them). Empty (the
+    /// default): upgrades are not signature-checked.
+    pub fn trust(mut self, trust: crate::security::signing::TrustPolicy) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// Starts the system on the current tokio runtime: registers every actor,
     /// starts the tree, and returns once every declared actor has left
     /// `Starting` (running, or failed and in its supervisor's hands).
@@ -151,6 +162,7 @@ impl SystemBuilder {
             router,
             root: root_ctrl,
             failed,
+            trust: self.trust,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for id in declared {
@@ -176,6 +188,7 @@ pub struct ActorSystem {
     router: Arc<Router>,
     root: mpsc::UnboundedSender<Control>,
     failed: watch::Receiver<Option<String>>,
+    trust: crate::security::signing::TrustPolicy,
 }
 
 impl std::fmt::Debug for ActorSystem {
@@ -260,18 +273,26 @@ impl ActorSystem {
     /// each actor's new version, or why it kept its own.
     ///
     /// `new` should come from the same [`Engine`](crate::Engine), loaded
-    /// (compiled and linked) before the call; signatures are the caller's
-    /// to check, as for any component it loads.
+    /// (compiled and linked) before the call. Where signatures are required
+    /// ([`SystemBuilder::trust`], or the running version was loaded with a
+    /// verified signature), `new` must have been loaded with one verified
+    /// ([`Engine::load_file_trusted`](crate::Engine::load_file_trusted),
+    /// [`Engine::load_signed`](crate::Engine::load_signed)) for the same
+    /// name as the running version's.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when no actor runs a component of that name.
+    /// [`Error::Config`] when no actor runs a component of that name;
+    /// [`Error::Signature`] when `new` is not signed as it must be.
     pub async fn upgrade(
         &self,
         component: &str,
         new: crate::Component,
         probation: Duration,
     ) -> Result<Vec<(ActorId, std::result::Result<u32, String>)>> {
+        if let Some(running) = self.declared_component(component) {
+            self.check_signed(component, &running, &new)?;
+        }
         let mut out = Vec::new();
         for cell in self.router.cells() {
             if cell.is_virtual || cell.spec.component.name() != component {
@@ -298,6 +319,36 @@ impl ActorSystem {
             )));
         }
         Ok(out)
+    }
+
+    /// The keys upgrades are checked with ([`SystemBuilder::trust`]).
+    pub fn trust(&self) -> &crate::security::signing::TrustPolicy {
+        &self.trust
+    }
+
+    fn check_signed(
+        &self,
+        component: &str,
+        running: &crate::Component,
+        new: &crate::Component,
+    ) -> Result<()> {
+        let refuse = |message: String| Error::Signature {
+            path: component.into(),
+            message,
+        };
+        let required = self.trust.is_required() || running.signed().is_some();
+        match (new.signed(), running.signed()) {
+            (None, _) if required => Err(refuse(
+                "refused: an upgrade must be signed with a trusted key, and this version was \
+                 not loaded with a verified signature"
+                    .into(),
+            )),
+            (Some(n), Some(r)) if n.name != r.name => Err(refuse(format!(
+                "refused: the new version is signed as {}@{}, the running one as {}@{}",
+                n.name, n.version, r.name, r.version
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The component declared actors were declared with under `name`, if

@@ -57,6 +57,8 @@ struct Inner {
     hash: String,
     size: usize,
     prepared: Prepared,
+    /// The identity its signature carried, when it was loaded with one verified.
+    signed: std::sync::OnceLock<crate::security::signing::SignedIdentity>,
 }
 
 /// A compiled and linked component (or core module), ready to instantiate many
@@ -124,6 +126,7 @@ impl Component {
                 hash,
                 size,
                 prepared,
+                signed: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -131,6 +134,22 @@ impl Component {
     /// The component's name (the file stem, or the name given to [`Engine::load`]).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The identity (name and version) its signature carried, when it was
+    /// loaded with a signature verified ([`Engine::load_file_trusted`] under a
+    /// policy that requires one, or [`Engine::load_signed`]).
+    ///
+    /// [`Engine::load_file_trusted`]: crate::Engine::load_file_trusted
+    /// [`Engine::load_signed`]: crate::Engine::load_signed
+    pub fn signed(&self) -> Option<&crate::security::signing::SignedIdentity> {
+        self.inner.signed.get()
+    }
+
+    pub(crate) fn signed_as(self, identity: crate::security::signing::SignedIdentity) -> Self {
+        // A component is fresh from its load here: the cell is empty.
+        let _ = self.inner.signed.set(identity);
+        self
     }
 
     /// SHA-256 of the bytes it was loaded from, in hex.

@@ -45,9 +45,10 @@ impl Engine {
     ) -> Result<Component> {
         let path = path.as_ref();
         let bytes = read_wasm_file(path)?;
-        if trust.is_required() {
-            trust.verify_bytes(path, &bytes, identity)?;
-        }
+        let signed = match trust.is_required() {
+            true => Some(trust.verify_bytes(path, &bytes, identity)?),
+            false => None,
+        };
         let name = component_name(path);
         if wasmtime::Engine::detect_precompiled(&bytes).is_some() {
             return Err(Error::InvalidWasm {
@@ -56,7 +57,51 @@ impl Engine {
                     .into(),
             });
         }
-        self.load_named(&name, &path.display().to_string(), &bytes)
+        let c = self.load_named(&name, &path.display().to_string(), &bytes)?;
+        Ok(match signed {
+            Some(id) => c.signed_as(id),
+            None => c,
+        })
+    }
+
+    /// Loads bytes that arrived with the text of their signature file (an
+    /// upload, say): the signature is checked against `trust` and, when given,
+    /// `identity` before anything compiles, as [`Engine::load_file_trusted`]
+    /// does for a file and its `FILE.sig`. Precompiled code is refused.
+    ///
+    /// # Errors
+    ///
+    /// A signature error (missing key, tampered, untrusted key, other
+    /// identity), or as [`Engine::load`].
+    pub fn load_signed(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        signature: &str,
+        trust: &TrustPolicy,
+        identity: Option<&SignedIdentity>,
+    ) -> Result<Component> {
+        let label = Path::new(name);
+        if !trust.is_required() {
+            return Err(Error::Signature {
+                path: label.to_path_buf(),
+                message: "refused: no trusted key to check the signature with".into(),
+            });
+        }
+        let signed = trust.verify_signature(
+            label,
+            Path::new("its signature"),
+            bytes,
+            signature,
+            identity,
+        )?;
+        if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+            return Err(Error::InvalidWasm {
+                name: name.to_string(),
+                reason: "this is precompiled code, which is not taken from an upload".into(),
+            });
+        }
+        Ok(self.load(name, bytes)?.signed_as(signed))
     }
 
     /// Loads a component or core module from bytes, naming it `name`.
@@ -208,9 +253,10 @@ impl Engine {
     ) -> Result<Component> {
         let path = path.as_ref();
         let bytes = read_wasm_file(path)?;
-        if trust.is_required() {
-            trust.verify_bytes(path, &bytes, identity)?;
-        }
+        let signed = match trust.is_required() {
+            true => Some(trust.verify_bytes(path, &bytes, identity)?),
+            false => None,
+        };
         let display = path.display().to_string();
         let invalid = |e: wasmtime::Error| Error::InvalidWasm {
             name: display.clone(),
@@ -235,13 +281,17 @@ impl Engine {
             }
         };
         let hash = hex(&Sha256::digest(&bytes));
-        Component::new(
+        let c = Component::new(
             self.clone(),
             &component_name(path),
             hash,
             bytes.len(),
             compiled,
-        )
+        )?;
+        Ok(match signed {
+            Some(id) => c.signed_as(id),
+            None => c,
+        })
     }
 
     /// Compiles a component or module ahead of time; the output loads with

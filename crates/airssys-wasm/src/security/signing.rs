@@ -73,6 +73,31 @@ fn sig_err(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// The HTTP header an upload (the admin API's `POST /upgrade/{component}`)
+/// carries its signature file in, hex-encoded ([`header_value`]) so that any
+/// name survives as a header.
+pub const SIGNATURE_HEADER: &str = "airssys-signature";
+
+/// A signature file's text as the value of [`SIGNATURE_HEADER`]: its bytes in hex.
+pub fn header_value(signature_file: &str) -> String {
+    hex(signature_file.as_bytes())
+}
+
+/// The signature file's text back from a [`SIGNATURE_HEADER`] value; `None`
+/// when it is not hex of UTF-8 text.
+pub fn from_header_value(value: &str) -> Option<String> {
+    let v = value.trim().as_bytes();
+    if !v.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = v
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// Where the signature of `component` lives: `component` + `.sig`.
 pub fn signature_path(component: &Path) -> PathBuf {
     let mut p = component.as_os_str().to_owned();
@@ -199,8 +224,22 @@ impl TrustPolicy {
                 format!("refused: not signed (no {})", sig_path.display()),
             )
         })?;
-        let file: SignatureFile = serde_json::from_str(&text)
-            .map_err(|e| sig_err(&sig_path, format!("refused: malformed signature file: {e}")))?;
+        self.verify_signature(component, &sig_path, bytes, &text, identity)
+    }
+
+    /// As [`TrustPolicy::verify_bytes`], with the signature file's text given
+    /// (say, as it arrived beside the bytes in an upload). `component` and
+    /// `sig_path` name the two in errors.
+    pub fn verify_signature(
+        &self,
+        component: &Path,
+        sig_path: &Path,
+        bytes: &[u8],
+        text: &str,
+        identity: Option<&SignedIdentity>,
+    ) -> Result<SignedIdentity> {
+        let file: SignatureFile = serde_json::from_str(text)
+            .map_err(|e| sig_err(sig_path, format!("refused: malformed signature file: {e}")))?;
         let sha256 = hex(&Sha256::digest(bytes));
         if sha256 != file.sha256 {
             return Err(sig_err(
@@ -224,7 +263,7 @@ impl TrustPolicy {
         }
         let signature = unhex::<64>(&file.signature)
             .map(|b| Signature::from_bytes(&b))
-            .ok_or_else(|| sig_err(&sig_path, "refused: malformed signature"))?;
+            .ok_or_else(|| sig_err(sig_path, "refused: malformed signature"))?;
         let msg = message(&sha256, &file.identity);
         if self
             .keys

@@ -6,7 +6,7 @@
 //! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
 //! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
 //! | `GET /dead-letters` | kept dead letters as JSON, oldest first, a page at a time: `?after=SEQ&limit=N` (default 100, at most 1000); pass the last `seq` to get the next page |
-//! | `POST /upgrade/{component}` (`?probation=30s`) | the body is the new version's `.wasm` (at most 512 MiB, the component file limit): compiled and link-checked, then each actor declared with that component switches to it between two messages ([`ActorSystem::upgrade`]); 200 with `{"component", "actors": [{"id", "version"} or {"id", "error"}]}`, 404 when no actor runs it, 422 when it does not load |
+//! | `POST /upgrade/{component}` (`?probation=30s`) | the body is the new version's `.wasm` (at most 512 MiB, the component file limit), with its `.sig` hex-encoded in an `airssys-signature` header where signatures are required (403 without one or when it does not verify): compiled and link-checked, then each actor declared with that component switches to it between two messages ([`ActorSystem::upgrade`]); 200 with `{"component", "actors": [{"id", "version"} or {"id", "error"}]}`, 404 when no actor runs it, 422 when it does not load |
 //! | `POST /components/{id}/rollback` | the actor goes back to its previous version: 200 `{"id", "version"}`, 409 with why not |
 //! | `GET /metrics` | Prometheus text format: the system's figures, and the `[http]` listener's (`airssys_http_*`) when [`serve_with`] is given them |
 //! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
@@ -537,6 +537,7 @@ async fn upgrade(
     State(admin): State<Admin>,
     Path(component): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let probation = match q.get("probation") {
@@ -579,12 +580,43 @@ async fn upgrade(
             )
         }
     };
+    // Where signatures are required, the upload carries its signature file and
+    // is checked before anything compiles it.
+    use crate::security::signing::{from_header_value, SIGNATURE_HEADER};
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(from_header_value) {
+            Some(text) => Some(text),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{SIGNATURE_HEADER}: not the hex of a signature file"),
+                )
+            }
+        },
+    };
+    let required = admin.system.trust().is_required() || running.signed().is_some();
+    if required && signature.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{component}: refused: this system requires signed upgrades and the upload \
+                 carries no {SIGNATURE_HEADER} header (the new version's .sig)"
+            ),
+        );
+    }
     // Compiled and linked against the same host before any actor is touched.
     let engine = running.engine().clone();
     let name = component.clone();
-    let loaded = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await;
+    let system = admin.system.clone();
+    let loaded = tokio::task::spawn_blocking(move || match signature.filter(|_| required) {
+        Some(sig) => engine.load_signed(&name, &bytes, &sig, system.trust(), None),
+        None => engine.load(&name, &bytes),
+    })
+    .await;
     let new = match loaded {
         Ok(Ok(c)) => c,
+        Ok(Err(e @ Error::Signature { .. })) => return error(StatusCode::FORBIDDEN, e.to_string()),
         Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -605,6 +637,7 @@ async fn upgrade(
                 .collect();
             Json(serde_json::json!({ "component": component, "actors": actors })).into_response()
         }
+        Err(e @ Error::Signature { .. }) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }

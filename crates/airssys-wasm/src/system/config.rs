@@ -71,6 +71,7 @@ use crate::sandbox::context::ExecutionContext;
 use crate::sandbox::manifest::Manifest;
 use crate::security::audit::AuditLog;
 use crate::security::policy::HostPolicy;
+use crate::security::signing::{SignedIdentity, TrustPolicy};
 use crate::units::{at, de_opt_duration, parse_toml, DurationValue};
 
 /// A parsed `system.toml`.
@@ -122,6 +123,12 @@ pub struct SystemSection {
     /// file (`up --data DIR` overrides it; neither: no storage).
     #[serde(default)]
     pub data: Option<PathBuf>,
+    /// Public keys (`KEY.pub` files, relative to this file): when any is
+    /// given, every component must carry a signature (`FILE.sig`) by one of
+    /// them, for its manifest's name and version where it has a manifest, and
+    /// so must every upgrade (`up --require-signature KEY.pub` adds more).
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// Per-actor settings, in `[defaults]` or on an actor.
@@ -445,6 +452,19 @@ impl SystemConfig {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
+    /// The keys of `[system] trusted-keys` (empty: no signature required).
+    ///
+    /// # Errors
+    ///
+    /// A key file that cannot be read or is not a public key.
+    pub fn trust(&self) -> Result<TrustPolicy> {
+        let mut trust = TrustPolicy::default();
+        for k in &self.system.trusted_keys {
+            trust = trust.trust_key_file(self.resolve(k))?;
+        }
+        Ok(trust)
+    }
+
     /// The builder of this system: loads every component into `engine`, turns
     /// each manifest into a context under `policy` (decisions audited in
     /// `audit`), gives every actor its namespace in `storage` when there is
@@ -458,8 +478,9 @@ impl SystemConfig {
     ) -> Result<SystemBuilder> {
         let mut contexts: HashMap<&str, (crate::Component, ExecutionContext, ActorSettings)> =
             HashMap::new();
+        let trust = self.trust()?;
         for (name, entry) in &self.components {
-            let (component, ctx) = self.component(name, engine, policy, audit, storage)?;
+            let (component, ctx) = self.component(name, engine, policy, audit, storage, &trust)?;
             contexts.insert(name, (component, ctx, entry.settings.clone()));
         }
         // A system the pool cannot hold is refused now, not actor by actor.
@@ -473,7 +494,7 @@ impl SystemConfig {
                 config.pool_instances
             )));
         }
-        let mut builder = SystemBuilder::default();
+        let mut builder = SystemBuilder::default().trust(trust);
         if let Some(n) = self.system.max_active {
             builder = builder.max_active(n);
         }
@@ -507,8 +528,9 @@ impl SystemConfig {
         let Some(http) = &self.http else {
             return Ok(None);
         };
+        let trust = self.trust()?;
         http.listener(system, |name| {
-            self.component(name, engine, policy, audit, storage)
+            self.component(name, engine, policy, audit, storage, &trust)
         })
         .map(Some)
     }
@@ -522,11 +544,21 @@ impl SystemConfig {
         policy: &HostPolicy,
         audit: &AuditLog,
         storage: Option<&crate::storage::Storage>,
+        trust: &TrustPolicy,
     ) -> Result<(crate::Component, ExecutionContext)> {
         let entry = &self.components[name];
-        let component = engine.load_file(self.resolve(&entry.path))?;
-        let mut ctx = match &entry.manifest {
-            Some(m) => Manifest::from_file(self.resolve(m))?.context(policy, audit.clone())?,
+        let manifest = match &entry.manifest {
+            Some(m) => Some(Manifest::from_file(self.resolve(m))?),
+            None => None,
+        };
+        let identity = manifest.as_ref().map(|m| SignedIdentity {
+            name: m.component.name.clone(),
+            version: m.component.version.clone(),
+        });
+        let component =
+            engine.load_file_trusted(self.resolve(&entry.path), trust, identity.as_ref())?;
+        let mut ctx = match &manifest {
+            Some(m) => m.context(policy, audit.clone())?,
             None => ExecutionContext::new(name)
                 .with_capabilities(crate::Capabilities::default().with_audit(audit.clone())),
         };
