@@ -462,3 +462,78 @@ fn durable_virtual_actors_keep_their_messages_across_a_lost_system() {
         system.shutdown().await;
     });
 }
+
+async fn arm(system: &ActorSystem, body: &str) -> u64 {
+    let r = system
+        .request(
+            "actor_probe/r1",
+            Message::new("host", body.as_bytes().to_vec()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(r).unwrap().parse::<u64>().unwrap()
+}
+
+/// A durable virtual actor's timers are durable too (like Orleans reminders):
+/// they fire after it passivated, and after a lost system without a message
+/// to activate it.
+#[test]
+fn a_durable_virtual_actors_timers_fire_after_passivation_and_a_lost_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine();
+    let probe = engine.load_file(common::component("actor_probe")).unwrap();
+    let build = |storage: &Storage| {
+        ActorSystem::builder()
+            .virtual_actors(
+                probe.clone(),
+                ExecutionContext::new("actor_probe")
+                    .with_capabilities(common::open_caps())
+                    .with_storage(storage.clone()),
+                ActorOptions::default()
+                    .durable(true)
+                    .health(None)
+                    .passivate_after(Duration::from_millis(50)),
+            )
+            .actor(ledger(storage, ActorOptions::default().durable(true)))
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = reopen(dir.path());
+    rt.block_on(async {
+        let system = build(&storage).start().await.unwrap();
+        let soon = arm(&system, "after ledger 400 incr").await;
+        let late = arm(&system, "after ledger 2500 incr").await;
+        assert!(soon > 1 << 62 && late > 1 << 62, "{soon} {late}");
+        // It passivates (no instance) with both armed; the first still fires.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while system
+            .status("actor_probe/r1")
+            .is_some_and(|s| s.state != airssys_wasm::ActorState::Suspended)
+        {
+            assert!(Instant::now() < deadline, "never passivated");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        wait_count(&system, "1").await;
+        drop(system);
+    });
+    drop(storage);
+    rt.shutdown_timeout(Duration::from_secs(5));
+
+    let storage = reopen(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Nothing is sent to actor_probe/r1: its stored timer is re-armed at start.
+        let system = build(&storage).start().await.unwrap();
+        wait_count(&system, "2").await;
+        system.shutdown().await;
+    });
+}

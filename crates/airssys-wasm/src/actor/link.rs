@@ -79,7 +79,6 @@ impl Mailroom for ActorLink {
         // A durable actor's timer armed while it handles durable messages is
         // durable: committed with them.
         if self.cell.options().durable
-            && !self.cell.is_virtual
             && self
                 .cell
                 .outbox

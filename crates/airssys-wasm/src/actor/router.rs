@@ -519,6 +519,17 @@ impl Router {
                 self.queue_logged(&cell, packed, seq, None);
             }
         }
+        // Their durable timers: armed on a registered cell, which needs no
+        // instance to fire them (like Orleans reminders); the cell stays
+        // registered while it has timers armed.
+        let owners = storage
+            .timer_owners_under(&prefix)
+            .map_err(|e| format!("{component}: durable timers cannot be read: {e}"))?;
+        for id in owners {
+            if let Some(cell) = self.lookup(&id) {
+                self.recover_timers(&cell);
+            }
+        }
         Ok(n)
     }
 

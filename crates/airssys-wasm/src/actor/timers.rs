@@ -7,7 +7,9 @@
 //! (re-armed when the actor's task starts; a timer due while the host was down
 //! fires at once), and removed in the transaction that delivers them (to a
 //! durable target: into its log, exactly once; to another: after the removal,
-//! at most once).
+//! at most once). A virtual actor's durable timers are armed on its cell,
+//! which stays registered (without an instance) until they have fired, and
+//! are re-armed at start for every `component/key` that has some stored.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

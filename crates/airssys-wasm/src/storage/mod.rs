@@ -416,6 +416,29 @@ impl Storage {
         Ok(out)
     }
 
+    /// The actors whose id starts with `prefix` (a virtual component's
+    /// `component/`) that have durable timers stored, each once.
+    pub(crate) fn timer_owners_under(
+        &self,
+        prefix: &str,
+    ) -> std::result::Result<Vec<String>, StorageError> {
+        use redb::ReadableDatabase;
+        let tx = self.inner.db.begin_read().map_err(StorageError::backend)?;
+        let table = tx.open_table(TIMERS).map_err(StorageError::backend)?;
+        let mut out: Vec<String> = Vec::new();
+        for e in table.range((prefix, 0)..).map_err(StorageError::backend)? {
+            let (k, _) = e.map_err(StorageError::backend)?;
+            let (actor, _) = k.value();
+            if !actor.starts_with(prefix) {
+                break;
+            }
+            if out.last().map(String::as_str) != Some(actor) {
+                out.push(actor.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Messages in `actor`'s durable mailbox log: acknowledged, not yet handled.
     ///
     /// # Errors
