@@ -537,3 +537,67 @@ fn a_durable_virtual_actors_timers_fire_after_passivation_and_a_lost_system() {
         system.shutdown().await;
     });
 }
+
+/// Hostile: a durable message during which the host stops each time (here:
+/// the system is lost while the guest spins on it) becomes a poison dead
+/// letter after `max-deliveries` runs, counted in storage across them, and
+/// what waits behind it is then handled.
+#[test]
+fn a_message_the_host_stops_during_each_time_is_poison_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs <= 6, "the spinning message was never given up");
+        let storage = reopen(dir.path());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let done = rt.block_on(async {
+            let system = ActorSystem::builder()
+                .actor(relay(&storage))
+                .actor(ledger(&storage, ActorOptions::default().durable(true)))
+                .start()
+                .await
+                .unwrap();
+            if runs == 1 {
+                for body in ["send ledger incr", "spin", "send ledger incr"] {
+                    system
+                        .send("relay", Message::new("host", body.as_bytes().to_vec()))
+                        .await
+                        .unwrap();
+                }
+            }
+            // Either the spin holds the relay (and the system is lost under
+            // it), or it was given up and the message behind it got through.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let count = ask(&system, "get").await.unwrap();
+            if count == "2" {
+                let dead = system.dead_letters();
+                assert!(
+                    dead.iter().any(|d| matches!(
+                        &d.reason,
+                        DeadLetterReason::Poison { deliveries: 3, reason }
+                            if reason.contains("host stopped")
+                    )),
+                    "{dead:?}"
+                );
+                assert_eq!(storage.mailbox_len("relay").unwrap(), 0);
+                system.shutdown().await;
+                return true;
+            }
+            assert_eq!(count, "1", "run {runs}");
+            drop(system);
+            false
+        });
+        drop(storage);
+        rt.shutdown_timeout(Duration::from_secs(5));
+        if done {
+            break;
+        }
+    }
+    // Fresh in run 1 (not counted), then counted in runs 2, 3 and 4: given up in run 5.
+    assert_eq!(runs, 5);
+}

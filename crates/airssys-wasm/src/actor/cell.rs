@@ -64,6 +64,9 @@ pub(crate) struct Cell {
     pub(crate) durable_timers: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
     /// The next durable timer id (below [`DURABLE_TIMER`]).
     pub(crate) next_timer: AtomicU64,
+    /// The highest sequence number recovered from the durable log at start
+    /// (0: none): a delivery of one at or below it is counted in storage first.
+    pub(crate) recovered_upto: AtomicU64,
     /// The component it runs now, and the versions before it.
     pub(crate) versions: Mutex<Versions>,
     /// A declared actor's control channel (for upgrades), weak: its
@@ -108,6 +111,7 @@ impl Cell {
         })?;
         let n = entries.len();
         for (seq, packed) in entries {
+            self.recovered_upto.fetch_max(seq, Ordering::Relaxed);
             self.mailbox.push_logged(packed, seq, None, false);
         }
         if n > 0 {
@@ -132,6 +136,7 @@ impl Cell {
             group_timers: Mutex::new(Vec::new()),
             durable_timers: Mutex::new(std::collections::HashMap::new()),
             next_timer: AtomicU64::new(1),
+            recovered_upto: AtomicU64::new(0),
             versions: Mutex::new(Versions {
                 current: spec.component.clone(),
                 version: 1,

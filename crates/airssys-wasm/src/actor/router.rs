@@ -516,6 +516,7 @@ impl Router {
             };
             for (seq, packed) in entries {
                 n += 1;
+                cell.recovered_upto.fetch_max(seq, Ordering::Relaxed);
                 self.queue_logged(&cell, packed, seq, None);
             }
         }

@@ -52,6 +52,10 @@ struct ActorTask {
     /// Failed deliveries of a durable actor's log entries, by sequence number
     /// (an entry leaves when handled or poison).
     deliveries: std::collections::HashMap<u64, u32>,
+    /// Recovered log entries whose delivery in this run was counted in storage.
+    attempted: std::collections::HashSet<u64>,
+    /// Recovered messages go one by one, each counted (see `handle_durable`).
+    careful: bool,
     /// Durable messages handled whose effects are not committed yet.
     group: Vec<Handled>,
 }
@@ -97,6 +101,8 @@ pub(crate) fn spawn_static(
         seen_dropped: 0,
         call_limit: None,
         deliveries: std::collections::HashMap::new(),
+        attempted: std::collections::HashSet::new(),
+        careful: false,
         group: Vec::new(),
     };
     if task.cell.options().durable {
@@ -120,6 +126,8 @@ pub(crate) fn spawn_virtual(router: Arc<Router>, cell: Arc<Cell>) {
         seen_dropped: 0,
         call_limit: None,
         deliveries: std::collections::HashMap::new(),
+        attempted: std::collections::HashSet::new(),
+        careful: false,
         group: Vec::new(),
     };
     router.runtime().spawn(task.run());
@@ -942,6 +950,49 @@ impl ActorTask {
         reply: Option<ReplyTo>,
         seq: u64,
     ) -> Result<(), String> {
+        // A message recovered from the log may be the one the host stopped
+        // during, each time. The first of each group is counted in storage
+        // before its delivery; once one was counted in an earlier run too,
+        // the rest of the recovered messages go one by one, each counted and
+        // committed alone, so that the one the host stops during is found
+        // and becomes poison after `max_deliveries` runs.
+        let recovered = seq <= self.cell.recovered_upto.load(Ordering::Relaxed);
+        if recovered && (self.group.is_empty() || self.careful) && !self.attempted.contains(&seq) {
+            if let Some(storage) = self.cell.spec.context.storage().cloned() {
+                self.attempted.insert(seq);
+                let before = match storage.attempt(self.cell.id().as_str(), seq).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(
+                            actor = %self.cell.id(),
+                            seq,
+                            "the delivery of a recovered message could not be counted: {e}"
+                        );
+                        0
+                    }
+                };
+                let max = self.cell.options().max_deliveries.max(1);
+                if before >= max {
+                    self.fail_reply(
+                        reply,
+                        RequestError::Failed(format!("{}: a poison message", self.cell.id())),
+                    );
+                    let reason = format!(
+                        "the host stopped during each of its last {before} deliveries, in \
+                         earlier runs (max-deliveries {max})"
+                    );
+                    self.poison(instance, seq, msg, before, &reason).await;
+                    return Ok(());
+                }
+                if before > 0 {
+                    self.careful = true;
+                    // What the group holds so far commits before this one.
+                    self.commit_group(instance).await?;
+                }
+                let n = self.deliveries.entry(seq).or_insert(0);
+                *n = (*n).max(before);
+            }
+        }
         if self.group.is_empty() {
             instance.host_mut().storage.hold_writes();
             *self.cell.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
@@ -996,7 +1047,8 @@ impl ActorTask {
             reply,
             answer,
         });
-        if self.group.len() >= GROUP || self.cell.mailbox.len() == 0 {
+        if self.group.len() >= GROUP || self.cell.mailbox.len() == 0 || (self.careful && recovered)
+        {
             self.commit_group(instance).await?;
         }
         Ok(())
@@ -1070,6 +1122,7 @@ impl ActorTask {
             Ok(_) => {
                 for h in group {
                     self.deliveries.remove(&h.seq);
+                    self.attempted.remove(&h.seq);
                     match h.answer {
                         Answer::Ok {
                             trace,
@@ -1124,7 +1177,21 @@ impl ActorTask {
                 .push_logged(super::mailbox::pack(&msg), seq, None, true);
             return;
         }
+        self.poison(instance, seq, msg, n, reason).await;
+    }
+
+    /// A durable message that is poison: out of the log (and its count), a
+    /// `Poison` dead letter.
+    async fn poison(
+        &mut self,
+        instance: &mut Instance,
+        seq: u64,
+        msg: Message,
+        n: u32,
+        reason: &str,
+    ) {
         self.deliveries.remove(&seq);
+        self.attempted.remove(&seq);
         let id = self.cell.id().as_str().to_string();
         if let Some(storage) = self.cell.spec.context.storage() {
             let quota = instance.host_mut().storage.quota().unwrap_or_default();

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::keys::{
     check_key, counter_after, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind,
-    StorageError, StorageLimits, ACCOUNTS, DATA, MAILBOX, TIMERS, USAGE,
+    StorageError, StorageLimits, ACCOUNTS, ATTEMPTS, DATA, MAILBOX, TIMERS, USAGE,
 };
 
 /// A write request.
@@ -55,6 +55,8 @@ pub(crate) enum WriteOp {
     FireTimer { id: u64, to: Option<String> },
     /// Durable timer `id` of actor `ns` was cancelled.
     CancelTimer(u64),
+    /// A delivery of actor `ns`'s recovered durable message `seq` begins.
+    Attempt(u64),
 }
 
 /// What a write did.
@@ -72,6 +74,8 @@ pub(crate) enum WriteOutcome {
     Enqueued(u64),
     /// A durable message handled: the sequence numbers its sends got, in order.
     Handled(Vec<u64>),
+    /// Deliveries of a recovered message begun before this one.
+    Attempts(u32),
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
@@ -244,12 +248,14 @@ fn commit_group(
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
         let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
         let mut timers = tx.open_table(TIMERS).map_err(StorageError::backend)?;
+        let mut attempts = tx.open_table(ATTEMPTS).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
             mailbox: &mut mailbox,
             timers: &mut timers,
+            attempts: &mut attempts,
         };
         for r in group {
             out.push(apply(&mut t, limits, r)?);
@@ -277,12 +283,14 @@ pub(crate) fn import_all(
         let mut accounts = tx.open_table(ACCOUNTS).map_err(StorageError::backend)?;
         let mut mailbox = tx.open_table(MAILBOX).map_err(StorageError::backend)?;
         let mut timers = tx.open_table(TIMERS).map_err(StorageError::backend)?;
+        let mut attempts = tx.open_table(ATTEMPTS).map_err(StorageError::backend)?;
         let mut t = Tables {
             data: &mut data,
             usage: &mut usage,
             accounts: &mut accounts,
             mailbox: &mut mailbox,
             timers: &mut timers,
+            attempts: &mut attempts,
         };
         for (ns, entries) in entries {
             count += entries.len() as u64;
@@ -311,6 +319,7 @@ type UsageTable<'t> = Table<'t, (u8, &'static str), (u64, u64)>;
 type AccountTable<'t> = Table<'t, &'static str, (u64, u64)>;
 type MailboxTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 type TimerTable<'t> = Table<'t, (&'static str, u64), (u64, &'static str, &'static [u8])>;
+type AttemptTable<'t> = Table<'t, (&'static str, u64), u32>;
 
 /// The tables one write transaction changes.
 struct Tables<'a, 't> {
@@ -319,6 +328,7 @@ struct Tables<'a, 't> {
     accounts: &'a mut AccountTable<'t>,
     mailbox: &'a mut MailboxTable<'t>,
     timers: &'a mut TimerTable<'t>,
+    attempts: &'a mut AttemptTable<'t>,
 }
 
 /// Applies one request: `Ok(Err(_))` is a refusal (nothing written), the outer
@@ -401,6 +411,18 @@ fn apply(
                 (None, _) => WriteOutcome::Deleted(0),
             }));
         }
+        WriteOp::Attempt(seq) => {
+            let before = t
+                .attempts
+                .get((n, *seq))
+                .map_err(StorageError::backend)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            t.attempts
+                .insert((n, *seq), before.saturating_add(1))
+                .map_err(StorageError::backend)?;
+            return Ok(Ok(WriteOutcome::Attempts(before)));
+        }
         WriteOp::CancelTimer(id) => {
             let gone = t
                 .timers
@@ -434,6 +456,9 @@ fn apply(
             }
             for seq in seqs {
                 t.mailbox.remove((n, *seq)).map_err(StorageError::backend)?;
+                t.attempts
+                    .remove((n, *seq))
+                    .map_err(StorageError::backend)?;
             }
             return Ok(Ok(WriteOutcome::Handled(sent)));
         }

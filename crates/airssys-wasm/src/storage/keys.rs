@@ -28,6 +28,12 @@ pub(crate) const MAILBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 pub(crate) const TIMERS: TableDefinition<(&str, u64), (u64, &str, &[u8])> =
     TableDefinition::new("timers");
 
+/// Deliveries started of a durable message recovered from its log at a
+/// start: `(actor id, sequence number)` → how many (written before each such
+/// delivery, removed with the log entry), so that a message during which the
+/// host stops each time becomes a poison message across restarts too.
+pub(crate) const ATTEMPTS: TableDefinition<(&str, u64), u32> = TableDefinition::new("attempts");
+
 /// Whose entries a namespace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]

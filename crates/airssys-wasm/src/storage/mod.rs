@@ -45,7 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use commit::{Committer, DurableTimer, Then, WriteOp, WriteOutcome};
 
-pub(crate) use keys::{check_key, counter_after, DATA, MAILBOX, TIMERS, USAGE};
+pub(crate) use keys::{check_key, counter_after, ATTEMPTS, DATA, MAILBOX, TIMERS, USAGE};
 pub use keys::{
     BatchOp, Namespace, NamespaceKind, Quota, QuotaKind, StorageError, StorageLimits, Usage,
 };
@@ -143,6 +143,7 @@ impl Storage {
         tx.open_table(USAGE).map_err(|e| fail(&e))?;
         tx.open_table(MAILBOX).map_err(|e| fail(&e))?;
         tx.open_table(TIMERS).map_err(|e| fail(&e))?;
+        tx.open_table(ATTEMPTS).map_err(|e| fail(&e))?;
         tx.commit().map_err(|e| fail(&e))?;
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_line());
         let db = Arc::new(db);
@@ -377,6 +378,35 @@ impl Storage {
             None,
             Some(then),
         )
+    }
+
+    /// A delivery of `actor`'s durable message `seq` (recovered from its log at
+    /// a start) is about to begin: counts it durably. Resolves, once durable,
+    /// to the deliveries started before this one (in earlier runs of the host
+    /// that ended without handling it).
+    pub(crate) async fn attempt(
+        &self,
+        actor: &str,
+        seq: u64,
+    ) -> std::result::Result<u32, StorageError> {
+        match self
+            .inner
+            .committer
+            .submit(
+                Namespace::actor(actor),
+                WriteOp::Attempt(seq),
+                Quota::unlimited(),
+                None,
+                None,
+            )
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Backend("the storage is closed".into())))?
+        {
+            WriteOutcome::Attempts(n) => Ok(n),
+            other => Err(StorageError::Backend(format!(
+                "unexpected outcome of an attempt: {other:?}"
+            ))),
+        }
     }
 
     /// Removes durable timer `id` of `actor` (not awaited by the caller: a
