@@ -155,6 +155,15 @@ pub enum Error {
         /// What the storage said.
         reason: String,
     },
+    /// The actor lives on another host of the cluster that cannot be
+    /// reached now (down, partitioned, or the link failed).
+    #[error("{actor}: unavailable: {reason}")]
+    Unavailable {
+        /// The actor.
+        actor: String,
+        /// Which host, and why.
+        reason: String,
+    },
     /// The actor's `messaging.accept` list does not admit the sender.
     #[error("{actor}: refused: {rule}")]
     Refused {
@@ -268,6 +277,7 @@ impl Error {
             Error::NoSuchActor { actor }
             | Error::MailboxFull { actor, .. }
             | Error::NotLogged { actor, .. }
+            | Error::Unavailable { actor, .. }
             | Error::Refused { actor, .. }
             | Error::RequestTimeout { actor, .. }
             | Error::ReplyTooLarge { actor, .. }

@@ -49,6 +49,7 @@
 
 mod actor;
 mod bindings;
+pub mod cluster;
 mod error;
 mod host;
 mod id;
@@ -62,8 +63,8 @@ pub mod units;
 
 pub use actor::{
     ActorId, ActorMetadata, ActorOptions, ActorSpec, ActorState, ActorStatus, ActorSystem, Backoff,
-    ChildSpec, DeadLetter, DeadLetterReason, HealthCheck, HostUsage, Intensity, RestartPolicy,
-    Strategy, SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
+    ChildSpec, DeadLetter, DeadLetterReason, HealthCheck, HostHealth, HostStatus, HostUsage,
+    Intensity, RestartPolicy, Strategy, SupervisorSpec, SystemBuilder, SystemEvent, SystemStats,
 };
 pub use bindings::{
     GuestError, HealthStatus, Message, MessagingError, Metadata, Payload, Reply, RequestError,

@@ -41,6 +41,14 @@ pub(crate) struct UpArgs {
     /// public key (repeatable; adds to `[system] trusted-keys`).
     #[arg(long, value_name = "KEY.pub")]
     pub(crate) require_signature: Vec<PathBuf>,
+    /// Join the cluster on this NATS server (JetStream enabled), e.g.
+    /// nats://127.0.0.1:4222 (overrides `[cluster] url`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) cluster: Option<String>,
+    /// This host's id in the cluster (default: `[cluster] host-id`, else the
+    /// host name and process id).
+    #[arg(long, value_name = "ID")]
+    pub(crate) host_id: Option<String>,
     /// The system file.
     pub(crate) file: PathBuf,
 }
@@ -83,6 +91,17 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
             .start()
             .await?,
     );
+    // Joined before anything is served: sends to other hosts' actors work
+    // from the first request on.
+    let cluster = match config.cluster_options(a.cluster.as_deref(), a.host_id.as_deref()) {
+        Some(o) => {
+            let (url, host) = (o.url.clone(), o.host_id.clone());
+            let c = airssys_wasm::cluster::Cluster::join(&system, o).await?;
+            println!("cluster: {url} as {host}");
+            Some(c)
+        }
+        None => None,
+    };
     // The HTTP routes: bound before the "up:" line, served after it.
     let http =
         match config.http_listener(&engine, &policy, &audit, storage.as_ref(), system.clone())? {
@@ -160,6 +179,10 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
     let _ = stop_http.send(());
     if let Some(server) = http_server {
         let _ = server.await;
+    }
+    // Leave first: the others see this host gone at once, not after dead-after.
+    if let Some(c) = cluster {
+        c.leave().await;
     }
     system.shutdown().await;
     let _ = stop_admin.send(());

@@ -254,6 +254,12 @@ pub enum DeadLetterReason {
         /// What the storage said.
         reason: String,
     },
+    /// The target's host could not be reached: it is down (no heartbeat
+    /// within the cluster's `dead-after`), or the link to it failed.
+    Unavailable {
+        /// Which host, and why.
+        reason: String,
+    },
     /// A durable actor trapped or exhausted a limit on each of its
     /// deliveries: a poison message, taken out of the log.
     Poison {
@@ -296,6 +302,7 @@ impl fmt::Display for DeadLetterReason {
             DeadLetterReason::NotLogged { reason } => {
                 write!(f, "not written to the durable mailbox: {reason}")
             }
+            DeadLetterReason::Unavailable { reason } => write!(f, "unavailable: {reason}"),
             DeadLetterReason::Poison { deliveries, reason } => {
                 write!(
                     f,

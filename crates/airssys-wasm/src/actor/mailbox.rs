@@ -150,6 +150,62 @@ pub(crate) fn unpack(buf: &[u8]) -> Message {
     }
 }
 
+/// [`unpack`] for bytes from outside this host (another host of a cluster):
+/// `None` unless they are exactly one packed message.
+pub(crate) fn unpack_checked(buf: &[u8]) -> Option<Message> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if n > self.0.len() {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn u32(&mut self) -> Option<usize> {
+            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize)
+        }
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = self.u32()?;
+            self.take(n)
+        }
+        fn string(&mut self) -> Option<String> {
+            Some(std::str::from_utf8(self.bytes()?).ok()?.to_string())
+        }
+    }
+    let mut r = R(buf);
+    let sender = r.string()?;
+    let payload = r.bytes()?.to_vec();
+    let content_type = r.string()?;
+    let correlation_id = match r.take(1)? {
+        [1] => Some(r.string()?),
+        [0] => None,
+        _ => return None,
+    };
+    let n = r.u32()?;
+    // Each entry takes at least 8 bytes: a count past that is a lie.
+    if n > r.0.len() / 8 {
+        return None;
+    }
+    let mut metadata = Vec::with_capacity(n);
+    for _ in 0..n {
+        metadata.push((r.string()?, r.string()?));
+    }
+    let timestamp_ms = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(Message {
+        sender,
+        payload,
+        content_type,
+        correlation_id,
+        metadata,
+        timestamp_ms,
+    })
+}
+
 /// The outcome of a push.
 pub(crate) enum Pushed {
     /// Queued; a task serves the mailbox.

@@ -23,6 +23,7 @@ pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+pub(crate) mod remote;
 pub(crate) mod residency;
 pub(crate) mod router;
 pub(crate) mod rpc;
@@ -37,6 +38,7 @@ pub use crate::id::ActorId;
 pub use events::{
     ActorMetadata, ActorState, ActorStatus, DeadLetter, DeadLetterReason, HostUsage, SystemEvent,
 };
+pub use remote::{HostHealth, HostStatus};
 pub use spec::{
     ActorOptions, ActorSpec, Backoff, ChildSpec, HealthCheck, Intensity, RestartPolicy, Strategy,
     SupervisorSpec,

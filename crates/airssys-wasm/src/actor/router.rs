@@ -45,6 +45,9 @@ fn reason(why: &Undeliverable) -> DeadLetterReason {
         Undeliverable::NotLogged(reason) => DeadLetterReason::NotLogged {
             reason: reason.clone(),
         },
+        Undeliverable::Unavailable(reason) => DeadLetterReason::Unavailable {
+            reason: reason.clone(),
+        },
     }
 }
 
@@ -142,6 +145,8 @@ pub(crate) struct Router {
     /// Starts the task of a virtual actor whose mailbox just got a message
     /// (the actor layer's loop; the router only knows when).
     pub(super) activate: Activate,
+    /// The other hosts of a cluster, when this host is in one.
+    pub(super) remote: std::sync::OnceLock<Arc<dyn super::remote::Remote>>,
 }
 
 /// How the router starts a virtual actor's task.
@@ -171,7 +176,26 @@ impl Router {
             runtime,
             trace_seed: u64::from_le_bytes(seed),
             activate,
+            remote: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the transport to the other hosts (once).
+    pub(crate) fn set_remote(&self, remote: Arc<dyn super::remote::Remote>) -> bool {
+        self.remote.set(remote).is_ok()
+    }
+
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn super::remote::Remote>> {
+        self.remote.get()
+    }
+
+    /// The timeout of actor request `corr`, while it is pending.
+    pub(crate) fn pending_timeout(&self, corr: u64) -> Option<Duration> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&corr)
+            .map(|p| p.timeout)
     }
 
     pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
@@ -333,6 +357,19 @@ impl Router {
         // look again (a fresh cell), at most a few times.
         for _ in 0..4 {
             let Some(cell) = self.lookup(target) else {
+                // Not on this host: another host of the cluster may have it.
+                if let Some(remote) = self.remote.get() {
+                    match remote.forward(target, msg, reply) {
+                        super::remote::Forwarded::Sent => {
+                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            return Ok(None);
+                        }
+                        super::remote::Forwarded::Failed(why, msg) => {
+                            return Err(self.undeliverable(target, msg, why))
+                        }
+                        super::remote::Forwarded::Unknown(m) => msg = m,
+                    }
+                }
                 return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor));
             };
             match self.deliver_to_inner(&cell, msg, reply, charge) {
@@ -574,6 +611,20 @@ impl Router {
     /// Each copy a guest publishes is charged to its `budget`; copies past it
     /// are dead letters.
     pub(crate) fn publish(
+        self: &Arc<Self>,
+        topic: &str,
+        msg: Message,
+        budget: Option<&Arc<Cell>>,
+    ) -> u32 {
+        if let Some(remote) = self.remote.get() {
+            remote.publish(topic, &msg);
+        }
+        self.publish_here(topic, msg, budget)
+    }
+
+    /// [`Router::publish`] to this host's subscribers only (a copy another
+    /// host published).
+    pub(crate) fn publish_here(
         self: &Arc<Self>,
         topic: &str,
         msg: Message,

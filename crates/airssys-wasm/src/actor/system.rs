@@ -321,6 +321,13 @@ impl ActorSystem {
         Ok(out)
     }
 
+    /// The hosts of the cluster this system joined
+    /// ([`Cluster::join`](crate::cluster::Cluster::join)), this one first;
+    /// empty when it is on its own.
+    pub fn hosts(&self) -> Vec<super::HostStatus> {
+        self.router.remote().map(|r| r.hosts()).unwrap_or_default()
+    }
+
     /// The keys upgrades are checked with ([`SystemBuilder::trust`]).
     pub fn trust(&self) -> &crate::security::signing::TrustPolicy {
         &self.trust

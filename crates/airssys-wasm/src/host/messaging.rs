@@ -66,6 +66,8 @@ pub(crate) enum Undeliverable {
     TooManySubscriptions(u32),
     /// A durable target's mailbox log could not take it.
     NotLogged(String),
+    /// The target's host cannot be reached (down, or the link to it is gone).
+    Unavailable(String),
 }
 
 impl std::fmt::Display for Undeliverable {
@@ -83,6 +85,7 @@ impl std::fmt::Display for Undeliverable {
                  {asked} more asked (limits.host-bytes)"
             ),
             Undeliverable::NotLogged(why) => write!(f, "not written to the durable mailbox: {why}"),
+            Undeliverable::Unavailable(why) => write!(f, "unavailable: {why}"),
             Undeliverable::TooManySubscriptions(n) => {
                 write!(f, "{n} subscriptions is the cap (limits.subscriptions)")
             }
@@ -102,7 +105,7 @@ impl Undeliverable {
             Undeliverable::Stopped => MessagingError::NoSuchActor(format!("{target} (stopped)")),
             e @ Undeliverable::OverBudget { .. } => MessagingError::Unavailable(e.to_string()),
             Undeliverable::TooManySubscriptions(n) => MessagingError::TooManyPending(n),
-            e @ Undeliverable::NotLogged(_) => {
+            e @ (Undeliverable::NotLogged(_) | Undeliverable::Unavailable(_)) => {
                 MessagingError::Unavailable(format!("{target}: {e}"))
             }
         }
@@ -117,6 +120,7 @@ impl Undeliverable {
             Undeliverable::Refused(rule) => Error::Refused { actor, rule },
             Undeliverable::Stopped => Error::ActorStopped { actor },
             Undeliverable::NotLogged(reason) => Error::NotLogged { actor, reason },
+            Undeliverable::Unavailable(reason) => Error::Unavailable { actor, reason },
             e @ (Undeliverable::OverBudget { .. } | Undeliverable::TooManySubscriptions(_)) => {
                 Error::Refused {
                     actor,

@@ -378,6 +378,7 @@ pub(crate) fn status_of(e: &Error) -> http::StatusCode {
         Error::NoSuchActor { .. } => StatusCode::NOT_FOUND,
         Error::MailboxFull { .. }
         | Error::NotLogged { .. }
+        | Error::Unavailable { .. }
         | Error::ShuttingDown
         | Error::ActorStopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Refused { .. } => StatusCode::FORBIDDEN,

@@ -10,6 +10,7 @@
 //! | `POST /components/{id}/rollback` | the actor goes back to its previous version: 200 `{"id", "version"}`, 409 with why not |
 //! | `GET /metrics` | Prometheus text format: the system's figures, and the `[http]` listener's (`airssys_http_*`) when [`serve_with`] is given them |
 //! | `GET /healthz` | 200 while the system runs, 503 once its root supervisor failed |
+//! | `GET /hosts` | the hosts of the cluster this system joined, this one first: a JSON array of [`HostStatus`](crate::HostStatus) (`id`, `health`: alive/dead/left, `last_seen_ms`, `actors`, `this`); `[]` on its own |
 //!
 //! Errors are JSON `{"error": "..."}`: an unknown actor 404, a full mailbox 503
 //! (with `Retry-After`), a refused sender 403, a malformed id or parameter 400,
@@ -82,6 +83,7 @@ fn router_with(
         .route("/dead-letters", get(dead_letters))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/hosts", get(hosts))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(json_errors))
@@ -255,6 +257,10 @@ async fn dead_letters(
         }
     };
     Json(admin.system.dead_letters_page(after, limit)).into_response()
+}
+
+async fn hosts(State(admin): State<Admin>) -> Response {
+    Json(admin.system.hosts()).into_response()
 }
 
 async fn healthz(State(admin): State<Admin>) -> Response {
@@ -517,6 +523,23 @@ pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String 
         "Subscriptions an actor holds",
         subscriptions,
     );
+    let hosts = system.hosts();
+    if !hosts.is_empty() {
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct HostLabel {
+            host: String,
+        }
+        let up = Family::<HostLabel, Gauge>::default();
+        for h in &hosts {
+            up.get_or_create(&HostLabel { host: h.id.clone() })
+                .set(i64::from(h.health == crate::HostHealth::Alive));
+        }
+        registry.register(
+            "cluster_host_up",
+            "1 while a host of the cluster heartbeats, as this host sees it",
+            up,
+        );
+    }
     let counters = &system.router().counters;
     registry.register(
         "call_duration_seconds",

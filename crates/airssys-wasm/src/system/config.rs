@@ -97,12 +97,41 @@ pub struct SystemConfig {
     /// An HTTP listener with routes into the system (apart from the admin API).
     #[serde(default)]
     pub http: Option<super::http::HttpSection>,
+    /// Join a cluster of hosts on NATS (`up --cluster URL` overrides `url`).
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
     #[serde(skip)]
     #[schemars(skip)]
     path: PathBuf,
     #[serde(skip)]
     #[schemars(skip)]
     text: String,
+}
+
+/// `[cluster]`: this host's place in a cluster of hosts on NATS.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterSection {
+    /// The NATS server (JetStream enabled), e.g. `nats://127.0.0.1:4222`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// This host's id (default: the machine's host name and the process id).
+    #[serde(default)]
+    pub host_id: Option<String>,
+    /// The cluster's name (default `default`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How often this host heartbeats (default 1 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub heartbeat: Option<Duration>,
+    /// A host silent this long is dead (default 3 s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<DurationValue>")]
+    pub dead_after: Option<Duration>,
+    /// A file holding the NATS token, relative to this file.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[system]`.
@@ -452,6 +481,34 @@ impl SystemConfig {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
+    /// The options of `[cluster]` with `url` (from the file when `None`);
+    /// `None` when neither gives a URL. `host_id` falls back to the file's,
+    /// then to the machine's host name and this process's id.
+    pub fn cluster_options(
+        &self,
+        url: Option<&str>,
+        host_id: Option<&str>,
+    ) -> Option<crate::cluster::ClusterOptions> {
+        let section = self.cluster.clone().unwrap_or_default();
+        let url = url.map(str::to_string).or(section.url)?;
+        let host = host_id
+            .map(str::to_string)
+            .or(section.host_id)
+            .unwrap_or_else(default_host_id);
+        let mut o = crate::cluster::ClusterOptions::new(url, host);
+        if let Some(n) = section.name {
+            o.name = n;
+        }
+        if let Some(h) = section.heartbeat {
+            o.heartbeat = h;
+        }
+        if let Some(d) = section.dead_after {
+            o.dead_after = d;
+        }
+        o.token_file = section.token_file.map(|f| self.resolve(&f));
+        Some(o)
+    }
+
     /// The keys of `[system] trusted-keys` (empty: no signature required).
     ///
     /// # Errors
@@ -685,6 +742,20 @@ impl SystemConfig {
         spec.children = children.into_iter().map(|(_, c)| c).collect();
         Ok(spec)
     }
+}
+
+/// The machine's host name (what a host id may hold of it) and this process's id.
+fn default_host_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "host".into());
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .take(40)
+        .collect();
+    format!("{name}-{}", std::process::id())
 }
 
 #[cfg(test)]

@@ -1,0 +1,59 @@
+//! The seam between the router and other hosts: when an id is not on this
+//! host, the router asks its [`Remote`] (a cluster transport) to take the
+//! message; topics reach the other hosts through it too. The actor layer
+//! defines the seam; the cluster implements it.
+
+use super::mailbox::ReplyTo;
+use crate::bindings::Message;
+use crate::host::messaging::Undeliverable;
+
+/// What a [`Remote`] did with a message.
+pub(crate) enum Forwarded {
+    /// On its way to the host the target lives on (at most once).
+    Sent,
+    /// For a host the cluster knows, but cannot be delivered (that host is
+    /// down, the link is gone): a dead letter for the sender.
+    Failed(Undeliverable, Message),
+    /// No host of the cluster has that id: the message comes back (the
+    /// sender gets `no such actor` at once, so the reply channel goes).
+    Unknown(Message),
+}
+
+/// Another host's side of the router.
+pub(crate) trait Remote: Send + Sync + 'static {
+    /// Takes `msg` for `target` if the cluster knows where `target` lives.
+    /// A reply (`reply`) comes back through the router (`complete`) or the
+    /// embedder's channel.
+    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded;
+    /// Publishes a copy of `msg` on `topic` to the other hosts.
+    fn publish(&self, topic: &str, msg: &Message);
+    /// The hosts of the cluster, this one first.
+    fn hosts(&self) -> Vec<HostStatus>;
+}
+
+/// A host of the cluster as this host sees it (`GET /hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostStatus {
+    /// Its id (`--host-id`).
+    pub id: String,
+    /// `alive`, `dead` (no heartbeat within the cluster's `dead-after`) or `left`.
+    pub health: HostHealth,
+    /// Milliseconds since its last heartbeat reached this host.
+    pub last_seen_ms: u64,
+    /// The declared actors it runs.
+    pub actors: Vec<String>,
+    /// Whether it is this host.
+    pub this: bool,
+}
+
+/// A host's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHealth {
+    /// Heartbeating.
+    Alive,
+    /// No heartbeat within the cluster's `dead-after`.
+    Dead,
+    /// Left the cluster (stopped cleanly).
+    Left,
+}

@@ -1,0 +1,855 @@
+//! Hosts of one system on NATS: [`Cluster::join`] connects an
+//! [`ActorSystem`] to a NATS server (JetStream enabled), announces the host
+//! with a heartbeat, publishes where its declared actors live, and from then
+//! on a message to an id this host does not have goes to the host that has
+//! it; topics span the hosts.
+//!
+//! What each kind of message gets across hosts, stated once:
+//!
+//! | what | guarantee |
+//! |---|---|
+//! | `send` to an actor on another host | at most once: handed to NATS in order per pair of hosts; lost if the link or the host fails in between. A send to a host that is down is a dead letter (`unavailable`) on the sender's host |
+//! | `request` | the reply, or `timeout`, or `unavailable` (the host is down or the link failed): never silence past the timeout |
+//! | `publish` | at most once per subscriber on each other host |
+//!
+//! The trust boundary: guests trust nobody; hosts of one cluster trust each
+//! other (a frame is bounds-checked, its sender id believed): the sender id
+//! on a message is set by the sending host. NATS credentials come from a
+//! file ([`ClusterOptions::token_file`]), never from a command line.
+//!
+//! Failure detection: every host puts its heartbeat in a JetStream key-value
+//! bucket every [`ClusterOptions::heartbeat`]; a host whose heartbeat has not
+//! reached this one for [`ClusterOptions::dead_after`] (default 3 s) is dead
+//! until it heartbeats again. Declared actors are pinned to their host.
+
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::mailbox::ReplyTo;
+use crate::actor::remote::{Forwarded, HostHealth, HostStatus, Remote};
+use crate::actor::router::Router;
+use crate::actor::ActorSystem;
+use crate::bindings::{Message, Reply, RequestError};
+use crate::error::{Error, Result};
+use crate::host::messaging::Undeliverable;
+use wire::{Answer, Failure};
+
+/// How a host joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (JetStream enabled).
+    pub url: String,
+    /// This host's id (letters, digits, `-`, `_`; unique in the cluster).
+    pub host_id: String,
+    /// The cluster's name: hosts with the same name form one cluster on one
+    /// NATS server (default `default`).
+    pub name: String,
+    /// How often this host heartbeats (default 1 s).
+    pub heartbeat: Duration,
+    /// A host silent this long is dead (default 3 s; at least 2 heartbeats).
+    pub dead_after: Duration,
+    /// A file holding the NATS token, if the server wants one.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl ClusterOptions {
+    /// Options for `url`, with `host_id`, and the defaults.
+    pub fn new(url: impl Into<String>, host_id: impl Into<String>) -> Self {
+        ClusterOptions {
+            url: url.into(),
+            host_id: host_id.into(),
+            name: "default".into(),
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(3),
+            token_file: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !token_ok(&self.host_id) {
+            return Err(Error::Config(format!(
+                "cluster host id {:?}: 1 to 64 letters, digits, '-' or '_'",
+                self.host_id
+            )));
+        }
+        if !token_ok(&self.name) {
+            return Err(Error::Config(format!(
+                "cluster name {:?}: 1 to 64 letters, digits, '-' or '_'",
+                self.name
+            )));
+        }
+        if self.heartbeat.is_zero() || self.dead_after < self.heartbeat * 2 {
+            return Err(Error::Config(format!(
+                "cluster: dead-after ({:?}) must be at least two heartbeats ({:?} each)",
+                self.dead_after, self.heartbeat
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The longest an embedder's remote `ask` is waited for by the link (its own
+/// timeout usually ends it first).
+const MAX_REMOTE_WAIT: Duration = Duration::from_secs(300);
+
+/// What one host knows of another.
+struct Peer {
+    last_seen: Instant,
+    left: bool,
+}
+
+struct Shared {
+    host_id: String,
+    prefix: String,
+    dead_after: Duration,
+    router: Weak<Router>,
+    client: async_nats::Client,
+    /// Ordered outbound frames: (subject, reply subject, payload).
+    out: mpsc::UnboundedSender<(String, Option<String>, Vec<u8>)>,
+    peers: Mutex<HashMap<String, Peer>>,
+    /// Where each declared actor of the cluster lives.
+    directory: Mutex<HashMap<String, String>>,
+    /// Requests this host sent and awaits, by id.
+    waiting: Mutex<HashMap<u64, Waiter>>,
+    next: AtomicU64,
+}
+
+enum Waiter {
+    Host {
+        target: String,
+        tx: oneshot::Sender<Result<Option<Reply>>>,
+        deadline: Instant,
+    },
+    Actor {
+        target: String,
+        corr: u64,
+        deadline: Instant,
+    },
+}
+
+impl Waiter {
+    fn deadline(&self) -> Instant {
+        match self {
+            Waiter::Host { deadline, .. } | Waiter::Actor { deadline, .. } => *deadline,
+        }
+    }
+}
+
+/// A host's membership in a cluster: dropping it does not leave; call
+/// [`Cluster::leave`].
+pub struct Cluster {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    hosts_kv: kv::Store,
+    actors_kv: kv::Store,
+    actors: Vec<String>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("host", &self.shared.host_id)
+            .field("prefix", &self.shared.prefix)
+            .finish()
+    }
+}
+
+fn nats_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("cluster: {what}: {e}"))
+}
+
+/// A KV key for an actor id (ids may hold characters keys may not).
+fn key_of(id: &str) -> String {
+    crate::units::hex(id.as_bytes())
+}
+
+fn id_of(key: &str) -> Option<String> {
+    let b = key.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = b
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+impl Cluster {
+    /// Joins `system` to the cluster `options` names: connects, creates the
+    /// cluster's buckets if they are missing, announces this host and its
+    /// declared actors, and starts the heartbeat, the watchers and the
+    /// delivery of what other hosts send here. Returns once this host is
+    /// announced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for bad options, a token file that cannot be read,
+    /// a server that cannot be reached or has no JetStream, or an actor id
+    /// another live host already declared.
+    pub async fn join(system: &ActorSystem, options: ClusterOptions) -> Result<Cluster> {
+        options.check()?;
+        let mut connect = async_nats::ConnectOptions::new()
+            .name(format!("airssys-wasm {}", options.host_id))
+            .retry_on_initial_connect()
+            .max_reconnects(None);
+        if let Some(f) = &options.token_file {
+            let token = std::fs::read_to_string(f).map_err(|source| Error::Io {
+                path: f.clone(),
+                source,
+            })?;
+            connect = connect.token(token.trim().to_string());
+        }
+        let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(&options.url))
+            .await
+            .map_err(|_| nats_err(&options.url, "no answer within 10 s"))?
+            .map_err(|e| nats_err(&options.url, e))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let bucket = |suffix: &str, max_age: Duration| kv::Config {
+            bucket: format!("airssys-{}-{suffix}", options.name),
+            history: 1,
+            max_age,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let open = |cfg: kv::Config| {
+            let js = js.clone();
+            async move {
+                match js.create_key_value(cfg.clone()).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => js
+                        .get_key_value(cfg.bucket.clone())
+                        .await
+                        .map_err(|e| nats_err(&format!("bucket {}", cfg.bucket), e)),
+                }
+            }
+        };
+        // A heartbeat older than a minute is gone from the bucket by itself.
+        let hosts_kv = open(bucket("hosts", Duration::from_secs(60))).await?;
+        let actors_kv = open(bucket("actors", Duration::ZERO)).await?;
+        let router = system.router().clone();
+        let prefix = format!("airssys.{}", options.name);
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            host_id: options.host_id.clone(),
+            prefix: prefix.clone(),
+            dead_after: options.dead_after,
+            router: Arc::downgrade(&router),
+            client: client.clone(),
+            out,
+            peers: Mutex::default(),
+            directory: Mutex::default(),
+            waiting: Mutex::default(),
+            next: AtomicU64::new(1),
+        });
+        // What is already known, before anything is announced: a live host
+        // holding one of our ids is refused, not overwritten.
+        let mut tasks = Vec::new();
+        let (hosts_ready, hosts_seen) = oneshot::channel();
+        tasks.push(tokio::spawn(watch_hosts(
+            shared.clone(),
+            hosts_kv.clone(),
+            hosts_ready,
+        )));
+        let (actors_ready, actors_seen) = oneshot::channel();
+        tasks.push(tokio::spawn(watch_actors(
+            shared.clone(),
+            actors_kv.clone(),
+            actors_ready,
+        )));
+        let _ = tokio::time::timeout(Duration::from_secs(10), hosts_seen).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), actors_seen).await;
+        let actors: Vec<String> = system
+            .actors()
+            .into_iter()
+            .map(|a| a.metadata.id.as_str().to_string())
+            .filter(|id| !id.contains('/'))
+            .collect();
+        for id in &actors {
+            let owner = shared
+                .directory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .cloned();
+            if let Some(owner) = owner {
+                if owner != shared.host_id && shared.health(&owner) == HostHealth::Alive {
+                    for t in &tasks {
+                        t.abort();
+                    }
+                    return Err(Error::Config(format!(
+                        "cluster {}: actor {id} is declared by host {owner}, which is alive",
+                        options.name
+                    )));
+                }
+            }
+        }
+        // Deliveries to this host, and the replies to what it asked.
+        let inbox = client
+            .subscribe(format!("{prefix}.host.{}", options.host_id))
+            .await
+            .map_err(|e| nats_err("subscribe", e))?;
+        tasks.push(tokio::spawn(serve_inbox(shared.clone(), inbox)));
+        let replies = client
+            .subscribe(format!("{prefix}.reply.{}.*", options.host_id))
+            .await
+            .map_err(|e| nats_err("subscribe", e))?;
+        tasks.push(tokio::spawn(serve_replies(shared.clone(), replies)));
+        let topics = client
+            .subscribe(format!("{prefix}.topic"))
+            .await
+            .map_err(|e| nats_err("subscribe", e))?;
+        tasks.push(tokio::spawn(serve_topics(shared.clone(), topics)));
+        tasks.push(tokio::spawn(send_out(client.clone(), out_rx)));
+        tasks.push(tokio::spawn(sweep(shared.clone())));
+        for id in &actors {
+            actors_kv
+                .put(key_of(id), options.host_id.clone().into_bytes().into())
+                .await
+                .map_err(|e| nats_err("announce an actor", e))?;
+            shared
+                .directory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), options.host_id.clone());
+        }
+        hosts_kv
+            .put(&options.host_id, Vec::new().into())
+            .await
+            .map_err(|e| nats_err("heartbeat", e))?;
+        client.flush().await.map_err(|e| nats_err("flush", e))?;
+        tasks.push(tokio::spawn(heartbeat(
+            hosts_kv.clone(),
+            options.host_id.clone(),
+            options.heartbeat,
+        )));
+        router.set_remote(shared.clone());
+        tracing::info!(
+            target: "airssys_wasm::cluster",
+            host = %options.host_id,
+            cluster = %options.name,
+            actors = actors.len(),
+            "joined the cluster at {}", options.url
+        );
+        Ok(Cluster {
+            shared,
+            tasks,
+            hosts_kv,
+            actors_kv,
+            actors,
+        })
+    }
+
+    /// This host's id.
+    pub fn host_id(&self) -> &str {
+        &self.shared.host_id
+    }
+
+    /// The hosts of the cluster as this host sees them, this one first.
+    pub fn hosts(&self) -> Vec<HostStatus> {
+        self.shared.hosts()
+    }
+
+    /// Leaves the cluster: the heartbeat stops, this host's entry and its
+    /// actors' entries are removed (the others see it `left` at once, not
+    /// `dead` after the timeout), and nothing more is delivered here.
+    pub async fn leave(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for id in &self.actors {
+            let _ = self.actors_kv.delete(key_of(id)).await;
+        }
+        let _ = self.hosts_kv.delete(&self.shared.host_id).await;
+        let _ = self.shared.client.flush().await;
+    }
+}
+
+impl Shared {
+    fn health(&self, host: &str) -> HostHealth {
+        if host == self.host_id {
+            return HostHealth::Alive;
+        }
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        match peers.get(host) {
+            Some(p) if p.left => HostHealth::Left,
+            Some(p) if p.last_seen.elapsed() < self.dead_after => HostHealth::Alive,
+            _ => HostHealth::Dead,
+        }
+    }
+
+    fn hosts(&self) -> Vec<HostStatus> {
+        let directory = self
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let actors_of = |h: &str| {
+            let mut v: Vec<String> = directory
+                .iter()
+                .filter(|(_, owner)| owner.as_str() == h)
+                .map(|(id, _)| id.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut out = vec![HostStatus {
+            id: self.host_id.clone(),
+            health: HostHealth::Alive,
+            last_seen_ms: 0,
+            actors: actors_of(&self.host_id),
+            this: true,
+        }];
+        let mut peers: Vec<(String, u64)> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(id, _)| **id != self.host_id)
+            .map(|(id, p)| (id.clone(), p.last_seen.elapsed().as_millis() as u64))
+            .collect();
+        peers.sort();
+        for (id, ms) in peers {
+            out.push(HostStatus {
+                health: self.health(&id),
+                last_seen_ms: ms,
+                actors: actors_of(&id),
+                this: false,
+                id,
+            });
+        }
+        out
+    }
+
+    fn subject_of(&self, host: &str) -> String {
+        format!("{}.host.{host}", self.prefix)
+    }
+
+    fn wait(&self, w: Waiter) -> String {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, w);
+        format!("{}.reply.{}.{id}", self.prefix, self.host_id)
+    }
+}
+
+impl Remote for Shared {
+    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
+        let host = self
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned();
+        let Some(host) = host.filter(|h| *h != self.host_id) else {
+            return Forwarded::Unknown(msg);
+        };
+        match self.health(&host) {
+            HostHealth::Alive => {}
+            h => {
+                let why = Undeliverable::Unavailable(format!(
+                    "its host {host} is {}",
+                    if h == HostHealth::Left {
+                        "gone (left the cluster)"
+                    } else {
+                        "down (no heartbeat)"
+                    }
+                ));
+                if let Some(r) = reply {
+                    fail(&self.router, r, target, why.clone());
+                }
+                return Forwarded::Failed(why, msg);
+            }
+        }
+        let now = Instant::now();
+        let (timeout_ms, reply_to) = match reply {
+            None => (0, None),
+            Some(ReplyTo::Host(tx)) => {
+                let subject = self.wait(Waiter::Host {
+                    target: target.to_string(),
+                    tx,
+                    deadline: now + MAX_REMOTE_WAIT,
+                });
+                (MAX_REMOTE_WAIT.as_millis() as u64, Some(subject))
+            }
+            Some(ReplyTo::Actor(corr)) => {
+                let timeout = self
+                    .router
+                    .upgrade()
+                    .and_then(|r| r.pending_timeout(corr))
+                    .unwrap_or(Duration::from_secs(30));
+                let subject = self.wait(Waiter::Actor {
+                    target: target.to_string(),
+                    corr,
+                    deadline: now + timeout + Duration::from_secs(1),
+                });
+                (timeout.as_millis() as u64, Some(subject))
+            }
+        };
+        let frame = wire::delivery(target, timeout_ms, &msg);
+        if self
+            .out
+            .send((self.subject_of(&host), reply_to, frame))
+            .is_err()
+        {
+            return Forwarded::Failed(
+                Undeliverable::Unavailable("this host's cluster link is closed".into()),
+                msg,
+            );
+        }
+        Forwarded::Sent
+    }
+
+    fn publish(&self, topic: &str, msg: &Message) {
+        let frame = wire::delivery(topic, 0, msg);
+        let mut m = Vec::with_capacity(frame.len() + self.host_id.len() + 1);
+        m.push(self.host_id.len() as u8);
+        m.extend_from_slice(self.host_id.as_bytes());
+        m.extend_from_slice(&frame);
+        let _ = self.out.send((format!("{}.topic", self.prefix), None, m));
+    }
+
+    fn hosts(&self) -> Vec<HostStatus> {
+        Shared::hosts(self)
+    }
+}
+
+/// Tells whoever waits for `reply` why it will not come.
+fn fail(router: &Weak<Router>, reply: ReplyTo, target: &str, why: Undeliverable) {
+    match reply {
+        ReplyTo::Host(tx) => {
+            let _ = tx.send(Err(why.into_error(target)));
+        }
+        ReplyTo::Actor(corr) => {
+            if let Some(r) = router.upgrade() {
+                r.complete(corr, Err(RequestError::Failed(format!("{target}: {why}"))));
+            }
+        }
+    }
+}
+
+async fn send_out(
+    client: async_nats::Client,
+    mut rx: mpsc::UnboundedReceiver<(String, Option<String>, Vec<u8>)>,
+) {
+    while let Some((subject, reply, payload)) = rx.recv().await {
+        let r = match reply {
+            Some(reply) => {
+                client
+                    .publish_with_reply(subject, reply, payload.into())
+                    .await
+            }
+            None => client.publish(subject, payload.into()).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(target: "airssys_wasm::cluster", "a frame was not sent: {e}");
+        }
+    }
+}
+
+async fn heartbeat(kv: kv::Store, host: String, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = kv.put(&host, Vec::new().into()).await {
+            tracing::warn!(target: "airssys_wasm::cluster", host = %host, "heartbeat not written: {e}");
+        }
+    }
+}
+
+async fn watch_hosts(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    loop {
+        match kv.watch_with_history(">").await {
+            Ok(mut w) => {
+                if let Some(r) = ready.take() {
+                    // An empty bucket delivers nothing: ready at once.
+                    let _ = r.send(());
+                }
+                while let Some(e) = w.next().await {
+                    let Ok(e) = e else { break };
+                    let mut peers = shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    let left = !matches!(e.operation, kv::Operation::Put);
+                    let was = peers.insert(
+                        e.key.clone(),
+                        Peer {
+                            last_seen: Instant::now(),
+                            left,
+                        },
+                    );
+                    if left && e.key != shared.host_id {
+                        tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host left the cluster");
+                    } else if was.is_none() && e.key != shared.host_id {
+                        tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host joined the cluster");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the hosts: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn watch_actors(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    loop {
+        match kv.watch_with_history(">").await {
+            Ok(mut w) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                while let Some(e) = w.next().await {
+                    let Ok(e) = e else { break };
+                    let Some(id) = id_of(&e.key) else { continue };
+                    let mut dir = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+                    match e.operation {
+                        kv::Operation::Put => {
+                            dir.insert(id, String::from_utf8_lossy(&e.value).into_owned());
+                        }
+                        _ => {
+                            dir.remove(&id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the directory: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Delivers what other hosts send to actors here; answers requests.
+async fn serve_inbox(shared: Arc<Shared>, mut inbox: async_nats::Subscriber) {
+    while let Some(m) = inbox.next().await {
+        let Some(router) = shared.router.upgrade() else {
+            return;
+        };
+        let Some(d) = wire::read_delivery(&m.payload) else {
+            tracing::warn!(target: "airssys_wasm::cluster", subject = %m.subject, "a malformed frame was dropped");
+            continue;
+        };
+        match m.reply {
+            None => {
+                // A failure is this host's dead letter (at most once).
+                let _ = router.deliver(&d.target, d.msg, None, None);
+            }
+            Some(reply) => {
+                let (tx, rx) = oneshot::channel();
+                let answer = match router.deliver(&d.target, d.msg, Some(ReplyTo::Host(tx)), None) {
+                    Err(why) => Some(failure_of(why)),
+                    Ok(()) => None,
+                };
+                let shared = shared.clone();
+                let timeout = Duration::from_millis(d.timeout_ms.max(1));
+                tokio::spawn(async move {
+                    let answer = match answer {
+                        Some(a) => a,
+                        None => match tokio::time::timeout(timeout, rx).await {
+                            Ok(Ok(Ok(r))) => Answer::Reply(r),
+                            Ok(Ok(Err(e))) => Answer::Failed(failure_of_error(e)),
+                            Ok(Err(_)) => Answer::Failed(Failure::Stopped),
+                            Err(_) => Answer::Failed(Failure::Timeout),
+                        },
+                    };
+                    let _ = shared
+                        .out
+                        .send((reply.to_string(), None, wire::answer(&answer)));
+                });
+            }
+        }
+    }
+}
+
+fn failure_of(why: Undeliverable) -> Answer {
+    Answer::Failed(match why {
+        Undeliverable::NoSuchActor => Failure::NoSuchActor,
+        Undeliverable::MailboxFull(c) => Failure::MailboxFull(c as u64),
+        Undeliverable::Refused(r) => Failure::Refused(r),
+        Undeliverable::Stopped => Failure::Stopped,
+        other => Failure::Unavailable(other.to_string()),
+    })
+}
+
+fn failure_of_error(e: Error) -> Failure {
+    match e {
+        Error::NoSuchActor { .. } => Failure::NoSuchActor,
+        Error::MailboxFull { capacity, .. } => Failure::MailboxFull(capacity as u64),
+        Error::Refused { rule, .. } => Failure::Refused(rule),
+        Error::ActorStopped { .. } => Failure::Stopped,
+        Error::RequestTimeout { .. } => Failure::Timeout,
+        Error::Unavailable { reason, .. } => Failure::Unavailable(reason),
+        other => Failure::Failed(other.to_string()),
+    }
+}
+
+/// Answers from other hosts to this host's requests.
+async fn serve_replies(shared: Arc<Shared>, mut replies: async_nats::Subscriber) {
+    while let Some(m) = replies.next().await {
+        let Some(id) = m
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Some(w) = shared
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+        else {
+            continue;
+        };
+        let answer = wire::read_answer(&m.payload).unwrap_or(Answer::Failed(Failure::Unavailable(
+            "a malformed answer".into(),
+        )));
+        resolve(&shared.router, w, answer);
+    }
+}
+
+fn resolve(router: &Weak<Router>, w: Waiter, answer: Answer) {
+    match w {
+        Waiter::Host { target, tx, .. } => {
+            let actor = target.clone();
+            let r = match answer {
+                Answer::Reply(r) => Ok(r),
+                Answer::Failed(f) => Err(match f {
+                    Failure::NoSuchActor => Error::NoSuchActor { actor },
+                    Failure::MailboxFull(c) => Error::MailboxFull {
+                        actor,
+                        capacity: c as usize,
+                    },
+                    Failure::Refused(rule) => Error::Refused { actor, rule },
+                    Failure::Stopped => Error::ActorStopped { actor },
+                    Failure::Timeout => Error::RequestTimeout {
+                        actor,
+                        timeout: MAX_REMOTE_WAIT,
+                    },
+                    Failure::Failed(message) => Error::Runtime {
+                        component: actor,
+                        message,
+                    },
+                    Failure::Unavailable(reason) => Error::Unavailable { actor, reason },
+                }),
+            };
+            let _ = tx.send(r);
+        }
+        Waiter::Actor { target, corr, .. } => {
+            let Some(router) = router.upgrade() else {
+                return;
+            };
+            let r = match answer {
+                Answer::Reply(r) => {
+                    let r = r.unwrap_or(Reply {
+                        payload: Vec::new(),
+                        content_type: None,
+                        metadata: Vec::new(),
+                    });
+                    Ok(Message {
+                        sender: target,
+                        payload: r.payload,
+                        content_type: r.content_type.unwrap_or_default(),
+                        correlation_id: Some(corr.to_string()),
+                        metadata: r.metadata,
+                        timestamp_ms: crate::bindings::now_millis(),
+                    })
+                }
+                Answer::Failed(Failure::Timeout) => Err(RequestError::Timeout),
+                Answer::Failed(Failure::Stopped) => Err(RequestError::Stopped(target)),
+                Answer::Failed(f) => Err(RequestError::Failed(format!("{target}: {f:?}"))),
+            };
+            router.complete(corr, r);
+        }
+    }
+}
+
+/// Copies of what other hosts published, to this host's subscribers.
+async fn serve_topics(shared: Arc<Shared>, mut topics: async_nats::Subscriber) {
+    while let Some(m) = topics.next().await {
+        let Some(router) = shared.router.upgrade() else {
+            return;
+        };
+        let Some((&n, rest)) = m.payload.split_first() else {
+            continue;
+        };
+        let Some(origin) = rest.get(..n as usize) else {
+            continue;
+        };
+        if origin == shared.host_id.as_bytes() {
+            continue;
+        }
+        if let Some(d) = wire::read_delivery(&rest[n as usize..]) {
+            router.publish_here(&d.target, d.msg, None);
+        }
+    }
+}
+
+/// Ends what waits past its deadline, and what waits for a host that died.
+async fn sweep(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let directory = shared
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let gone: Vec<(Waiter, Option<String>)> = {
+            let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<(u64, Option<String>)> = waiting
+                .iter()
+                .filter_map(|(id, w)| {
+                    let target = match w {
+                        Waiter::Host { target, tx, .. } => {
+                            if tx.is_closed() {
+                                return Some((*id, None));
+                            }
+                            target
+                        }
+                        Waiter::Actor { target, .. } => target,
+                    };
+                    if w.deadline() <= now {
+                        return Some((*id, None));
+                    }
+                    let host = directory.get(target)?;
+                    (shared.health(host) != HostHealth::Alive).then(|| (*id, Some(host.clone())))
+                })
+                .collect();
+            ids.into_iter()
+                .filter_map(|(id, host)| waiting.remove(&id).map(|w| (w, host)))
+                .collect()
+        };
+        for (w, host) in gone {
+            let answer = match host {
+                Some(h) => Answer::Failed(Failure::Unavailable(format!(
+                    "its host {h} went down before it answered"
+                ))),
+                None => Answer::Failed(Failure::Timeout),
+            };
+            resolve(&shared.router, w, answer);
+        }
+    }
+}
