@@ -220,28 +220,38 @@ impl Cluster {
             .map_err(|_| nats_err(&options.url, "no answer within 10 s"))?
             .map_err(|e| nats_err(&options.url, e))?;
         let js = async_nats::jetstream::new(client.clone());
-        let bucket = |suffix: &str, max_age: Duration| kv::Config {
-            bucket: format!("airssys-{}-{suffix}", options.name),
-            history: 1,
-            max_age,
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        };
-        let open = |cfg: kv::Config| {
+        // A bucket is a stream as JetStream's key-value layer lays it out;
+        // made here directly because the client's own `create_key_value`
+        // first reads account details nats-server 2.9 words differently.
+        let open = |suffix: &str, max_age: Duration| {
             let js = js.clone();
+            let bucket = format!("airssys-{}-{suffix}", options.name);
             async move {
-                match js.create_key_value(cfg.clone()).await {
-                    Ok(s) => Ok(s),
-                    Err(_) => js
-                        .get_key_value(cfg.bucket.clone())
-                        .await
-                        .map_err(|e| nats_err(&format!("bucket {}", cfg.bucket), e)),
+                use async_nats::jetstream::stream;
+                let cfg = stream::Config {
+                    name: format!("KV_{bucket}"),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
+                    max_age,
+                    storage: stream::StorageType::File,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    num_replicas: 1,
+                    ..Default::default()
+                };
+                if let Err(created) = js.get_or_create_stream(cfg).await {
+                    return Err(nats_err(&format!("bucket {bucket}"), created));
                 }
+                js.get_key_value(bucket.clone())
+                    .await
+                    .map_err(|e| nats_err(&format!("bucket {bucket}"), e))
             }
         };
         // A heartbeat older than a minute is gone from the bucket by itself.
-        let hosts_kv = open(bucket("hosts", Duration::from_secs(60))).await?;
-        let actors_kv = open(bucket("actors", Duration::ZERO)).await?;
+        let hosts_kv = open("hosts", Duration::from_secs(60)).await?;
+        let actors_kv = open("actors", Duration::ZERO).await?;
         let router = system.router().clone();
         let prefix = format!("airssys.{}", options.name);
         let (out, out_rx) = mpsc::unbounded_channel();

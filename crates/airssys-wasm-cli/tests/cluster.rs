@@ -1,0 +1,267 @@
+//! `up --cluster`: three hosts on one `nats-server -js` (Debian's package,
+//! which `.ci/run` installs), each a real process on loopback ports. Sends,
+//! requests and publishes cross hosts; a host killed with SIGKILL is seen dead
+//! within the cluster's `dead-after`, a message for it is `unavailable`, and
+//! it rejoins when it comes back.
+
+#[path = "../../airssys-wasm/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_airssys-wasm")
+}
+
+fn guest(name: &str) -> PathBuf {
+    common::component(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `nats-server -js` on a loopback port; killed when dropped.
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed: apt-get install nats-server (.ci/run does)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One host: `up SYSTEM --cluster URL --host-id ID`; killed when dropped.
+struct Host {
+    child: Child,
+    url: String,
+    _cache: tempfile::TempDir,
+}
+
+impl Host {
+    fn start(system: &Path, nats: &str, id: &str) -> Host {
+        let cache = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin())
+            .arg("up")
+            .arg(system)
+            .args(["--admin", "127.0.0.1:0", "--cluster", nats, "--host-id", id])
+            .env("XDG_CACHE_HOME", cache.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start up");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut url = None;
+        for _ in 0..4 {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if let Some(u) = line.trim().strip_prefix("admin: ") {
+                url = Some(u.to_string());
+            }
+            if line.starts_with("up: ") {
+                break;
+            }
+        }
+        let Some(url) = url else {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("{id} did not start: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        std::thread::spawn(move || for _ in out.lines() {});
+        Host {
+            child,
+            url,
+            _cache: cache,
+        }
+    }
+
+    fn ask(&self, id: &str, body: &str) -> (u16, String) {
+        let mut r = agent()
+            .post(&format!("{}/components/{id}/messages?reply=true", self.url))
+            .send(body)
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+
+    fn get(&self, path: &str) -> String {
+        let mut r = agent().get(&format!("{}{path}", self.url)).call().unwrap();
+        r.body_mut().read_to_string().unwrap()
+    }
+
+    fn health_of(&self, host: &str) -> String {
+        let hosts: serde_json::Value = serde_json::from_str(&self.get("/hosts")).unwrap();
+        hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == host)
+            .map(|h| h["health"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// A system with one `actor_probe` actor `id` that may send, publish and subscribe.
+fn system(dir: &Path, id: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("probe.toml"),
+        r#"
+[component]
+name = "probe"
+version = "0.1.0"
+[capabilities]
+messaging = { send = ["**"], publish = ["**"], subscribe = ["**"] }
+"#,
+    )
+    .unwrap();
+    let path = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[system]\nname = \"{id}\"\nshutdown-timeout = \"2s\"\n\
+             [cluster]\nheartbeat = \"250ms\"\ndead-after = \"1500ms\"\n\
+             [components.probe]\npath = {:?}\nmanifest = \"probe.toml\"\n\
+             [[actors]]\nid = \"{id}\"\ncomponent = \"probe\"\nhealth = false\n",
+            guest("actor_probe").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn three_hosts_send_request_and_publish_across_and_a_killed_host_is_seen_dead() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Host::start(&system(dir.path(), "a"), &nats.url, "host-a");
+    let b = Host::start(&system(dir.path(), "b"), &nats.url, "host-b");
+    let c = Host::start(&system(dir.path(), "c"), &nats.url, "host-c");
+    for h in [&a, &b, &c] {
+        eventually("every host sees the others", Duration::from_secs(5), || {
+            ["host-a", "host-b", "host-c"]
+                .iter()
+                .all(|id| h.health_of(id) == "alive")
+        });
+    }
+    let hosts = a.get("/hosts");
+    assert!(hosts.contains(r#""actors":["b"]"#), "{hosts}");
+
+    // The admin API of one host reaches an actor on another.
+    assert_eq!(a.ask("b", "whoami"), (200, "b".into()));
+    assert_eq!(c.ask("a", "whoami"), (200, "a".into()));
+    // A guest's request to a guest on another host, and its callback.
+    let (_, corr) = a.ask("a", "ask b 5000 whoami");
+    let want = format!("cb:{corr}:ok:b:b");
+    eventually("the callback on a", Duration::from_secs(5), || {
+        a.ask("a", "log?").1.contains(&want)
+    });
+    // A guest's send to another host: it arrives, the sender's id kept.
+    assert_eq!(b.ask("b", "send c over"), (200, "ok".into()));
+    eventually("the send on c", Duration::from_secs(5), || {
+        c.ask("c", "log?").1.contains("msg:b:over")
+    });
+    // Topics span the hosts.
+    assert_eq!(c.ask("c", "subscribe news"), (200, "ok".into()));
+    a.ask("a", "publish news hello");
+    eventually("the publish on c", Duration::from_secs(5), || {
+        c.ask("c", "log?").1.contains("msg:a:hello")
+    });
+    // An id no host has is no such actor, as on one host.
+    assert_eq!(a.ask("nobody", "x").0, 404);
+
+    // SIGKILL: no goodbye. The others see it dead within dead-after (+ a tick).
+    let killed = Instant::now();
+    drop(c);
+    eventually("host-c seen dead by a", Duration::from_secs(5), || {
+        a.health_of("host-c") == "dead"
+    });
+    let detected = killed.elapsed();
+    assert!(detected <= Duration::from_secs(3), "{detected:?}");
+    let (status, body) = a.ask("c", "whoami");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("host-c") && body.contains("down"), "{body}");
+    // A guest's send to it is refused as unavailable, and a dead letter on its host.
+    let (_, r) = a.ask("a", "send c lost");
+    assert!(r.contains("unavailable"), "{r}");
+    let dead = a.get("/dead-letters");
+    assert!(dead.contains("unavailable"), "{dead}");
+
+    // It comes back under the same id and is reachable again.
+    let c = Host::start(&system(dir.path(), "c"), &nats.url, "host-c");
+    eventually("host-c alive again", Duration::from_secs(5), || {
+        a.health_of("host-c") == "alive"
+    });
+    assert_eq!(a.ask("c", "whoami"), (200, "c".into()));
+
+    // A clean stop is seen at once as left.
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    eventually("host-b seen left", Duration::from_secs(5), || {
+        a.health_of("host-b") == "left"
+    });
+    drop(c);
+}
