@@ -265,3 +265,103 @@ fn three_hosts_send_request_and_publish_across_and_a_killed_host_is_seen_dead() 
     });
     drop(c);
 }
+
+/// A system that runs virtual `kv_counter` actors, with its own data directory.
+fn counter_system(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[system]\nname = \"{name}\"\nshutdown-timeout = \"2s\"\ndata = \"data-{name}\"\n\
+             [cluster]\nheartbeat = \"250ms\"\ndead-after = \"1500ms\"\n\
+             [components.kv_counter]\npath = {:?}\nvirtual = true\nhealth = false\n",
+            guest("kv_counter").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Where virtual actor `id` is resident, by which host's /components lists it.
+fn resident_on(hosts: &[(&str, &Host)], id: &str) -> Vec<String> {
+    let quoted = format!("\"{id}\"");
+    hosts
+        .iter()
+        .filter(|(_, h)| h.get("/components").contains(&quoted))
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+#[test]
+fn a_virtual_actor_has_one_activation_cluster_wide_and_moves_when_its_host_dies() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Host::start(&counter_system(dir.path(), "a"), &nats.url, "host-a");
+    let b = Host::start(&counter_system(dir.path(), "b"), &nats.url, "host-b");
+    let c = Host::start(&counter_system(dir.path(), "c"), &nats.url, "host-c");
+    for h in [&a, &b, &c] {
+        eventually("every host sees the others", Duration::from_secs(5), || {
+            ["host-a", "host-b", "host-c"]
+                .iter()
+                .all(|id| h.health_of(id) == "alive")
+        });
+    }
+    // Concurrent first messages from all three hosts to the same ids.
+    let keys: Vec<String> = (0..6).map(|i| format!("kv_counter%2Fk{i}")).collect();
+    std::thread::scope(|s| {
+        for h in [&a, &b, &c] {
+            let keys = &keys;
+            s.spawn(move || {
+                for _ in 0..10 {
+                    for k in keys {
+                        let (status, body) = h.ask(k, "incr");
+                        assert_eq!(status, 200, "{k}: {body}");
+                    }
+                }
+            });
+        }
+    });
+    // One activation each: every host reads the whole count, and the ids
+    // are resident on one host each, spread over more than one.
+    let mut owners = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        let k = format!("kv_counter%2Fk{i}");
+        for h in [&a, &b, &c] {
+            assert_eq!(h.ask(&k, "get"), (200, "30".into()), "{k}");
+        }
+        let on = resident_on(
+            &[("host-a", &a), ("host-b", &b), ("host-c", &c)],
+            &format!("kv_counter/k{i}"),
+        );
+        assert_eq!(on.len(), 1, "kv_counter/k{i} resident on {on:?}");
+        owners.insert(on[0].clone());
+    }
+    assert!(owners.len() > 1, "all placed on {owners:?}");
+
+    // SIGKILL the host of k0: its next message activates it on a survivor.
+    let on = resident_on(
+        &[("host-a", &a), ("host-b", &b), ("host-c", &c)],
+        "kv_counter/k0",
+    );
+    let (survivor, victim) = match on[0].as_str() {
+        "host-a" => ((&b, "host-b"), a),
+        "host-b" => ((&c, "host-c"), b),
+        _ => ((&a, "host-a"), c),
+    };
+    let killed = Instant::now();
+    drop(victim);
+    let (status, body) = loop {
+        let r = survivor.0.ask("kv_counter%2Fk0", "incr");
+        if r.0 == 200 || killed.elapsed() > Duration::from_secs(10) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 200, "{body}");
+    let failover = killed.elapsed();
+    assert!(failover < Duration::from_secs(5), "{failover:?}");
+    // Its storage was the dead host's: the new activation counts afresh.
+    assert_eq!(body, "1");
+    assert_eq!(survivor.0.ask("kv_counter%2Fk0", "get"), (200, "1".into()));
+    let _ = survivor.1;
+}

@@ -14,9 +14,9 @@ pub(crate) enum Forwarded {
     /// For a host the cluster knows, but cannot be delivered (that host is
     /// down, the link is gone): a dead letter for the sender.
     Failed(Undeliverable, Message),
-    /// No host of the cluster has that id: the message comes back (the
-    /// sender gets `no such actor` at once, so the reply channel goes).
-    Unknown(Message),
+    /// Not another host's: the message comes back, to be delivered here (or
+    /// be `no such actor`).
+    Unknown(Message, Option<ReplyTo>),
 }
 
 /// Another host's side of the router.

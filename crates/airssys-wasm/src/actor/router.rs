@@ -287,6 +287,27 @@ impl Router {
 
     /// The cell for `id`, creating a virtual actor's cell when `id` is
     /// `component/key` of a registered virtual component.
+    /// Whether virtual component `name` is registered on this host.
+    pub(crate) fn has_kind(&self, name: &str) -> bool {
+        self.kinds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+
+    /// The virtual components registered on this host.
+    pub(crate) fn kind_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .kinds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
     fn lookup(&self, id: &str) -> Option<Arc<Cell>> {
         if let Some(c) = self.get(id) {
             return Some(c);
@@ -334,6 +355,30 @@ impl Router {
         charge: Option<Charge>,
         from: Option<&Arc<Cell>>,
     ) -> Result<Option<Ack>, Undeliverable> {
+        self.route(target, msg, reply, charge, from, true)
+    }
+
+    /// Delivers to an actor of this host, activating a virtual one here: the
+    /// cluster placed it here (or it is not in a cluster).
+    pub(crate) fn deliver_here(
+        self: &Arc<Self>,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), Undeliverable> {
+        self.route(target, msg, reply, None, None, false)
+            .map(|_| ())
+    }
+
+    fn route(
+        self: &Arc<Self>,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: Option<Charge>,
+        from: Option<&Arc<Cell>>,
+        remote: bool,
+    ) -> Result<Option<Ack>, Undeliverable> {
         // Only a durable sender has an outbox: a plain send takes no lock here.
         if let Some(sender) = from.filter(|s| s.options().durable) {
             let mut outbox = sender.outbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -356,21 +401,30 @@ impl Router {
         // A virtual actor's cell retired between the lookup and the push:
         // look again (a fresh cell), at most a few times.
         for _ in 0..4 {
-            let Some(cell) = self.lookup(target) else {
-                // Not on this host: another host of the cluster may have it.
-                if let Some(remote) = self.remote.get() {
-                    match remote.forward(target, msg, reply) {
-                        super::remote::Forwarded::Sent => {
-                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                            return Ok(None);
+            let cell = match self.get(target) {
+                Some(c) => c,
+                None => {
+                    // Not held here: another host of the cluster may have it,
+                    // or place it (a virtual actor).
+                    if let Some(r) = self.remote.get().filter(|_| remote) {
+                        match r.forward(target, msg, reply) {
+                            super::remote::Forwarded::Sent => {
+                                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                                return Ok(None);
+                            }
+                            super::remote::Forwarded::Failed(why, msg) => {
+                                return Err(self.undeliverable(target, msg, why))
+                            }
+                            super::remote::Forwarded::Unknown(m, r) => (msg, reply) = (m, r),
                         }
-                        super::remote::Forwarded::Failed(why, msg) => {
-                            return Err(self.undeliverable(target, msg, why))
+                    }
+                    match self.lookup(target) {
+                        Some(c) => c,
+                        None => {
+                            return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor))
                         }
-                        super::remote::Forwarded::Unknown(m) => msg = m,
                     }
                 }
-                return Err(self.undeliverable(target, msg, Undeliverable::NoSuchActor));
             };
             match self.deliver_to_inner(&cell, msg, reply, charge) {
                 Err(Retry::Retired(m, r, c)) => (msg, reply, charge) = (m, r, c),

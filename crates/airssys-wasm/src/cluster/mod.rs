@@ -22,6 +22,7 @@
 //! reached this one for [`ClusterOptions::dead_after`] (default 3 s) is dead
 //! until it heartbeats again. Declared actors are pinned to their host.
 
+mod placement;
 mod wire;
 
 use std::collections::HashMap;
@@ -106,10 +107,15 @@ impl ClusterOptions {
 /// timeout usually ends it first).
 const MAX_REMOTE_WAIT: Duration = Duration::from_secs(300);
 
+/// A message waiting for its virtual target to be placed, and its reply's way.
+type Waiting = (Message, Option<ReplyTo>);
+
 /// What one host knows of another.
 struct Peer {
     last_seen: Instant,
     left: bool,
+    /// The virtual components it runs (from its heartbeat).
+    kinds: Vec<String>,
 }
 
 struct Shared {
@@ -126,6 +132,12 @@ struct Shared {
     /// Requests this host sent and awaits, by id.
     waiting: Mutex<HashMap<u64, Waiter>>,
     next: AtomicU64,
+    /// Where each virtual actor of the cluster is activated (see `placement`).
+    activations_kv: kv::Store,
+    activations: Mutex<HashMap<String, String>>,
+    /// Messages for virtual actors being placed, in order, by id.
+    placing: Mutex<HashMap<String, Vec<Waiting>>>,
+    me: Weak<Shared>,
 }
 
 enum Waiter {
@@ -252,10 +264,15 @@ impl Cluster {
         // A heartbeat older than a minute is gone from the bucket by itself.
         let hosts_kv = open("hosts", Duration::from_secs(60)).await?;
         let actors_kv = open("actors", Duration::ZERO).await?;
+        let activations_kv = open("activations", Duration::ZERO).await?;
         let router = system.router().clone();
         let prefix = format!("airssys.{}", options.name);
         let (out, out_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            activations_kv: activations_kv.clone(),
+            activations: Mutex::default(),
+            placing: Mutex::default(),
             host_id: options.host_id.clone(),
             prefix: prefix.clone(),
             dead_after: options.dead_after,
@@ -281,6 +298,10 @@ impl Cluster {
             shared.clone(),
             actors_kv.clone(),
             actors_ready,
+        )));
+        tasks.push(tokio::spawn(placement::watch_activations(
+            shared.clone(),
+            activations_kv,
         )));
         let _ = tokio::time::timeout(Duration::from_secs(10), hosts_seen).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), actors_seen).await;
@@ -338,8 +359,12 @@ impl Cluster {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), options.host_id.clone());
         }
+        let beat = serde_json::to_vec(&Beat {
+            kinds: router.kind_names(),
+        })
+        .unwrap_or_default();
         hosts_kv
-            .put(&options.host_id, Vec::new().into())
+            .put(&options.host_id, beat.clone().into())
             .await
             .map_err(|e| nats_err("heartbeat", e))?;
         client.flush().await.map_err(|e| nats_err("flush", e))?;
@@ -347,6 +372,7 @@ impl Cluster {
             hosts_kv.clone(),
             options.host_id.clone(),
             options.heartbeat,
+            beat,
         )));
         router.set_remote(shared.clone());
         tracing::info!(
@@ -446,32 +472,9 @@ impl Shared {
         out
     }
 
-    fn subject_of(&self, host: &str) -> String {
-        format!("{}.host.{host}", self.prefix)
-    }
-
-    fn wait(&self, w: Waiter) -> String {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, w);
-        format!("{}.reply.{}.{id}", self.prefix, self.host_id)
-    }
-}
-
-impl Remote for Shared {
-    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
-        let host = self
-            .directory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(target)
-            .cloned();
-        let Some(host) = host.filter(|h| *h != self.host_id) else {
-            return Forwarded::Unknown(msg);
-        };
-        match self.health(&host) {
+    /// Sends `msg` for `target` to `host` (with where its reply goes).
+    fn send_to(&self, host: &str, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
+        match self.health(host) {
             HostHealth::Alive => {}
             h => {
                 let why = Undeliverable::Unavailable(format!(
@@ -482,9 +485,8 @@ impl Remote for Shared {
                         "down (no heartbeat)"
                     }
                 ));
-                if let Some(r) = reply {
-                    fail(&self.router, r, target, why.clone());
-                }
+                // The caller answers the sender (and drops `reply`).
+                drop(reply);
                 return Forwarded::Failed(why, msg);
             }
         }
@@ -516,7 +518,7 @@ impl Remote for Shared {
         let frame = wire::delivery(target, timeout_ms, &msg);
         if self
             .out
-            .send((self.subject_of(&host), reply_to, frame))
+            .send((self.subject_of(host), reply_to, frame))
             .is_err()
         {
             return Forwarded::Failed(
@@ -525,6 +527,37 @@ impl Remote for Shared {
             );
         }
         Forwarded::Sent
+    }
+
+    fn subject_of(&self, host: &str) -> String {
+        format!("{}.host.{host}", self.prefix)
+    }
+
+    fn wait(&self, w: Waiter) -> String {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, w);
+        format!("{}.reply.{}.{id}", self.prefix, self.host_id)
+    }
+}
+
+impl Remote for Shared {
+    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
+        if let Some((component, _)) = target.split_once('/') {
+            return self.forward_virtual(target, component, msg, reply, false);
+        }
+        let host = self
+            .directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned();
+        match host.filter(|h| *h != self.host_id) {
+            Some(host) => self.send_to(&host, target, msg, reply),
+            None => Forwarded::Unknown(msg, reply),
+        }
     }
 
     fn publish(&self, topic: &str, msg: &Message) {
@@ -538,20 +571,6 @@ impl Remote for Shared {
 
     fn hosts(&self) -> Vec<HostStatus> {
         Shared::hosts(self)
-    }
-}
-
-/// Tells whoever waits for `reply` why it will not come.
-fn fail(router: &Weak<Router>, reply: ReplyTo, target: &str, why: Undeliverable) {
-    match reply {
-        ReplyTo::Host(tx) => {
-            let _ = tx.send(Err(why.into_error(target)));
-        }
-        ReplyTo::Actor(corr) => {
-            if let Some(r) = router.upgrade() {
-                r.complete(corr, Err(RequestError::Failed(format!("{target}: {why}"))));
-            }
-        }
     }
 }
 
@@ -574,11 +593,18 @@ async fn send_out(
     }
 }
 
-async fn heartbeat(kv: kv::Store, host: String, every: Duration) {
+/// What a heartbeat carries.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Beat {
+    /// The virtual components the host runs.
+    kinds: Vec<String>,
+}
+
+async fn heartbeat(kv: kv::Store, host: String, every: Duration, beat: Vec<u8>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if let Err(e) = kv.put(&host, Vec::new().into()).await {
+        if let Err(e) = kv.put(&host, beat.clone().into()).await {
             tracing::warn!(target: "airssys_wasm::cluster", host = %host, "heartbeat not written: {e}");
         }
     }
@@ -597,11 +623,15 @@ async fn watch_hosts(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<
                     let Ok(e) = e else { break };
                     let mut peers = shared.peers.lock().unwrap_or_else(|p| p.into_inner());
                     let left = !matches!(e.operation, kv::Operation::Put);
+                    let kinds = serde_json::from_slice::<Beat>(&e.value)
+                        .map(|b| b.kinds)
+                        .unwrap_or_default();
                     let was = peers.insert(
                         e.key.clone(),
                         Peer {
                             last_seen: Instant::now(),
                             left,
+                            kinds,
                         },
                     );
                     if left && e.key != shared.host_id {
@@ -662,14 +692,15 @@ async fn serve_inbox(shared: Arc<Shared>, mut inbox: async_nats::Subscriber) {
         match m.reply {
             None => {
                 // A failure is this host's dead letter (at most once).
-                let _ = router.deliver(&d.target, d.msg, None, None);
+                let _ = shared.arrived(&router, &d.target, d.msg, None);
             }
             Some(reply) => {
                 let (tx, rx) = oneshot::channel();
-                let answer = match router.deliver(&d.target, d.msg, Some(ReplyTo::Host(tx)), None) {
-                    Err(why) => Some(failure_of(why)),
-                    Ok(()) => None,
-                };
+                let answer =
+                    match shared.arrived(&router, &d.target, d.msg, Some(ReplyTo::Host(tx))) {
+                        Err(why) => Some(failure_of(why)),
+                        Ok(()) => None,
+                    };
                 let shared = shared.clone();
                 let timeout = Duration::from_millis(d.timeout_ms.max(1));
                 tokio::spawn(async move {

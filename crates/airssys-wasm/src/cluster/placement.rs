@@ -1,0 +1,273 @@
+//! Virtual actors across hosts: exactly one activation cluster-wide. Where
+//! `component/key` is activated is an entry of the cluster's `activations`
+//! bucket, claimed with compare-and-set (create when absent, update on the
+//! revision naming a dead host), so concurrent first messages from every
+//! host end on one activation. The host that claims is the one rendezvous
+//! hashing picks among the live hosts that run the component (the same pick
+//! on every host that sees the same members); a host that receives one from
+//! another host claims it itself (no second hop). Messages for an id being
+//! placed wait in order and follow it. When a host dies, its virtual actors
+//! are claimed by a survivor on their next message. Their in-memory state
+//! starts fresh there, and so does their storage (it is the host's own).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::{id_of, key_of, Shared};
+use crate::actor::mailbox::ReplyTo;
+use crate::actor::remote::{Forwarded, HostHealth};
+use crate::actor::router::Router;
+use crate::bindings::{Message, RequestError};
+use crate::host::messaging::Undeliverable;
+
+impl Shared {
+    /// A message for virtual actor `target` (of `component`) that this host
+    /// does not hold. With `claim`, this host claims it if unplaced (another
+    /// host sent it here to be placed).
+    pub(super) fn forward_virtual(
+        &self,
+        target: &str,
+        component: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        claim: bool,
+    ) -> Forwarded {
+        let Some(router) = self.router.upgrade() else {
+            return Forwarded::Unknown(msg, reply);
+        };
+        let here = router.has_kind(component);
+        if !here && self.runners(component).is_empty() {
+            return Forwarded::Unknown(msg, reply);
+        }
+        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = placing.get_mut(target) {
+            q.push((msg, reply));
+            return Forwarded::Sent;
+        }
+        let owner = self
+            .activations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned();
+        match owner {
+            Some(h) if h == self.host_id => return Forwarded::Unknown(msg, reply),
+            Some(h) if self.health(&h) == HostHealth::Alive => {
+                drop(placing);
+                return self.send_to(&h, target, msg, reply);
+            }
+            _ => {}
+        }
+        placing.insert(target.to_string(), vec![(msg, reply)]);
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(place(
+                me,
+                target.to_string(),
+                component.to_string(),
+                claim && here,
+            ));
+        }
+        Forwarded::Sent
+    }
+
+    /// A delivery another host sent here.
+    pub(super) fn arrived(
+        &self,
+        router: &Arc<Router>,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), Undeliverable> {
+        match target.split_once('/') {
+            Some((component, _)) if router.get(target).is_none() => {
+                match self.forward_virtual(target, component, msg, reply, true) {
+                    Forwarded::Sent => Ok(()),
+                    Forwarded::Failed(why, m) => {
+                        router.dead_letter(target, m, reason(&why));
+                        Err(why)
+                    }
+                    Forwarded::Unknown(m, r) => router.deliver_here(target, m, r),
+                }
+            }
+            _ => router.deliver_here(target, msg, reply),
+        }
+    }
+
+    /// The live hosts that run virtual component `component` (this one included).
+    fn runners(&self, component: &str) -> Vec<String> {
+        let with_kind: Vec<String> = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers
+                .iter()
+                .filter(|(id, p)| **id != self.host_id && p.kinds.iter().any(|k| k == component))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        // `health` takes the peers' lock: not under it.
+        let mut v: Vec<String> = with_kind
+            .into_iter()
+            .filter(|id| self.health(id) == HostHealth::Alive)
+            .collect();
+        if self.router.upgrade().is_some_and(|r| r.has_kind(component)) {
+            v.push(self.host_id.clone());
+        }
+        v
+    }
+
+    /// Rendezvous hashing: the runner whose hash with `id` is highest.
+    fn choose(&self, id: &str, component: &str) -> Option<String> {
+        self.runners(component).into_iter().max_by_key(|h| {
+            let d = Sha256::new()
+                .chain_update(id.as_bytes())
+                .chain_update([0])
+                .chain_update(h.as_bytes())
+                .finalize();
+            u64::from_be_bytes(d[..8].try_into().unwrap_or_default())
+        })
+    }
+}
+
+fn reason(why: &Undeliverable) -> crate::actor::DeadLetterReason {
+    crate::actor::DeadLetterReason::Unavailable {
+        reason: why.to_string(),
+    }
+}
+
+/// Decides where `id` is activated, then lets what waited for it go there.
+async fn place(shared: Arc<Shared>, id: String, component: String, claim: bool) {
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        decide(&shared, &id, &component, claim),
+    )
+    .await
+    .unwrap_or_else(|_| Err("the cluster's directory did not answer within 10 s".into()));
+    let Some(router) = shared.router.upgrade() else {
+        return;
+    };
+    // Under the lock: a message that arrives meanwhile waits behind these.
+    let mut placing = shared.placing.lock().unwrap_or_else(|p| p.into_inner());
+    let queued = placing.remove(&id).unwrap_or_default();
+    match outcome {
+        Ok(host) => {
+            shared
+                .activations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), host.clone());
+            for (m, r) in queued {
+                if host == shared.host_id {
+                    let _ = router.deliver_here(&id, m, r);
+                } else if shared.health(&host) != HostHealth::Alive {
+                    let why = Undeliverable::Unavailable(format!("its host {host} is down"));
+                    if let Some(r) = r {
+                        fail(&router, r, &id, &why);
+                    }
+                    router.dead_letter(&id, m, reason(&why));
+                } else if let Forwarded::Failed(why, m) = shared.send_to(&host, &id, m, r) {
+                    router.dead_letter(&id, m, reason(&why));
+                }
+            }
+        }
+        Err(e) => {
+            let why = Undeliverable::Unavailable(format!("cannot place it: {e}"));
+            for (m, r) in queued {
+                if let Some(r) = r {
+                    fail(&router, r, &id, &why);
+                }
+                router.dead_letter(&id, m, reason(&why));
+            }
+        }
+    }
+}
+
+fn fail(router: &Arc<Router>, reply: ReplyTo, target: &str, why: &Undeliverable) {
+    match reply {
+        ReplyTo::Host(tx) => {
+            let _ = tx.send(Err(why.clone().into_error(target)));
+        }
+        ReplyTo::Actor(corr) => {
+            router.complete(corr, Err(RequestError::Failed(format!("{target}: {why}"))))
+        }
+    }
+}
+
+/// The host `id` is (or now is) activated on.
+async fn decide(shared: &Shared, id: &str, component: &str, claim: bool) -> Result<String, String> {
+    let key = key_of(id);
+    let me = shared.host_id.clone();
+    for _ in 0..8 {
+        let entry = shared
+            .activations_kv
+            .entry(key.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let live = entry
+            .as_ref()
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned());
+        if let Some(h) = &live {
+            if *h == me || shared.health(h) == HostHealth::Alive {
+                return Ok(h.clone());
+            }
+        }
+        // Unplaced, or its host is down.
+        if !claim {
+            match shared.choose(id, component) {
+                Some(h) if h != me => return Ok(h),
+                Some(_) => {}
+                None => return Err(format!("no live host runs component {component}")),
+            }
+        }
+        let claimed = match &entry {
+            None => shared
+                .activations_kv
+                .create(key.clone(), me.clone().into_bytes().into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Some(e) => shared
+                .activations_kv
+                .update(key.clone(), me.clone().into_bytes().into(), e.revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if claimed.is_ok() {
+            tracing::debug!(target: "airssys_wasm::cluster", actor = id, "activated here");
+            return Ok(me);
+        }
+        // Another host claimed it first: read who.
+    }
+    Err("the claim kept losing to other hosts".into())
+}
+
+/// Keeps this host's view of where virtual actors are activated.
+pub(super) async fn watch_activations(shared: Arc<Shared>, kv: kv::Store) {
+    loop {
+        match kv.watch_with_history(">").await {
+            Ok(mut w) => {
+                while let Some(e) = w.next().await {
+                    let Ok(e) = e else { break };
+                    let Some(id) = id_of(&e.key) else { continue };
+                    let mut map = shared.activations.lock().unwrap_or_else(|p| p.into_inner());
+                    match e.operation {
+                        kv::Operation::Put => {
+                            map.insert(id, String::from_utf8_lossy(&e.value).into_owned());
+                        }
+                        _ => {
+                            map.remove(&id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the activations: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
