@@ -1,0 +1,218 @@
+//! Two hosts on one `nats-server -js` (started here on a loopback port; the
+//! bench says so and stops when `nats-server` is not installed), each an
+//! `ActorSystem` joined with `Cluster::join`, in one process:
+//!
+//! - `cluster/request-reply`: a guest on host A asks a guest on host B
+//!   (`chain b N` in `actor-probe`: request, reply, callback, next), beside
+//!   the same chain to a guest on host A itself, and beside a bare
+//!   `async-nats` request → reply between two connections (a responder that
+//!   answers with the request's bytes): the floor the cluster stands on.
+//!   p50/p99 as the guest measured them are printed.
+//! - `cluster/messages`: messages per second from a guest on A to a guest on
+//!   B (`flood b N`), end to end until B has handled them all.
+//!
+//! Run with `cargo bench -p airssys-wasm --bench cluster`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airssys_wasm::cluster::{Cluster, ClusterOptions};
+use airssys_wasm::security::pattern::NamePatterns;
+use airssys_wasm::{
+    ActorId, ActorOptions, ActorSpec, ActorSystem, Capabilities, EngineConfig, ExecutionContext,
+    Message,
+};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures_util::StreamExt;
+
+/// The server and its store (removed with it).
+struct Nats(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nats() -> Option<(Nats, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((Nats(child, dir), format!("nats://127.0.0.1:{port}")))
+}
+
+async fn wait_handled(system: &ActorSystem, id: &str, n: u64) {
+    while system.status(id).unwrap().handled < n {
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+}
+
+async fn host(url: &str, id: &str, actors: &[&str]) -> (ActorSystem, Cluster) {
+    let engine = airssys_wasm::Engine::new(EngineConfig::default()).unwrap();
+    let probe = engine.load_file(common::component("actor_probe")).unwrap();
+    let mut caps = Capabilities::default();
+    caps.send = NamePatterns::new(&["**"]).unwrap();
+    let mut b = ActorSystem::builder();
+    for a in actors {
+        b = b.actor(
+            ActorSpec::new(
+                ActorId::new(*a).unwrap(),
+                probe.clone(),
+                ExecutionContext::new(*a).with_capabilities(caps.clone()),
+            )
+            .with_options(
+                ActorOptions::default()
+                    .health(None)
+                    .mailbox_capacity(1 << 20),
+            ),
+        );
+    }
+    let system = b.start().await.unwrap();
+    let cluster = Cluster::join(&system, ClusterOptions::new(url, id))
+        .await
+        .unwrap();
+    (system, cluster)
+}
+
+fn bench(c: &mut Criterion) {
+    let Some((_server, url)) = nats() else {
+        eprintln!("cluster benchmarks skipped: nats-server is not installed (apt-get install nats-server)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, ca) = rt.block_on(host(&url, "bench-a", &["a", "near"]));
+    let (b, cb) = rt.block_on(host(&url, "bench-b", &["b"]));
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a.hosts().iter().filter(|h| !h.actors.is_empty()).count() < 2 {
+            assert!(Instant::now() < deadline, "hosts did not see each other");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    let mut group = c.benchmark_group("cluster/request-reply");
+    for target in ["b", "near"] {
+        let name = if target == "b" { "cross-host" } else { "same-host" };
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let base = a.status("a").unwrap().handled;
+                    let start = Instant::now();
+                    a.send("a", Message::new("b", format!("chain {target} {iters}")))
+                        .await
+                        .unwrap();
+                    wait_handled(&a, "a", base + 1 + iters).await;
+                    start.elapsed()
+                })
+            })
+        });
+        let rtt = rt
+            .block_on(a.request("a", Message::new("b", "rtt?"), Duration::from_secs(5)))
+            .unwrap()
+            .unwrap_or_default();
+        let rtt = String::from_utf8_lossy(&rtt).into_owned();
+        let p: Vec<&str> = rtt.split(' ').collect();
+        if p.len() == 3 {
+            eprintln!(
+                "{name} request-reply measured by the guest over {} round trips: p50 {} ns, p99 {} ns",
+                p[0], p[1], p[2]
+            );
+        }
+    }
+    // The floor: a bare async-nats request → reply between two connections.
+    let (req, _responder) = rt.block_on(async {
+        let req = async_nats::connect(&url).await.unwrap();
+        let rsp = async_nats::connect(&url).await.unwrap();
+        let mut sub = rsp.subscribe("bench.echo").await.unwrap();
+        rsp.flush().await.unwrap();
+        let task = tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = rsp.publish(reply, m.payload).await;
+                }
+            }
+        });
+        (req, task)
+    });
+    let mut lat = Vec::new();
+    group.bench_function("bare-async-nats", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    req.request("bench.echo", "whoami".into()).await.unwrap();
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        eprintln!(
+            "bare async-nats request-reply over {} round trips: p50 {} ns, p99 {} ns",
+            lat.len(),
+            lat[lat.len() / 2],
+            lat[(lat.len() * 99 / 100).min(lat.len() - 1)]
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("cluster/messages");
+    const N: u64 = 2_000;
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    for (name, system, target) in [("cross-host", &b, "b"), ("same-host", &a, "near")] {
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let base = system.status(target).unwrap().handled;
+                        let start = Instant::now();
+                        a.send("a", Message::new("b", format!("flood {target} {N}")))
+                            .await
+                            .unwrap();
+                        wait_handled(system, target, base + N).await;
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+    rt.block_on(async {
+        ca.leave().await;
+        cb.leave().await;
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
