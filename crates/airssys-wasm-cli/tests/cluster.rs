@@ -205,6 +205,27 @@ fn three_hosts_send_request_and_publish_across_and_a_killed_host_is_seen_dead() 
     }
     let hosts = a.get("/hosts");
     assert!(hosts.contains(r#""actors":["b"]"#), "{hosts}");
+    // `ps` shows the hosts and where each declared actor runs.
+    let ps = Command::new(bin())
+        .args(["ps", "--admin", &a.url])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("host-a (this)") && l.contains("alive") && l.ends_with(" a")),
+        "{ps}"
+    );
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("host-b ") && l.contains("alive") && l.ends_with(" b")),
+        "{ps}"
+    );
+    let metrics = a.get("/metrics");
+    assert!(
+        metrics.contains(r#"airssys_cluster_host_up{host="host-c"} 1"#),
+        "{metrics}"
+    );
 
     // The admin API of one host reaches an actor on another.
     assert_eq!(a.ask("b", "whoami"), (200, "b".into()));

@@ -115,7 +115,11 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("cluster/request-reply");
     for target in ["b", "near"] {
-        let name = if target == "b" { "cross-host" } else { "same-host" };
+        let name = if target == "b" {
+            "cross-host"
+        } else {
+            "same-host"
+        };
         group.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
                 rt.block_on(async {

@@ -55,6 +55,40 @@ pub(crate) fn ps(a: PsArgs) -> Result<ExitCode> {
             s.handled
         );
     }
+    // In a cluster: its hosts, their health and the declared actors on each.
+    let hosts_url = super::client::url(&a.client, "/hosts");
+    let mut req = agent().get(&hosts_url);
+    if let Some(h) = auth(&a.client)? {
+        req = req.header("Authorization", &h);
+    }
+    if let Ok(mut resp) = req.call() {
+        if resp.status().as_u16() == 200 {
+            let hosts: Vec<serde_json::Value> =
+                serde_json::from_slice(&resp.body_mut().read_to_vec()?).unwrap_or_default();
+            if !hosts.is_empty() {
+                println!();
+                println!("{:<24} {:<7} {:>10}  ACTORS", "HOST", "HEALTH", "LAST-SEEN");
+            }
+            for h in hosts {
+                let actors: Vec<&str> = h["actors"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                let id = h["id"].as_str().unwrap_or("?");
+                println!(
+                    "{:<24} {:<7} {:>10}  {}",
+                    if h["this"] == true {
+                        format!("{id} (this)")
+                    } else {
+                        id.to_string()
+                    },
+                    h["health"].as_str().unwrap_or("?"),
+                    format!("{}ms", h["last_seen_ms"].as_u64().unwrap_or(0)),
+                    actors.join(",")
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
