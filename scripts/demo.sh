@@ -128,6 +128,40 @@ show $bin run $g1/wasi-probe.wasm env HOME
 show $bin run --env HOME $g1/wasi-probe.wasm env HOME
 show $bin run $g1/wasi-probe.wasm exit 7
 
+echo; echo "== Two hosts on NATS: location-transparent messages, one activation of each virtual actor"
+if command -v nats-server >/dev/null; then
+  nats_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$demo_dir/nats"
+  nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$demo_dir/nats" >/dev/null 2>&1 &
+  nats_pid=$!
+  for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.05; done
+  printf '\033[1m$ %s\033[0m\n' "nats-server -js -a 127.0.0.1 -p $nats_port &"
+  start_host() {
+    $bin up examples/cluster/host-$1.toml --admin 127.0.0.1:0 --cluster "nats://127.0.0.1:$nats_port" --host-id host-$1 \
+      --data "$demo_dir/host-$1" >"$demo_dir/host-$1.out" 2>"$demo_dir/host-$1.err" &
+    echo $! >"$demo_dir/host-$1.pid"
+    for _ in $(seq 200); do grep -q '^up: ' "$demo_dir/host-$1.out" && break; sleep 0.05; done
+    printf '\033[1m$ %s\033[0m\n' "$bin up examples/cluster/host-$1.toml --admin 127.0.0.1:0 --cluster nats://127.0.0.1:$nats_port --host-id host-$1 &"
+  }
+  start_host a; start_host b
+  host_a=$(sed -n 's/^admin: //p' "$demo_dir/host-a.out"); host_b=$(sed -n 's/^admin: //p' "$demo_dir/host-b.out")
+  sleep 1
+  show $bin ps --admin "$host_a"
+  show $bin send --admin "$host_a" back whoami --reply
+  show $bin send --admin "$host_b" front whoami --reply
+  show $bin send --admin "$host_a" kv_counter/alice incr --reply
+  show $bin send --admin "$host_b" kv_counter/alice incr --reply
+  show $bin send --admin "$host_a" kv_counter/alice get --reply
+  printf '\033[1m$ %s\033[0m\n' "kill -KILL \$host_b   # no goodbye: host-a sees it dead within dead-after (2 s)"
+  { kill -KILL "$(cat "$demo_dir/host-b.pid")"; wait "$(cat "$demo_dir/host-b.pid")"; } 2>/dev/null; sleep 2.5
+  show $bin ps --admin "$host_a"
+  show $bin send --admin "$host_a" back whoami --reply
+  kill -INT "$(cat "$demo_dir/host-a.pid")"; wait "$(cat "$demo_dir/host-a.pid")" 2>/dev/null
+  kill "$nats_pid"; wait "$nats_pid" 2>/dev/null
+else
+  echo "(skipped: nats-server is not installed; apt-get install nats-server, then run this demo again)"
+fi
+
 echo; echo "== Hostile components hit their limits; the host reports and carries on"
 show $bin call --fuel 50000000 $g2/looper.wasm spin
 show $bin call --timeout 500ms $g2/looper.wasm spin
