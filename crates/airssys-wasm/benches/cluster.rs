@@ -75,7 +75,7 @@ async fn host(url: &str, id: &str, actors: &[&str]) -> (ActorSystem, Cluster) {
     for a in actors {
         b = b.actor(
             ActorSpec::new(
-                ActorId::new(*a).unwrap(),
+                ActorId::new(a).unwrap(),
                 probe.clone(),
                 ExecutionContext::new(*a).with_capabilities(caps.clone()),
             )

@@ -6,6 +6,7 @@
 use super::mailbox::ReplyTo;
 use crate::bindings::Message;
 use crate::host::messaging::Undeliverable;
+use crate::sandbox::budget::Charge;
 
 /// What a [`Remote`] did with a message.
 pub(crate) enum Forwarded {
@@ -23,8 +24,15 @@ pub(crate) enum Forwarded {
 pub(crate) trait Remote: Send + Sync + 'static {
     /// Takes `msg` for `target` if the cluster knows where `target` lives.
     /// A reply (`reply`) comes back through the router (`complete`) or the
-    /// embedder's channel.
-    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded;
+    /// embedder's channel. The sender's `charge` is taken along and held
+    /// until the message has left this host.
+    fn forward(
+        &self,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: &mut Option<Charge>,
+    ) -> Forwarded;
     /// Publishes a copy of `msg` on `topic` to the other hosts.
     fn publish(&self, topic: &str, msg: &Message);
     /// The hosts of the cluster, this one first.

@@ -365,8 +365,9 @@ impl Router {
         target: &str,
         msg: Message,
         reply: Option<ReplyTo>,
+        charge: Option<Charge>,
     ) -> Result<(), Undeliverable> {
-        self.route(target, msg, reply, None, None, false)
+        self.route(target, msg, reply, charge, None, false)
             .map(|_| ())
     }
 
@@ -407,7 +408,7 @@ impl Router {
                     // Not held here: another host of the cluster may have it,
                     // or place it (a virtual actor).
                     if let Some(r) = self.remote.get().filter(|_| remote) {
-                        match r.forward(target, msg, reply) {
+                        match r.forward(target, msg, reply, &mut charge) {
                             super::remote::Forwarded::Sent => {
                                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                                 return Ok(None);

@@ -41,6 +41,7 @@ use crate::actor::ActorSystem;
 use crate::bindings::{Message, Reply, RequestError};
 use crate::error::{Error, Result};
 use crate::host::messaging::Undeliverable;
+use crate::sandbox::budget::Charge;
 use wire::{Answer, Failure};
 
 /// How a host joins a cluster.
@@ -107,8 +108,29 @@ impl ClusterOptions {
 /// timeout usually ends it first).
 const MAX_REMOTE_WAIT: Duration = Duration::from_secs(300);
 
-/// A message waiting for its virtual target to be placed, and its reply's way.
-type Waiting = (Message, Option<ReplyTo>);
+/// A message waiting for its virtual target to be placed, its reply's way,
+/// and its sender's charge (held while it waits).
+type Waiting = (Message, Option<ReplyTo>, Option<Charge>);
+
+/// What goes out to NATS, in order: the subject, where the answer goes, the
+/// bytes, and the sending guest's charge, released once it is sent.
+struct Frame {
+    subject: String,
+    reply: Option<String>,
+    payload: Vec<u8>,
+    _charge: Option<Charge>,
+}
+
+impl Frame {
+    fn new(subject: String, reply: Option<String>, payload: Vec<u8>) -> Frame {
+        Frame {
+            subject,
+            reply,
+            payload,
+            _charge: None,
+        }
+    }
+}
 
 /// What one host knows of another.
 struct Peer {
@@ -124,8 +146,8 @@ struct Shared {
     dead_after: Duration,
     router: Weak<Router>,
     client: async_nats::Client,
-    /// Ordered outbound frames: (subject, reply subject, payload).
-    out: mpsc::UnboundedSender<(String, Option<String>, Vec<u8>)>,
+    /// Ordered outbound frames.
+    out: mpsc::UnboundedSender<Frame>,
     peers: Mutex<HashMap<String, Peer>>,
     /// Where each declared actor of the cluster lives.
     directory: Mutex<HashMap<String, String>>,
@@ -473,7 +495,14 @@ impl Shared {
     }
 
     /// Sends `msg` for `target` to `host` (with where its reply goes).
-    fn send_to(&self, host: &str, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
+    fn send_to(
+        &self,
+        host: &str,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: Option<Charge>,
+    ) -> Forwarded {
         match self.health(host) {
             HostHealth::Alive => {}
             h => {
@@ -518,7 +547,12 @@ impl Shared {
         let frame = wire::delivery(target, timeout_ms, &msg);
         if self
             .out
-            .send((self.subject_of(host), reply_to, frame))
+            .send(Frame {
+                subject: self.subject_of(host),
+                reply: reply_to,
+                payload: frame,
+                _charge: charge,
+            })
             .is_err()
         {
             return Forwarded::Failed(
@@ -544,9 +578,15 @@ impl Shared {
 }
 
 impl Remote for Shared {
-    fn forward(&self, target: &str, msg: Message, reply: Option<ReplyTo>) -> Forwarded {
+    fn forward(
+        &self,
+        target: &str,
+        msg: Message,
+        reply: Option<ReplyTo>,
+        charge: &mut Option<Charge>,
+    ) -> Forwarded {
         if let Some((component, _)) = target.split_once('/') {
-            return self.forward_virtual(target, component, msg, reply, false);
+            return self.forward_virtual(target, component, msg, reply, charge, false);
         }
         let host = self
             .directory
@@ -555,7 +595,7 @@ impl Remote for Shared {
             .get(target)
             .cloned();
         match host.filter(|h| *h != self.host_id) {
-            Some(host) => self.send_to(&host, target, msg, reply),
+            Some(host) => self.send_to(&host, target, msg, reply, charge.take()),
             None => Forwarded::Unknown(msg, reply),
         }
     }
@@ -566,7 +606,9 @@ impl Remote for Shared {
         m.push(self.host_id.len() as u8);
         m.extend_from_slice(self.host_id.as_bytes());
         m.extend_from_slice(&frame);
-        let _ = self.out.send((format!("{}.topic", self.prefix), None, m));
+        let _ = self
+            .out
+            .send(Frame::new(format!("{}.topic", self.prefix), None, m));
     }
 
     fn hosts(&self) -> Vec<HostStatus> {
@@ -574,11 +616,14 @@ impl Remote for Shared {
     }
 }
 
-async fn send_out(
-    client: async_nats::Client,
-    mut rx: mpsc::UnboundedReceiver<(String, Option<String>, Vec<u8>)>,
-) {
-    while let Some((subject, reply, payload)) = rx.recv().await {
+async fn send_out(client: async_nats::Client, mut rx: mpsc::UnboundedReceiver<Frame>) {
+    while let Some(Frame {
+        subject,
+        reply,
+        payload,
+        _charge,
+    }) = rx.recv().await
+    {
         let r = match reply {
             Some(reply) => {
                 client
@@ -713,9 +758,10 @@ async fn serve_inbox(shared: Arc<Shared>, mut inbox: async_nats::Subscriber) {
                             Err(_) => Answer::Failed(Failure::Timeout),
                         },
                     };
-                    let _ = shared
-                        .out
-                        .send((reply.to_string(), None, wire::answer(&answer)));
+                    let _ =
+                        shared
+                            .out
+                            .send(Frame::new(reply.to_string(), None, wire::answer(&answer)));
                 });
             }
         }

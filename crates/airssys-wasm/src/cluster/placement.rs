@@ -23,6 +23,7 @@ use crate::actor::remote::{Forwarded, HostHealth};
 use crate::actor::router::Router;
 use crate::bindings::{Message, RequestError};
 use crate::host::messaging::Undeliverable;
+use crate::sandbox::budget::Charge;
 
 impl Shared {
     /// A message for virtual actor `target` (of `component`) that this host
@@ -34,6 +35,7 @@ impl Shared {
         component: &str,
         msg: Message,
         reply: Option<ReplyTo>,
+        charge: &mut Option<Charge>,
         claim: bool,
     ) -> Forwarded {
         let Some(router) = self.router.upgrade() else {
@@ -45,7 +47,7 @@ impl Shared {
         }
         let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = placing.get_mut(target) {
-            q.push((msg, reply));
+            q.push((msg, reply, charge.take()));
             return Forwarded::Sent;
         }
         let owner = self
@@ -58,11 +60,11 @@ impl Shared {
             Some(h) if h == self.host_id => return Forwarded::Unknown(msg, reply),
             Some(h) if self.health(&h) == HostHealth::Alive => {
                 drop(placing);
-                return self.send_to(&h, target, msg, reply);
+                return self.send_to(&h, target, msg, reply, charge.take());
             }
             _ => {}
         }
-        placing.insert(target.to_string(), vec![(msg, reply)]);
+        placing.insert(target.to_string(), vec![(msg, reply, charge.take())]);
         if let Some(me) = self.me.upgrade() {
             tokio::spawn(place(
                 me,
@@ -84,16 +86,16 @@ impl Shared {
     ) -> Result<(), Undeliverable> {
         match target.split_once('/') {
             Some((component, _)) if router.get(target).is_none() => {
-                match self.forward_virtual(target, component, msg, reply, true) {
+                match self.forward_virtual(target, component, msg, reply, &mut None, true) {
                     Forwarded::Sent => Ok(()),
                     Forwarded::Failed(why, m) => {
                         router.dead_letter(target, m, reason(&why));
                         Err(why)
                     }
-                    Forwarded::Unknown(m, r) => router.deliver_here(target, m, r),
+                    Forwarded::Unknown(m, r) => router.deliver_here(target, m, r, None),
                 }
             }
-            _ => router.deliver_here(target, msg, reply),
+            _ => router.deliver_here(target, msg, reply, None),
         }
     }
 
@@ -158,23 +160,23 @@ async fn place(shared: Arc<Shared>, id: String, component: String, claim: bool) 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), host.clone());
-            for (m, r) in queued {
+            for (m, r, charge) in queued {
                 if host == shared.host_id {
-                    let _ = router.deliver_here(&id, m, r);
+                    let _ = router.deliver_here(&id, m, r, charge);
                 } else if shared.health(&host) != HostHealth::Alive {
                     let why = Undeliverable::Unavailable(format!("its host {host} is down"));
                     if let Some(r) = r {
                         fail(&router, r, &id, &why);
                     }
                     router.dead_letter(&id, m, reason(&why));
-                } else if let Forwarded::Failed(why, m) = shared.send_to(&host, &id, m, r) {
+                } else if let Forwarded::Failed(why, m) = shared.send_to(&host, &id, m, r, charge) {
                     router.dead_letter(&id, m, reason(&why));
                 }
             }
         }
         Err(e) => {
             let why = Undeliverable::Unavailable(format!("cannot place it: {e}"));
-            for (m, r) in queued {
+            for (m, r, _charge) in queued {
                 if let Some(r) = r {
                     fail(&router, r, &id, &why);
                 }
