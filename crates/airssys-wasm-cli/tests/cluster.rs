@@ -39,23 +39,37 @@ impl Nats {
     fn start() -> Nats {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is not installed: apt-get install nats-server (.ci/run does)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = Nats::spawn(port, dir.path());
         Nats {
             child,
             url: format!("nats://127.0.0.1:{port}"),
             _dir: dir,
         }
+    }
+
+    /// SIGKILL, then the same server again on the same port and store.
+    fn restart(&mut self, down_for: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = Nats::spawn(port, self._dir.path());
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed: apt-get install nats-server (scripts/test.sh does)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
     }
 }
 
@@ -385,4 +399,33 @@ fn a_virtual_actor_has_one_activation_cluster_wide_and_moves_when_its_host_dies(
     assert_eq!(body, "1");
     assert_eq!(survivor.0.ask("kv_counter%2Fk0", "get"), (200, "1".into()));
     let _ = survivor.1;
+}
+
+/// The NATS server killed and restarted under traffic: while it is down a
+/// cross-host request fails (never hangs past its timeout); once it is back
+/// the hosts reconnect by themselves and see each other again.
+#[test]
+fn hosts_reconnect_after_the_nats_server_restarts() {
+    let mut nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Host::start(&system(dir.path(), "a"), &nats.url, "host-a");
+    let b = Host::start(&system(dir.path(), "b"), &nats.url, "host-b");
+    eventually("a sees b", Duration::from_secs(5), || {
+        a.health_of("host-b") == "alive"
+    });
+    assert_eq!(a.ask("b", "whoami"), (200, "b".into()));
+    nats.restart(Duration::from_secs(2));
+    // Down for two seconds: past dead-after, so b is dead to a meanwhile.
+    eventually("a and b see each other again", Duration::from_secs(20), || {
+        a.health_of("host-b") == "alive" && b.health_of("host-a") == "alive"
+    });
+    eventually("a request crosses again", Duration::from_secs(10), || {
+        a.ask("b", "whoami") == (200, "b".into())
+    });
+    assert_eq!(b.ask("a", "whoami"), (200, "a".into()));
+    // Topics and guest sends work again too.
+    assert_eq!(b.ask("b", "send a again"), (200, "ok".into()));
+    eventually("the send on a", Duration::from_secs(5), || {
+        a.ask("a", "log?").1.contains("msg:b:again")
+    });
 }

@@ -315,7 +315,9 @@ fn a_durable_actors_timers_survive_a_lost_system_and_fire_once() {
             .await
             .parse()
             .unwrap();
-        let cancelled = ask_relay(&system, "after ledger 100 incr").await;
+        // Long enough to be cancelled before it is due on a loaded machine,
+        // due before `late`: one not really cancelled would show below.
+        let cancelled = ask_relay(&system, "after ledger 1000 incr").await;
         assert_ne!(soon, late);
         assert_eq!(
             ask_relay(&system, &format!("cancel-timer {cancelled}")).await,
