@@ -384,7 +384,13 @@ impl Router {
         if let Some(sender) = from.filter(|s| s.options().durable) {
             let mut outbox = sender.outbox.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(out) = outbox.as_mut() {
-                if let Some(cell) = self.lookup(target).filter(|c| c.options().durable) {
+                // In a cluster, a virtual actor not held here may live on
+                // another host: only what is here joins the outbox.
+                let here = match self.remote.get() {
+                    Some(_) => self.get(target),
+                    None => self.lookup(target),
+                };
+                if let Some(cell) = here.filter(|c| c.options().durable) {
                     if let Err(rule) = accepts(&cell, &msg.sender) {
                         let why = Undeliverable::Refused(rule.into());
                         return Err(self.undeliverable(target, msg, why));
