@@ -655,8 +655,15 @@ async fn heartbeat(kv: kv::Store, host: String, every: Duration, beat: Vec<u8>) 
     }
 }
 
-async fn watch_hosts(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
-    let mut ready = Some(ready);
+/// Follows bucket `kv` from its current values on: `on` sees every entry; a
+/// watch that ends (the server restarted, the link broke) is made again.
+/// `ready` is told once the first watch is open.
+pub(super) async fn watch(
+    kv: kv::Store,
+    what: &'static str,
+    mut ready: Option<oneshot::Sender<()>>,
+    mut on: impl FnMut(kv::Entry),
+) {
     loop {
         match kv.watch_with_history(">").await {
             Ok(mut w) => {
@@ -666,62 +673,63 @@ async fn watch_hosts(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<
                 }
                 while let Some(e) = w.next().await {
                     let Ok(e) = e else { break };
-                    let mut peers = shared.peers.lock().unwrap_or_else(|p| p.into_inner());
-                    let left = !matches!(e.operation, kv::Operation::Put);
-                    let kinds = serde_json::from_slice::<Beat>(&e.value)
-                        .map(|b| b.kinds)
-                        .unwrap_or_default();
-                    let was = peers.insert(
-                        e.key.clone(),
-                        Peer {
-                            last_seen: Instant::now(),
-                            left,
-                            kinds,
-                        },
-                    );
-                    if left && e.key != shared.host_id {
-                        tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host left the cluster");
-                    } else if was.is_none() && e.key != shared.host_id {
-                        tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host joined the cluster");
-                    }
+                    on(e);
                 }
             }
             Err(e) => {
-                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the hosts: {e}");
+                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch {what}: {e}");
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn watch_actors(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
-    let mut ready = Some(ready);
-    loop {
-        match kv.watch_with_history(">").await {
-            Ok(mut w) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
-                while let Some(e) = w.next().await {
-                    let Ok(e) = e else { break };
-                    let Some(id) = id_of(&e.key) else { continue };
-                    let mut dir = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
-                    match e.operation {
-                        kv::Operation::Put => {
-                            dir.insert(id, String::from_utf8_lossy(&e.value).into_owned());
-                        }
-                        _ => {
-                            dir.remove(&id);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the directory: {e}");
+/// An entry of a bucket that maps an actor id to the host it lives on.
+pub(super) fn apply_owner(map: &Mutex<HashMap<String, String>>, e: kv::Entry) {
+    let Some(id) = id_of(&e.key) else { return };
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    match e.operation {
+        kv::Operation::Put => {
+            map.insert(id, String::from_utf8_lossy(&e.value).into_owned());
+        }
+        _ => {
+            map.remove(&id);
+        }
+    }
+}
+
+async fn watch_hosts(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
+    watch(kv, "the hosts", Some(ready), |e| {
+        let left = !matches!(e.operation, kv::Operation::Put);
+        let kinds = serde_json::from_slice::<Beat>(&e.value)
+            .map(|b| b.kinds)
+            .unwrap_or_default();
+        let peer = Peer {
+            last_seen: Instant::now(),
+            left,
+            kinds,
+        };
+        let was = shared
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.key.clone(), peer);
+        if e.key != shared.host_id {
+            if left {
+                tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host left the cluster");
+            } else if was.is_none_or(|p| p.left) {
+                tracing::info!(target: "airssys_wasm::cluster", host = %e.key, "a host joined the cluster");
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+}
+
+async fn watch_actors(shared: Arc<Shared>, kv: kv::Store, ready: oneshot::Sender<()>) {
+    watch(kv, "the directory", Some(ready), |e| {
+        apply_owner(&shared.directory, e)
+    })
+    .await
 }
 
 /// Delivers what other hosts send to actors here; answers requests.

@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{id_of, key_of, Shared};
+use super::{key_of, Shared};
 use crate::actor::mailbox::ReplyTo;
 use crate::actor::remote::{Forwarded, HostHealth};
 use crate::actor::router::Router;
@@ -249,27 +248,8 @@ async fn decide(shared: &Shared, id: &str, component: &str, claim: bool) -> Resu
 
 /// Keeps this host's view of where virtual actors are activated.
 pub(super) async fn watch_activations(shared: Arc<Shared>, kv: kv::Store) {
-    loop {
-        match kv.watch_with_history(">").await {
-            Ok(mut w) => {
-                while let Some(e) = w.next().await {
-                    let Ok(e) = e else { break };
-                    let Some(id) = id_of(&e.key) else { continue };
-                    let mut map = shared.activations.lock().unwrap_or_else(|p| p.into_inner());
-                    match e.operation {
-                        kv::Operation::Put => {
-                            map.insert(id, String::from_utf8_lossy(&e.value).into_owned());
-                        }
-                        _ => {
-                            map.remove(&id);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target: "airssys_wasm::cluster", "cannot watch the activations: {e}");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    super::watch(kv, "the activations", None, |e| {
+        super::apply_owner(&shared.activations, e)
+    })
+    .await
 }
