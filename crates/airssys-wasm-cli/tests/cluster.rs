@@ -274,7 +274,8 @@ fn three_hosts_send_request_and_publish_across_and_a_killed_host_is_seen_dead() 
     });
     let detected = killed.elapsed();
     eprintln!("a SIGKILLed host seen dead after {detected:?} (dead-after 1.5 s)");
-    assert!(detected <= Duration::from_secs(3), "{detected:?}");
+    // The bound (≤ 5 s); the figure printed above is what it took.
+    assert!(detected <= Duration::from_secs(5), "{detected:?}");
     let (status, body) = a.ask("c", "whoami");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("host-c") && body.contains("down"), "{body}");
