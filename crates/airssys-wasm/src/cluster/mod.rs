@@ -906,6 +906,15 @@ async fn sweep(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
+        // Nothing waits most of the time: no copy of the directory then.
+        if shared
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            continue;
+        }
         let now = Instant::now();
         let directory = shared
             .directory
