@@ -85,15 +85,17 @@ pub(crate) async fn up(engine: &EngineArgs, a: UpArgs) -> Result<ExitCode> {
         Some(dir) => Some(Storage::open(&dir, StorageLimits::default())?),
         None => None,
     };
+    let cluster_options = config.cluster_options(a.cluster.as_deref(), a.host_id.as_deref());
     let system = Arc::new(
         config
             .builder(&engine, &policy, &audit, storage.as_ref())?
+            .clustered(cluster_options.is_some())
             .start()
             .await?,
     );
     // Joined before anything is served: sends to other hosts' actors work
     // from the first request on.
-    let cluster = match config.cluster_options(a.cluster.as_deref(), a.host_id.as_deref()) {
+    let cluster = match cluster_options {
         Some(o) => {
             let (url, host) = (o.url.clone(), o.host_id.clone());
             let c = airssys_wasm::cluster::Cluster::join(&system, o).await?;

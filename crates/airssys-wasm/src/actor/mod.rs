@@ -39,6 +39,7 @@ pub use events::{
     ActorMetadata, ActorState, ActorStatus, DeadLetter, DeadLetterReason, HostUsage, SystemEvent,
 };
 pub use remote::{HostHealth, HostStatus};
+pub use router::MESSAGE_ID;
 pub use spec::{
     ActorOptions, ActorSpec, Backoff, ChildSpec, HealthCheck, Intensity, RestartPolicy, Strategy,
     SupervisorSpec,

@@ -12,6 +12,9 @@ use crate::sandbox::budget::Charge;
 pub(crate) enum Forwarded {
     /// On its way to the host the target lives on (at most once).
     Sent,
+    /// On its way to a durable target's host: the acknowledgement resolves
+    /// once its log there has it (or with why not).
+    Acked(crate::host::messaging::Ack),
     /// For a host the cluster knows, but cannot be delivered (that host is
     /// down, the link is gone): a dead letter for the sender.
     Failed(Undeliverable, Message),

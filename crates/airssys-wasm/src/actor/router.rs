@@ -359,16 +359,16 @@ impl Router {
     }
 
     /// Delivers to an actor of this host, activating a virtual one here: the
-    /// cluster placed it here (or it is not in a cluster).
+    /// cluster placed it here (or it is not in a cluster). With the [`Ack`]
+    /// of a durable target's log write.
     pub(crate) fn deliver_here(
         self: &Arc<Self>,
         target: &str,
         msg: Message,
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
-    ) -> Result<(), Undeliverable> {
+    ) -> Result<Option<Ack>, Undeliverable> {
         self.route(target, msg, reply, charge, None, false)
-            .map(|_| ())
     }
 
     fn route(
@@ -418,6 +418,10 @@ impl Router {
                             super::remote::Forwarded::Sent => {
                                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                                 return Ok(None);
+                            }
+                            super::remote::Forwarded::Acked(ack) => {
+                                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                                return Ok(Some(ack));
                             }
                             super::remote::Forwarded::Failed(why, msg) => {
                                 return Err(self.undeliverable(target, msg, why))
@@ -528,6 +532,7 @@ impl Router {
             return Err(Retry::Failed(self.undeliverable(target, msg, why)));
         }
         let packed = pack(&msg);
+        let id = message_id(&msg);
         drop(msg);
         let (ack, acked) = tokio::sync::oneshot::channel();
         let (router, c) = (self.clone(), cell.clone());
@@ -535,10 +540,15 @@ impl Router {
         storage.enqueue(
             target,
             entry,
+            id,
             Box::new(move |r: &Result<WriteOutcome, StorageError>| match r {
                 Ok(WriteOutcome::Enqueued(seq)) => {
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     router.queue_logged(&c, packed, *seq, reply);
+                    let _ = ack.send(Ok(()));
+                }
+                // Taken before under the same id: acknowledged, not again.
+                Ok(WriteOutcome::Duplicate) => {
                     let _ = ack.send(Ok(()));
                 }
                 other => {
@@ -629,6 +639,47 @@ impl Router {
                 self.recover_timers(&cell);
             }
         }
+        Ok(n)
+    }
+
+    /// The storage of virtual component `component` when it is durable.
+    pub(crate) fn durable_kind(&self, component: &str) -> Option<crate::storage::Storage> {
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        kinds
+            .get(component)
+            .filter(|k| k.spec.options.durable)
+            .and_then(|k| k.spec.context.storage().cloned())
+    }
+
+    /// The durable virtual components registered here, with their storage.
+    pub(crate) fn durable_kinds(&self) -> Vec<(String, crate::storage::Storage)> {
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        kinds
+            .iter()
+            .filter(|(_, k)| k.spec.options.durable)
+            .filter_map(|(n, k)| Some((n.clone(), k.spec.context.storage().cloned()?)))
+            .collect()
+    }
+
+    /// Queues what durable virtual actor `id`'s log holds (just rebuilt
+    /// from the cluster's log) and arms its durable timers. Returns how
+    /// many messages.
+    pub(crate) fn recover_one(self: &Arc<Self>, id: &str) -> Result<usize, String> {
+        let Some(cell) = self.lookup(id) else {
+            return Ok(0);
+        };
+        let Some(storage) = cell.spec.context.storage().cloned() else {
+            return Ok(0);
+        };
+        let entries = storage
+            .mailbox(id)
+            .map_err(|e| format!("{id}: its durable mailbox cannot be read: {e}"))?;
+        let n = entries.len();
+        for (seq, packed) in entries {
+            cell.recovered_upto.fetch_max(seq, Ordering::Relaxed);
+            self.queue_logged(&cell, packed, seq, None);
+        }
+        self.recover_timers(&cell);
         Ok(n)
     }
 
@@ -748,4 +799,15 @@ impl Router {
         }
         self.topics.release(cell, incarnation);
     }
+}
+
+/// The metadata key of a sender-chosen message id: a durable actor whose log
+/// is replicated (a cluster) takes a message with the same id once, within
+/// the log's de-duplication window. 1 to 128 printable ASCII characters, no
+/// space; any other value is not an id.
+pub const MESSAGE_ID: &str = "message-id";
+
+fn message_id(msg: &Message) -> Option<String> {
+    let (_, v) = msg.metadata.iter().find(|(k, _)| k == MESSAGE_ID)?;
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.clone())
 }

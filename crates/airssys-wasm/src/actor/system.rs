@@ -61,6 +61,7 @@ pub struct SystemBuilder {
     virtuals: Vec<ActorSpec>,
     max_active: usize,
     trust: crate::security::signing::TrustPolicy,
+    clustered: bool,
 }
 
 impl Default for SystemBuilder {
@@ -70,6 +71,7 @@ impl Default for SystemBuilder {
             virtuals: Vec::new(),
             max_active: 512,
             trust: Default::default(),
+            clustered: false,
         }
     }
 }
@@ -121,6 +123,15 @@ impl SystemBuilder {
         self
     }
 
+    /// The system will join a cluster ([`Cluster::join`](crate::cluster::Cluster::join)):
+    /// its durable virtual actors are not recovered from the local data
+    /// directory at start. The cluster's log of each is the truth; the host
+    /// the cluster places one on rebuilds it from there.
+    pub fn clustered(mut self, clustered: bool) -> Self {
+        self.clustered = clustered;
+        self
+    }
+
     /// The keys a new version must be signed with to be an upgrade
     /// ([`ActorSystem::upgrade`] refuses one loaded without a verified
     /// signature; the admin API checks an upload against them). Empty (the
@@ -154,8 +165,10 @@ impl SystemBuilder {
         let (failed_tx, failed) = watch::channel(None);
         let (root_ctrl, rx) = mpsc::unbounded_channel();
         spawn_supervisor(router.clone(), self.root, rx, None, Some(failed_tx));
-        // What durable virtual actors left in their logs: activated now.
-        for kind in &durable_kinds {
+        // What durable virtual actors left in their logs: activated now
+        // (in a cluster, each is rebuilt from the cluster's log when it is
+        // placed here instead).
+        for kind in durable_kinds.iter().filter(|_| !self.clustered) {
             router.recover_virtual(kind).map_err(Error::Config)?;
         }
         let system = ActorSystem {

@@ -1100,6 +1100,11 @@ impl ActorTask {
                 }
                 for ((cell, packed, _charge), seq) in sent.into_iter().zip(seqs) {
                     router.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    // 0: its target's replicated log had it already (an
+                    // earlier try of this group); that log delivers it.
+                    if *seq == 0 {
+                        continue;
+                    }
                     router.queue_logged(&cell, packed, *seq, None);
                 }
             }

@@ -22,6 +22,7 @@
 //! reached this one for [`ClusterOptions::dead_after`] (default 3 s) is dead
 //! until it heartbeats again. Declared actors are pinned to their host.
 
+mod durable;
 mod placement;
 mod wire;
 
@@ -60,6 +61,9 @@ pub struct ClusterOptions {
     pub dead_after: Duration,
     /// A file holding the NATS token, if the server wants one.
     pub token_file: Option<std::path::PathBuf>,
+    /// Copies JetStream keeps of the durable virtual actors' log (default 1;
+    /// 3 on a NATS cluster of 3 survives the loss of a NATS server too).
+    pub replicas: usize,
 }
 
 impl ClusterOptions {
@@ -72,6 +76,7 @@ impl ClusterOptions {
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
             token_file: None,
+            replicas: 1,
         }
     }
 
@@ -109,8 +114,16 @@ impl ClusterOptions {
 const MAX_REMOTE_WAIT: Duration = Duration::from_secs(300);
 
 /// A message waiting for its virtual target to be placed, its reply's way,
-/// and its sender's charge (held while it waits).
-type Waiting = (Message, Option<ReplyTo>, Option<Charge>);
+/// its sender's charge (held while it waits), and who waits for its
+/// acknowledgement (a durable target's log write).
+type Waiting = (Message, Option<ReplyTo>, Option<Charge>, Option<AckTx>);
+
+/// Where the acknowledgement of a message to a durable actor goes.
+type AckTx = oneshot::Sender<std::result::Result<(), String>>;
+
+/// The longest a send to a durable actor on another host waits for its
+/// acknowledgement (its log write there).
+const ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// What goes out to NATS, in order: the subject, where the answer goes, the
 /// bytes, and the sending guest's charge, released once it is sent.
@@ -159,6 +172,8 @@ struct Shared {
     activations: Mutex<HashMap<String, String>>,
     /// Messages for virtual actors being placed, in order, by id.
     placing: Mutex<HashMap<String, Vec<Waiting>>>,
+    /// The log of the durable virtual actors (when this host runs some).
+    log: Option<Arc<durable::Log>>,
     me: Weak<Shared>,
 }
 
@@ -173,12 +188,37 @@ enum Waiter {
         corr: u64,
         deadline: Instant,
     },
+    /// A send to a durable actor, waiting for its log write on its host.
+    Ack {
+        target: String,
+        tx: AckTx,
+        deadline: Instant,
+    },
 }
 
 impl Waiter {
     fn deadline(&self) -> Instant {
         match self {
-            Waiter::Host { deadline, .. } | Waiter::Actor { deadline, .. } => *deadline,
+            Waiter::Host { deadline, .. }
+            | Waiter::Actor { deadline, .. }
+            | Waiter::Ack { deadline, .. } => *deadline,
+        }
+    }
+
+    fn target(&self) -> &str {
+        match self {
+            Waiter::Host { target, .. }
+            | Waiter::Actor { target, .. }
+            | Waiter::Ack { target, .. } => target,
+        }
+    }
+
+    /// Whoever waited is gone.
+    fn abandoned(&self) -> bool {
+        match self {
+            Waiter::Host { tx, .. } => tx.is_closed(),
+            Waiter::Ack { tx, .. } => tx.is_closed(),
+            Waiter::Actor { .. } => false,
         }
     }
 }
@@ -288,10 +328,31 @@ impl Cluster {
         let actors_kv = open("actors", Duration::ZERO).await?;
         let activations_kv = open("activations", Duration::ZERO).await?;
         let router = system.router().clone();
+        // Durable virtual actors: their writes go to the cluster's log first.
+        let durable = router.durable_kinds();
+        let log = if durable.is_empty() {
+            None
+        } else {
+            let kinds = durable.iter().map(|(k, _)| k.clone()).collect();
+            let log = durable::Log::open(js.clone(), &options.name, options.replicas, kinds)
+                .await
+                .map_err(|e| nats_err("the durable actors' log", e))?;
+            let log = Arc::new(log);
+            for (kind, storage) in &durable {
+                if !storage.set_replica(log.clone()) {
+                    return Err(Error::Config(format!(
+                        "cluster: the storage of durable component {kind} is kept by another \
+                         cluster already"
+                    )));
+                }
+            }
+            Some(log)
+        };
         let prefix = format!("airssys.{}", options.name);
         let (out, out_rx) = mpsc::unbounded_channel();
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
+            log,
             activations_kv: activations_kv.clone(),
             activations: Mutex::default(),
             placing: Mutex::default(),
@@ -494,7 +555,8 @@ impl Shared {
         out
     }
 
-    /// Sends `msg` for `target` to `host` (with where its reply goes).
+    /// Sends `msg` for `target` to `host` (with where its reply goes, or
+    /// who waits for its acknowledgement).
     fn send_to(
         &self,
         host: &str,
@@ -502,6 +564,7 @@ impl Shared {
         msg: Message,
         reply: Option<ReplyTo>,
         charge: Option<Charge>,
+        ack: Option<AckTx>,
     ) -> Forwarded {
         match self.health(host) {
             HostHealth::Alive => {}
@@ -520,8 +583,19 @@ impl Shared {
             }
         }
         let now = Instant::now();
+        // A timeout of 0 with a reply subject: an acknowledged send.
         let (timeout_ms, reply_to) = match reply {
-            None => (0, None),
+            None => match ack {
+                None => (0, None),
+                Some(tx) => {
+                    let subject = self.wait(Waiter::Ack {
+                        target: target.to_string(),
+                        tx,
+                        deadline: now + ACK_WAIT,
+                    });
+                    (0, Some(subject))
+                }
+            },
             Some(ReplyTo::Host(tx)) => {
                 let subject = self.wait(Waiter::Host {
                     target: target.to_string(),
@@ -541,7 +615,7 @@ impl Shared {
                     corr,
                     deadline: now + timeout + Duration::from_secs(1),
                 });
-                (timeout.as_millis() as u64, Some(subject))
+                ((timeout.as_millis() as u64).max(1), Some(subject))
             }
         };
         let frame = wire::delivery(target, timeout_ms, &msg);
@@ -586,7 +660,24 @@ impl Remote for Shared {
         charge: &mut Option<Charge>,
     ) -> Forwarded {
         if let Some((component, _)) = target.split_once('/') {
-            return self.forward_virtual(target, component, msg, reply, charge, false);
+            // To a durable actor, a send is acknowledged once its log has it.
+            let durable = reply.is_none()
+                && self
+                    .router
+                    .upgrade()
+                    .is_some_and(|r| r.durable_kind(component).is_some());
+            if !durable {
+                return self
+                    .forward_virtual(target, component, msg, reply, charge, &mut None, false);
+            }
+            let (tx, rx) = oneshot::channel();
+            let mut ack = Some(tx);
+            return match self
+                .forward_virtual(target, component, msg, reply, charge, &mut ack, false)
+            {
+                Forwarded::Sent if ack.is_none() => Forwarded::Acked(rx),
+                other => other,
+            };
         }
         let host = self
             .directory
@@ -595,7 +686,7 @@ impl Remote for Shared {
             .get(target)
             .cloned();
         match host.filter(|h| *h != self.host_id) {
-            Some(host) => self.send_to(&host, target, msg, reply, charge.take()),
+            Some(host) => self.send_to(&host, target, msg, reply, charge.take(), None),
             None => Forwarded::Unknown(msg, reply),
         }
     }
@@ -745,15 +836,38 @@ async fn serve_inbox(shared: Arc<Shared>, mut inbox: async_nats::Subscriber) {
         match m.reply {
             None => {
                 // A failure is this host's dead letter (at most once).
-                let _ = shared.arrived(&router, &d.target, d.msg, None);
+                let _ = shared.arrived(&router, &d.target, d.msg, None, None);
+            }
+            // A send to a durable actor: answered once its log has it.
+            Some(reply) if d.timeout_ms == 0 => {
+                let (tx, rx) = oneshot::channel();
+                let _ = shared.arrived(&router, &d.target, d.msg, None, Some(tx));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let answer = match tokio::time::timeout(ACK_WAIT, rx).await {
+                        Ok(Ok(Ok(()))) => Answer::Reply(None),
+                        Ok(Ok(Err(why))) => Answer::Failed(Failure::Failed(why)),
+                        Ok(Err(_)) => Answer::Failed(Failure::Stopped),
+                        Err(_) => Answer::Failed(Failure::Timeout),
+                    };
+                    let _ =
+                        shared
+                            .out
+                            .send(Frame::new(reply.to_string(), None, wire::answer(&answer)));
+                });
             }
             Some(reply) => {
                 let (tx, rx) = oneshot::channel();
-                let answer =
-                    match shared.arrived(&router, &d.target, d.msg, Some(ReplyTo::Host(tx))) {
-                        Err(why) => Some(failure_of(why)),
-                        Ok(()) => None,
-                    };
+                let answer = match shared.arrived(
+                    &router,
+                    &d.target,
+                    d.msg,
+                    Some(ReplyTo::Host(tx)),
+                    None,
+                ) {
+                    Err(why) => Some(failure_of(why)),
+                    Ok(()) => None,
+                };
                 let shared = shared.clone();
                 let timeout = Duration::from_millis(d.timeout_ms.max(1));
                 tokio::spawn(async move {
@@ -851,6 +965,18 @@ fn resolve(router: &Weak<Router>, w: Waiter, answer: Answer) {
             };
             let _ = tx.send(r);
         }
+        Waiter::Ack { target, tx, .. } => {
+            let _ = tx.send(match answer {
+                Answer::Reply(_) => Ok(()),
+                Answer::Failed(Failure::Timeout) => Err(format!(
+                    "{target}: no acknowledgement from its host within {ACK_WAIT:?} (it may \
+                     have taken it: send again with the same message-id)"
+                )),
+                Answer::Failed(Failure::Failed(why)) => Err(why),
+                Answer::Failed(Failure::Unavailable(why)) => Err(format!("unavailable: {why}")),
+                Answer::Failed(f) => Err(format!("{target}: {f:?}")),
+            });
+        }
         Waiter::Actor { target, corr, .. } => {
             let Some(router) = router.upgrade() else {
                 return;
@@ -916,32 +1042,27 @@ async fn sweep(shared: Arc<Shared>) {
             continue;
         }
         let now = Instant::now();
-        let directory = shared
-            .directory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let gone: Vec<(Waiter, Option<String>)> = {
             let mut waiting = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            let ids: Vec<(u64, Option<String>)> = waiting
-                .iter()
-                .filter_map(|(id, w)| {
-                    let target = match w {
-                        Waiter::Host { target, tx, .. } => {
-                            if tx.is_closed() {
-                                return Some((*id, None));
-                            }
-                            target
-                        }
-                        Waiter::Actor { target, .. } => target,
-                    };
-                    if w.deadline() <= now {
-                        return Some((*id, None));
-                    }
-                    let host = directory.get(target)?;
-                    (shared.health(host) != HostHealth::Alive).then(|| (*id, Some(host.clone())))
-                })
-                .collect();
+            let mut ids: Vec<(u64, Option<String>)> = Vec::new();
+            for (id, w) in waiting.iter() {
+                if w.abandoned() || w.deadline() <= now {
+                    ids.push((*id, None));
+                    continue;
+                }
+                // A declared actor's host, or where a virtual one is activated.
+                let host = {
+                    let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+                    directory.get(w.target()).cloned()
+                }
+                .or_else(|| {
+                    let a = shared.activations.lock().unwrap_or_else(|p| p.into_inner());
+                    a.get(w.target()).cloned()
+                });
+                if let Some(host) = host.filter(|h| shared.health(h) != HostHealth::Alive) {
+                    ids.push((*id, Some(host)));
+                }
+            }
             ids.into_iter()
                 .filter_map(|(id, host)| waiting.remove(&id).map(|w| (w, host)))
                 .collect()

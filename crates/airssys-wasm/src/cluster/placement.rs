@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use sha2::{Digest, Sha256};
 
-use super::{key_of, Shared};
+use super::{key_of, AckTx, Shared};
 use crate::actor::mailbox::ReplyTo;
 use crate::actor::remote::{Forwarded, HostHealth};
 use crate::actor::router::Router;
@@ -27,7 +27,10 @@ use crate::sandbox::budget::Charge;
 impl Shared {
     /// A message for virtual actor `target` (of `component`) that this host
     /// does not hold. With `claim`, this host claims it if unplaced (another
-    /// host sent it here to be placed).
+    /// host sent it here to be placed). `ack` (who waits for a durable
+    /// target's log write) is taken when the message goes elsewhere or waits
+    /// to be placed; left when it comes back `Unknown`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_virtual(
         &self,
         target: &str,
@@ -35,6 +38,7 @@ impl Shared {
         msg: Message,
         reply: Option<ReplyTo>,
         charge: &mut Option<Charge>,
+        ack: &mut Option<AckTx>,
         claim: bool,
     ) -> Forwarded {
         let Some(router) = self.router.upgrade() else {
@@ -46,7 +50,7 @@ impl Shared {
         }
         let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = placing.get_mut(target) {
-            q.push((msg, reply, charge.take()));
+            q.push((msg, reply, charge.take(), ack.take()));
             return Forwarded::Sent;
         }
         let owner = self
@@ -56,14 +60,20 @@ impl Shared {
             .get(target)
             .cloned();
         match owner {
-            Some(h) if h == self.host_id => return Forwarded::Unknown(msg, reply),
-            Some(h) if self.health(&h) == HostHealth::Alive => {
+            // Here, and (a durable one) rebuilt from its log here.
+            Some(h) if h == self.host_id && self.ready_here(target) => {
+                return Forwarded::Unknown(msg, reply)
+            }
+            Some(h) if h != self.host_id && self.health(&h) == HostHealth::Alive => {
                 drop(placing);
-                return self.send_to(&h, target, msg, reply, charge.take());
+                return self.send_to(&h, target, msg, reply, charge.take(), ack.take());
             }
             _ => {}
         }
-        placing.insert(target.to_string(), vec![(msg, reply, charge.take())]);
+        placing.insert(
+            target.to_string(),
+            vec![(msg, reply, charge.take(), ack.take())],
+        );
         if let Some(me) = self.me.upgrade() {
             tokio::spawn(place(
                 me,
@@ -75,18 +85,30 @@ impl Shared {
         Forwarded::Sent
     }
 
-    /// A delivery another host sent here.
+    /// Whether a virtual actor this host is named for can run here now: it
+    /// is not durable, or its log was rebuilt here.
+    pub(super) fn ready_here(&self, target: &str) -> bool {
+        use crate::storage::replica::Replica;
+        self.log
+            .as_ref()
+            .is_none_or(|l| !l.covers(target) || l.holds(target))
+    }
+
+    /// A delivery another host sent here; `ack` hears when a durable
+    /// target's log has it.
     pub(super) fn arrived(
         &self,
         router: &Arc<Router>,
         target: &str,
         msg: Message,
         reply: Option<ReplyTo>,
+        mut ack: Option<AckTx>,
     ) -> Result<(), Undeliverable> {
-        match target.split_once('/') {
+        let r = match target.split_once('/') {
             Some((component, _)) if router.get(target).is_none() => {
-                match self.forward_virtual(target, component, msg, reply, &mut None, true) {
-                    Forwarded::Sent => Ok(()),
+                match self.forward_virtual(target, component, msg, reply, &mut None, &mut ack, true)
+                {
+                    Forwarded::Sent | Forwarded::Acked(_) => return Ok(()),
                     Forwarded::Failed(why, m) => {
                         router.dead_letter(target, m, reason(&why));
                         Err(why)
@@ -95,7 +117,8 @@ impl Shared {
                 }
             }
             _ => router.deliver_here(target, msg, reply, None),
-        }
+        };
+        acknowledge(r, ack)
     }
 
     /// The live hosts that run virtual component `component` (this one included).
@@ -132,6 +155,35 @@ impl Shared {
     }
 }
 
+/// Tells `ack` (if anyone waits) how a delivery here went: at once, or once
+/// the durable target's log write is done. Returns the delivery's failure.
+fn acknowledge(
+    r: Result<Option<crate::host::messaging::Ack>, Undeliverable>,
+    ack: Option<AckTx>,
+) -> Result<(), Undeliverable> {
+    match (r, ack) {
+        (Ok(Some(logged)), Some(tx)) => {
+            tokio::spawn(async move {
+                let _ = tx.send(
+                    logged
+                        .await
+                        .unwrap_or_else(|_| Err("the storage closed".into())),
+                );
+            });
+            Ok(())
+        }
+        (Ok(_), Some(tx)) => {
+            let _ = tx.send(Ok(()));
+            Ok(())
+        }
+        (Err(why), Some(tx)) => {
+            let _ = tx.send(Err(why.to_string()));
+            Err(why)
+        }
+        (r, None) => r.map(|_| ()),
+    }
+}
+
 fn reason(why: &Undeliverable) -> crate::actor::DeadLetterReason {
     crate::actor::DeadLetterReason::Unavailable {
         reason: why.to_string(),
@@ -140,10 +192,13 @@ fn reason(why: &Undeliverable) -> crate::actor::DeadLetterReason {
 
 /// Decides where `id` is activated, then lets what waited for it go there.
 async fn place(shared: Arc<Shared>, id: String, component: String, claim: bool) {
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(10),
-        decide(&shared, &id, &component, claim),
-    )
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        let host = decide(&shared, &id, &component, claim).await?;
+        if host == shared.host_id {
+            shared.rebuild(&id, &component).await?;
+        }
+        Ok::<_, String>(host)
+    })
     .await
     .unwrap_or_else(|_| Err("the cluster's directory did not answer within 10 s".into()));
     let Some(router) = shared.router.upgrade() else {
@@ -159,25 +214,33 @@ async fn place(shared: Arc<Shared>, id: String, component: String, claim: bool) 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), host.clone());
-            for (m, r, charge) in queued {
+            for (m, r, charge, ack) in queued {
                 if host == shared.host_id {
-                    let _ = router.deliver_here(&id, m, r, charge);
+                    let _ = acknowledge(router.deliver_here(&id, m, r, charge), ack);
                 } else if shared.health(&host) != HostHealth::Alive {
                     let why = Undeliverable::Unavailable(format!("its host {host} is down"));
                     if let Some(r) = r {
                         fail(&router, r, &id, &why);
                     }
+                    if let Some(tx) = ack {
+                        let _ = tx.send(Err(why.to_string()));
+                    }
                     router.dead_letter(&id, m, reason(&why));
-                } else if let Forwarded::Failed(why, m) = shared.send_to(&host, &id, m, r, charge) {
+                } else if let Forwarded::Failed(why, m) =
+                    shared.send_to(&host, &id, m, r, charge, ack)
+                {
                     router.dead_letter(&id, m, reason(&why));
                 }
             }
         }
         Err(e) => {
             let why = Undeliverable::Unavailable(format!("cannot place it: {e}"));
-            for (m, r, _charge) in queued {
+            for (m, r, _charge, ack) in queued {
                 if let Some(r) = r {
                     fail(&router, r, &id, &why);
+                }
+                if let Some(tx) = ack {
+                    let _ = tx.send(Err(why.to_string()));
                 }
                 router.dead_letter(&id, m, reason(&why));
             }
@@ -246,9 +309,35 @@ async fn decide(shared: &Shared, id: &str, component: &str, claim: bool) -> Resu
     Err("the claim kept losing to other hosts".into())
 }
 
-/// Keeps this host's view of where virtual actors are activated.
+impl Shared {
+    /// A durable virtual actor placed here: its rows rebuilt from the
+    /// cluster's log (unless held here already), then what its log holds
+    /// queued and its timers armed, before anything new.
+    async fn rebuild(&self, id: &str, component: &str) -> Result<(), String> {
+        let (Some(log), Some(router)) = (&self.log, self.router.upgrade()) else {
+            return Ok(());
+        };
+        let Some(storage) = router.durable_kind(component) else {
+            return Ok(());
+        };
+        if log.holds(id) {
+            return Ok(());
+        }
+        log.hold(&storage, id).await?;
+        router.recover_one(id)?;
+        Ok(())
+    }
+}
+
+/// Keeps this host's view of where virtual actors are activated; a durable
+/// one that another host now holds is let go (rebuilt if it comes back).
 pub(super) async fn watch_activations(shared: Arc<Shared>, kv: kv::Store) {
     super::watch(kv, "the activations", None, |e| {
+        if let (Some(log), Some(id)) = (&shared.log, super::id_of(&e.key)) {
+            if e.operation != kv::Operation::Put || *e.value != *shared.host_id.as_bytes() {
+                log.release(&id);
+            }
+        }
         super::apply_owner(&shared.activations, e)
     })
     .await

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use redb::{ReadableTable, Table};
 use tokio::sync::oneshot;
@@ -23,6 +23,7 @@ use super::keys::{
     check_key, counter_after, usage_in, BatchOp, Namespace, NamespaceKind, Quota, QuotaKind,
     StorageError, StorageLimits, ACCOUNTS, ATTEMPTS, DATA, MAILBOX, TIMERS, USAGE,
 };
+use super::replica::{encode, refused, Fate, Record, Replica};
 
 /// A write request.
 #[derive(Debug, Clone)]
@@ -46,8 +47,12 @@ pub(crate) enum WriteOp {
     DeleteNamespace,
     /// Appends a message (the actor layer's packed bytes) to the durable
     /// mailbox of actor `ns`; the outcome is its sequence number, above every
-    /// entry still in that mailbox.
-    Enqueue(Vec<u8>),
+    /// entry still in that mailbox. With an `id`, a replica takes it once
+    /// (a second one is [`WriteOutcome::Duplicate`]).
+    Enqueue {
+        message: Vec<u8>,
+        id: Option<String>,
+    },
     /// Actor `ns` handled a group of its durable messages: see [`Group`].
     Handled(Group),
     /// Durable timer `id` of actor `ns` fired: its row goes, and (`to`) its
@@ -57,6 +62,9 @@ pub(crate) enum WriteOp {
     CancelTimer(u64),
     /// A delivery of actor `ns`'s recovered durable message `seq` begins.
     Attempt(u64),
+    /// Actor `ns`'s rows go: its data, mailbox, timers and delivery counts
+    /// (before they are rebuilt from a replica's log).
+    Reset,
 }
 
 /// What a write did.
@@ -76,6 +84,8 @@ pub(crate) enum WriteOutcome {
     Handled(Vec<u64>),
     /// Deliveries of a recovered message begun before this one.
     Attempts(u32),
+    /// A message whose id the replica's log held already: taken before, not again.
+    Duplicate,
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StorageError>>;
@@ -117,6 +127,8 @@ struct Request {
     account: Option<Arc<str>>,
     reply: Reply,
     then: Option<Then>,
+    /// Whether a replica takes it first (not when it replays the replica's log).
+    replicate: bool,
 }
 
 /// Commits and the writes they carried, since the storage was opened.
@@ -137,11 +149,12 @@ impl Committer {
         limits: StorageLimits,
         generation: Arc<AtomicU64>,
         stats: Arc<CommitStats>,
+        replica: Arc<OnceLock<Arc<dyn Replica>>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name("airssys-storage-commit".into())
-            .spawn(move || run(&db, &limits, &generation, &stats, rx))
+            .spawn(move || run(&db, &limits, &generation, &stats, &replica, rx))
             .expect("spawn the storage committer thread");
         Committer {
             tx: Mutex::new(Some(tx)),
@@ -157,6 +170,20 @@ impl Committer {
         account: Option<Arc<str>>,
         then: Option<Then>,
     ) -> oneshot::Receiver<Result<WriteOutcome, StorageError>> {
+        self.submit_as(ns, op, quota, account, then, true)
+    }
+
+    /// [`Committer::submit`]; `replicate: false` for a write replayed from
+    /// the replica's log.
+    pub(crate) fn submit_as(
+        &self,
+        ns: Namespace,
+        op: WriteOp,
+        quota: Quota,
+        account: Option<Arc<str>>,
+        then: Option<Then>,
+        replicate: bool,
+    ) -> oneshot::Receiver<Result<WriteOutcome, StorageError>> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             ns,
@@ -165,6 +192,7 @@ impl Committer {
             account,
             reply,
             then,
+            replicate,
         };
         let sent = match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(tx) => tx.send(request),
@@ -194,6 +222,7 @@ fn run(
     limits: &StorageLimits,
     generation: &AtomicU64,
     stats: &CommitStats,
+    replica: &OnceLock<Arc<dyn Replica>>,
     rx: mpsc::Receiver<Request>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -204,7 +233,11 @@ fn run(
                 Err(_) => break,
             }
         }
-        let results = commit_group(db, limits, &group);
+        let decided = match replica.get() {
+            Some(replica) => replicate(db, &**replica, &mut group),
+            None => vec![None; group.len()],
+        };
+        let results = commit_group(db, limits, &group, decided);
         generation.fetch_add(1, Ordering::Release);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats
@@ -235,10 +268,112 @@ fn run(
 
 type Outcomes = Vec<Result<WriteOutcome, StorageError>>;
 
+/// Hands the group's writes to covered actors to the replica before any is
+/// applied: each write to another actor's log (a durable group's send, a
+/// fired timer's message) ahead of the writer's own record. A write the
+/// replica refused, or whose message id it held already, is decided here
+/// (the slot is `Some`) and not applied. A send whose record was in its
+/// target's log already is not applied either (its target is empty; its
+/// outcome's sequence number 0): that log delivers it.
+fn replicate(
+    db: &redb::Database,
+    replica: &dyn Replica,
+    group: &mut [Request],
+) -> Vec<Option<Result<WriteOutcome, StorageError>>> {
+    let mut decided = vec![None; group.len()];
+    let mut records = Vec::new();
+    // Per record: its request, and what it is (own, or the group's send `j`).
+    let mut whose: Vec<(usize, Option<usize>)> = Vec::new();
+    for (i, r) in group.iter().enumerate() {
+        if !r.replicate {
+            continue;
+        }
+        let writer = crate::units::hex(r.ns.name().as_bytes());
+        match &r.op {
+            WriteOp::Handled(g) => {
+                let first = g.seqs.first().copied().unwrap_or(0);
+                for (j, (target, message)) in g.sends.iter().enumerate() {
+                    if replica.covers(target) {
+                        records.push(Record {
+                            actor: target.clone(),
+                            bytes: encode(&enqueue_op(message), Quota::unlimited(), None),
+                            id: Some(format!("s.{writer}.{first}.{j}")),
+                        });
+                        whose.push((i, Some(j)));
+                    }
+                }
+            }
+            WriteOp::FireTimer { id, to: Some(to) } if replica.covers(to) => {
+                if let Some(message) = timer_message(db, r.ns.name(), *id) {
+                    records.push(Record {
+                        actor: to.clone(),
+                        bytes: encode(&enqueue_op(&message), Quota::unlimited(), None),
+                        id: Some(format!("t.{writer}.{id}")),
+                    });
+                    whose.push((i, None));
+                }
+            }
+            _ => {}
+        }
+        if r.ns.kind() == NamespaceKind::Actor && replica.covers(r.ns.name()) {
+            let id = match &r.op {
+                WriteOp::Enqueue { id: Some(m), .. } => Some(format!("m.{writer}.{m}")),
+                _ => None,
+            };
+            records.push(Record {
+                actor: r.ns.name().to_string(),
+                bytes: encode(&r.op, r.quota, r.account.as_deref()),
+                id,
+            });
+            whose.push((i, None));
+        }
+    }
+    if records.is_empty() {
+        return decided;
+    }
+    let fates = replica.append(&records);
+    for (((i, send), record), fate) in whose.into_iter().zip(&records).zip(fates) {
+        let own = record.actor == group[i].ns.name() && send.is_none();
+        match fate {
+            Fate::Appended => {}
+            Fate::Duplicate => match (send, &mut group[i].op) {
+                (Some(j), WriteOp::Handled(g)) => g.sends[j].0.clear(),
+                (None, WriteOp::Enqueue { .. }) if own => {
+                    decided[i].get_or_insert(Ok(WriteOutcome::Duplicate));
+                }
+                _ => {}
+            },
+            Fate::Refused(why) => {
+                if !matches!(decided[i], Some(Err(_))) {
+                    decided[i] = Some(Err(refused(&record.actor, &why)));
+                }
+            }
+        }
+    }
+    decided
+}
+
+fn enqueue_op(message: &[u8]) -> WriteOp {
+    WriteOp::Enqueue {
+        message: message.to_vec(),
+        id: None,
+    }
+}
+
+/// The message of `actor`'s durable timer `id`, if it is stored.
+fn timer_message(db: &redb::Database, actor: &str, id: u64) -> Option<Vec<u8>> {
+    use redb::ReadableDatabase;
+    let tx = db.begin_read().ok()?;
+    let table = tx.open_table(TIMERS).ok()?;
+    let row = table.get((actor, id)).ok()??;
+    Some(row.value().2.to_vec())
+}
+
 fn commit_group(
     db: &redb::Database,
     limits: &StorageLimits,
     group: &[Request],
+    decided: Vec<Option<Result<WriteOutcome, StorageError>>>,
 ) -> Result<Outcomes, StorageError> {
     let tx = db.begin_write().map_err(StorageError::backend)?;
     let mut out = Vec::with_capacity(group.len());
@@ -257,8 +392,11 @@ fn commit_group(
             timers: &mut timers,
             attempts: &mut attempts,
         };
-        for r in group {
-            out.push(apply(&mut t, limits, r)?);
+        for (r, decided) in group.iter().zip(decided) {
+            out.push(match decided {
+                Some(outcome) => outcome,
+                None => apply(&mut t, limits, r)?,
+            });
         }
     }
     tx.commit().map_err(StorageError::backend)?;
@@ -394,8 +532,42 @@ fn apply(
                 },
             );
         }
-        WriteOp::Enqueue(bytes) => {
-            return Ok(Ok(WriteOutcome::Enqueued(enqueue(t.mailbox, n, bytes)?)));
+        WriteOp::Enqueue { message, .. } => {
+            return Ok(Ok(WriteOutcome::Enqueued(enqueue(t.mailbox, n, message)?)));
+        }
+        WriteOp::Reset => {
+            let gone = delete_namespace(t, k, n)?;
+            let mailbox: Vec<u64> = t
+                .mailbox
+                .range((n, 0)..=(n, u64::MAX))
+                .map_err(StorageError::backend)?
+                .map(|e| e.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(StorageError::backend)?;
+            for seq in mailbox {
+                t.mailbox.remove((n, seq)).map_err(StorageError::backend)?;
+            }
+            let timers: Vec<u64> = t
+                .timers
+                .range((n, 0)..=(n, u64::MAX))
+                .map_err(StorageError::backend)?
+                .map(|e| e.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(StorageError::backend)?;
+            for id in timers {
+                t.timers.remove((n, id)).map_err(StorageError::backend)?;
+            }
+            let attempts: Vec<u64> = t
+                .attempts
+                .range((n, 0)..=(n, u64::MAX))
+                .map_err(StorageError::backend)?
+                .map(|e| e.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(StorageError::backend)?;
+            for seq in attempts {
+                t.attempts.remove((n, seq)).map_err(StorageError::backend)?;
+            }
+            return Ok(Ok(WriteOutcome::Deleted(gone)));
         }
         WriteOp::FireTimer { id, to } => {
             let row = t
@@ -452,6 +624,11 @@ fn apply(
             }
             let mut sent = Vec::with_capacity(sends.len());
             for (target, bytes) in sends {
+                // Emptied by `replicate`: its target's log has it already.
+                if target.is_empty() {
+                    sent.push(0);
+                    continue;
+                }
                 sent.push(enqueue(t.mailbox, target, bytes)?);
             }
             for seq in seqs {
@@ -463,28 +640,33 @@ fn apply(
             return Ok(Ok(WriteOutcome::Handled(sent)));
         }
         WriteOp::DeleteNamespace => {
-            let keys: Vec<String> = {
-                let mut keys = Vec::new();
-                for e in t.data.range((k, n, "")..).map_err(StorageError::backend)? {
-                    let (key, _) = e.map_err(StorageError::backend)?;
-                    let (kk, nn, key) = key.value();
-                    if kk != k || nn != n {
-                        break;
-                    }
-                    keys.push(key.to_string());
-                }
-                keys
-            };
-            for key in &keys {
-                t.data
-                    .remove((k, n, key.as_str()))
-                    .map_err(StorageError::backend)?;
-            }
-            t.usage.remove((k, n)).map_err(StorageError::backend)?;
-            return Ok(Ok(WriteOutcome::Deleted(keys.len() as u64)));
+            return Ok(Ok(WriteOutcome::Deleted(delete_namespace(t, k, n)?)));
         }
     };
     apply_ops(t, limits, ns, r.quota, account, ops, Mode::Request)
+}
+
+/// Deletes every key of namespace `(k, n)` and its usage row; returns how many.
+fn delete_namespace(t: &mut Tables<'_, '_>, k: u8, n: &str) -> Result<u64, StorageError> {
+    let keys: Vec<String> = {
+        let mut keys = Vec::new();
+        for e in t.data.range((k, n, "")..).map_err(StorageError::backend)? {
+            let (key, _) = e.map_err(StorageError::backend)?;
+            let (kk, nn, key) = key.value();
+            if kk != k || nn != n {
+                break;
+            }
+            keys.push(key.to_string());
+        }
+        keys
+    };
+    for key in &keys {
+        t.data
+            .remove((k, n, key.as_str()))
+            .map_err(StorageError::backend)?;
+    }
+    t.usage.remove((k, n)).map_err(StorageError::backend)?;
+    Ok(keys.len() as u64)
 }
 
 /// Appends to `actor`'s mailbox log; its sequence number is above every

@@ -33,6 +33,7 @@ pub mod archive;
 pub(crate) mod commit;
 mod keys;
 mod reads;
+pub(crate) mod replica;
 mod verify;
 
 use std::fmt;
@@ -86,6 +87,8 @@ pub(crate) struct Inner {
     /// Bumped after each commit; readers refresh their snapshot when it moves.
     pub(crate) generation: Arc<AtomicU64>,
     stats: Arc<commit::CommitStats>,
+    /// Where the writes of the actors it covers go first (a cluster's log).
+    replica: Arc<std::sync::OnceLock<Arc<dyn replica::Replica>>>,
 }
 
 impl Drop for Inner {
@@ -149,7 +152,14 @@ impl Storage {
         let db = Arc::new(db);
         let generation = Arc::new(AtomicU64::new(0));
         let stats = Arc::new(commit::CommitStats::default());
-        let committer = Committer::start(db.clone(), limits, generation.clone(), stats.clone());
+        let replica = Arc::new(std::sync::OnceLock::new());
+        let committer = Committer::start(
+            db.clone(),
+            limits,
+            generation.clone(),
+            stats.clone(),
+            replica.clone(),
+        );
         Ok(Storage {
             inner: Arc::new(Inner {
                 db,
@@ -158,6 +168,7 @@ impl Storage {
                 committer,
                 generation,
                 stats,
+                replica,
             }),
         })
     }
@@ -277,11 +288,12 @@ impl Storage {
         &self,
         actor: &str,
         message: Vec<u8>,
+        id: Option<String>,
         then: Then,
     ) -> tokio::sync::oneshot::Receiver<std::result::Result<WriteOutcome, StorageError>> {
         self.inner.committer.submit(
             Namespace::actor(actor),
-            WriteOp::Enqueue(message),
+            WriteOp::Enqueue { message, id },
             Quota::unlimited(),
             None,
             Some(then),
@@ -359,6 +371,61 @@ impl Storage {
             }
         }
         Ok(out)
+    }
+
+    /// Makes `replica` take, from now on, every write to the actors it
+    /// covers before it is applied here. Once per storage.
+    pub(crate) fn set_replica(&self, replica: Arc<dyn replica::Replica>) -> bool {
+        self.inner.replica.set(replica).is_ok()
+    }
+
+    /// Rebuilds `actor`'s rows (data, mailbox, timers, delivery counts) from
+    /// `records`, its replica's log in order: what was here goes first.
+    /// Returns how many records were replayed.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] for a malformed record (nothing after it is
+    /// replayed) or a failed commit.
+    pub(crate) async fn restore(
+        &self,
+        actor: &str,
+        records: Vec<Vec<u8>>,
+    ) -> std::result::Result<usize, StorageError> {
+        let ns = Namespace::actor(actor);
+        let c = &self.inner.committer;
+        let mut last = c.submit_as(
+            ns.clone(),
+            WriteOp::Reset,
+            Quota::unlimited(),
+            None,
+            None,
+            false,
+        );
+        let n = records.len();
+        for (i, bytes) in records.into_iter().enumerate() {
+            let Some(r) = replica::decode(&bytes) else {
+                let _ = last.await;
+                return Err(StorageError::Backend(format!(
+                    "actor {actor}: record {i} of its log is malformed"
+                )));
+            };
+            last = c.submit_as(
+                ns.clone(),
+                r.op,
+                r.quota,
+                r.account.map(Arc::from),
+                None,
+                false,
+            );
+        }
+        match last.await {
+            // A replayed write refused (its quota) was refused the first time too.
+            Ok(Ok(_)) | Ok(Err(StorageError::QuotaExceeded { .. })) => Ok(n),
+            Ok(Err(StorageError::Backend(e))) => Err(StorageError::Backend(e)),
+            Ok(Err(_)) => Ok(n),
+            Err(_) => Err(StorageError::Backend("the storage is closed".into())),
+        }
     }
 
     /// Durable timer `id` of `actor` fired: removes it and, when `to` is a

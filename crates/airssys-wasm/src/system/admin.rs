@@ -4,7 +4,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /components` | a JSON array, one [`ActorStatus`](crate::ActorStatus) per actor |
-//! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202; with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
+//! | `POST /components/{id}/messages` (`id` percent-encoded: `counter%2F7`) | the body is the payload: 202 (`?message-id=ID`: a durable actor in a cluster takes it once, so a send that failed may be sent again with the same id); with `?reply=true` (and `&timeout=5s`, at most 60 s) the reply body with 200 (204 when the actor gave none) |
 //! | `GET /dead-letters` | kept dead letters as JSON, oldest first, a page at a time: `?after=SEQ&limit=N` (default 100, at most 1000); pass the last `seq` to get the next page |
 //! | `POST /upgrade/{component}` (`?probation=30s`) | the body is the new version's `.wasm` (at most 512 MiB, the component file limit), with its `.sig` hex-encoded in an `airssys-signature` header where signatures are required (403 without one or when it does not verify): compiled and link-checked, then each actor declared with that component switches to it between two messages ([`ActorSystem::upgrade`]); 200 with `{"component", "actors": [{"id", "version"} or {"id", "error"}]}`, 404 when no actor runs it, 422 when it does not load |
 //! | `POST /components/{id}/rollback` | the actor goes back to its previous version: 200 `{"id", "version"}`, 409 with why not |
@@ -316,6 +316,18 @@ async fn message(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("timeout={t}: {e}")),
         },
     };
+    let message_id = match q.get("message-id") {
+        None => None,
+        Some(m) if !m.is_empty() && m.len() <= 128 && m.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(m.clone())
+        }
+        Some(m) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("message-id={m:?}: 1 to 128 printable ASCII characters, no space"),
+            )
+        }
+    };
     // The parameters are checked first: a bad request is answered before
     // its body is asked for (no `100 Continue`).
     let body: Bytes = match tokio::time::timeout(
@@ -354,7 +366,10 @@ async fn message(
             )
         }
     };
-    let msg = Message::new("host", body.to_vec());
+    let mut msg = Message::new("host", body.to_vec());
+    if let Some(m) = message_id {
+        msg.metadata.push((crate::actor::MESSAGE_ID.to_string(), m));
+    }
     if !reply {
         return match admin.system.send(&id, msg).await {
             Ok(()) => (

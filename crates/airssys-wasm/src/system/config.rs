@@ -132,6 +132,10 @@ pub struct ClusterSection {
     /// A file holding the NATS token, relative to this file.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Copies JetStream keeps of the durable actors' log (default 1; up to
+    /// the NATS cluster's size).
+    #[serde(default)]
+    pub replicas: Option<usize>,
 }
 
 /// `[system]`.
@@ -506,6 +510,9 @@ impl SystemConfig {
             o.dead_after = d;
         }
         o.token_file = section.token_file.map(|f| self.resolve(&f));
+        if let Some(r) = section.replicas {
+            o.replicas = r;
+        }
         Some(o)
     }
 
