@@ -581,4 +581,20 @@ fn durable_counters_keep_every_acknowledged_message_exactly_once_when_their_host
         let id = format!("kv_counter%2Fd{k}");
         assert_eq!(a.ask(&id, "get"), (200, ROUNDS.to_string()), "{id}");
     }
+    // A message id sent again (through any host) is taken once.
+    for h in [&a, &b, &c, &a] {
+        assert_eq!(
+            h.send_once("kv_counter%2Fd0", "incr", "again").map(|r| r.0),
+            Some(202)
+        );
+    }
+    assert_eq!(
+        c.ask("kv_counter%2Fd0", "get"),
+        (200, (ROUNDS + 1).to_string())
+    );
+    // A malformed id is refused before anything is sent.
+    assert_eq!(
+        b.send_once("kv_counter%2Fd0", "incr", "a%20b").map(|r| r.0),
+        Some(400)
+    );
 }
