@@ -10,6 +10,11 @@
 //!   p50/p99 as the guest measured them are printed.
 //! - `cluster/messages`: messages per second from a guest on A to a guest on
 //!   B (`flood b N`), end to end until B has handled them all.
+//! - `cluster/durable-messages`: acknowledged sends per second from host A's
+//!   embedding API to durable `kv_counter` actors (their writes and
+//!   mailboxes in the cluster's JetStream log), 16 counters, 64 sends in
+//!   flight: to counters placed on B (each ack crosses hosts after B's log
+//!   append) beside counters placed on A itself (log append, no hop).
 //!
 //! Run with `cargo bench -p airssys-wasm --bench cluster`.
 
@@ -66,12 +71,25 @@ async fn wait_handled(system: &ActorSystem, id: &str, n: u64) {
     }
 }
 
-async fn host(url: &str, id: &str, actors: &[&str]) -> (ActorSystem, Cluster) {
+async fn host(
+    url: &str,
+    id: &str,
+    actors: &[&str],
+    storage: &airssys_wasm::storage::Storage,
+) -> (ActorSystem, Cluster) {
     let engine = airssys_wasm::Engine::new(EngineConfig::default()).unwrap();
     let probe = engine.load_file(common::component("actor_probe")).unwrap();
+    let counter = engine.load_file(common::component("kv_counter")).unwrap();
     let mut caps = Capabilities::default();
     caps.send = NamePatterns::new(&["**"]).unwrap();
-    let mut b = ActorSystem::builder();
+    let mut b = ActorSystem::builder().clustered(true).virtual_actors(
+        counter,
+        ExecutionContext::new("kv_counter").with_storage(storage.clone()),
+        ActorOptions::default()
+            .durable(true)
+            .health(None)
+            .mailbox_capacity(1 << 16),
+    );
     for a in actors {
         b = b.actor(
             ActorSpec::new(
@@ -103,8 +121,17 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (a, ca) = rt.block_on(host(&url, "bench-a", &["a", "near"]));
-    let (b, cb) = rt.block_on(host(&url, "bench-b", &["b"]));
+    let data = tempfile::tempdir().unwrap();
+    let open = |d: &str| {
+        airssys_wasm::storage::Storage::open(
+            data.path().join(d),
+            airssys_wasm::storage::StorageLimits::default(),
+        )
+        .unwrap()
+    };
+    let (sa, sb) = (open("a"), open("b"));
+    let (a, ca) = rt.block_on(host(&url, "bench-a", &["a", "near"], &sa));
+    let (b, cb) = rt.block_on(host(&url, "bench-b", &["b"], &sb));
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         while a.hosts().iter().filter(|h| !h.actors.is_empty()).count() < 2 {
@@ -205,6 +232,59 @@ fn bench(c: &mut Criterion) {
                         total += start.elapsed();
                     }
                     total
+                })
+            })
+        });
+    }
+    group.finish();
+
+    // Durable counters, placed by the cluster: 16 on each host.
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        for k in 0..256 {
+            if on_a.len() >= 16 && on_b.len() >= 16 {
+                break;
+            }
+            let id = format!("kv_counter/bench{k}");
+            a.send(&id, Message::new("host", "incr")).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if a.status(&id).is_some() {
+                    on_a.push(id);
+                    break;
+                }
+                if b.status(&id).is_some() {
+                    on_b.push(id);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{id} was placed nowhere");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    on_a.truncate(16);
+    on_b.truncate(16);
+    let mut group = c.benchmark_group("cluster/durable-messages");
+    const D: u64 = 512;
+    group.throughput(Throughput::Elements(D));
+    group.sample_size(10);
+    for (name, ids) in [("cross-host", &on_b), ("same-host", &on_a)] {
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        // 64 acknowledged sends in flight at a time.
+                        futures_util::stream::iter(0..D)
+                            .for_each_concurrent(64, |i| {
+                                let (a, id) = (&a, &ids[i as usize % ids.len()]);
+                                async move {
+                                    a.send(id, Message::new("host", "incr")).await.unwrap();
+                                }
+                            })
+                            .await;
+                    }
+                    start.elapsed()
                 })
             })
         });

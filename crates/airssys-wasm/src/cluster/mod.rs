@@ -11,6 +11,8 @@
 //! | `send` to an actor on another host | at most once: handed to NATS in order per pair of hosts; lost if the link or the host fails in between. A send to a host that is down is a dead letter (`unavailable`) on the sender's host |
 //! | `request` | the reply, or `timeout`, or `unavailable` (the host is down or the link failed): never silence past the timeout |
 //! | `publish` | at most once per subscriber on each other host |
+//! | `send` to a durable virtual actor | acknowledged once its JetStream log has it; exactly once in effect, across the loss of its host; a retry with the same `message-id` is taken once (see `durable`) |
+//! | a durable virtual actor's writes | in its JetStream log before they are applied or acknowledged; rebuilt from it on the host it moves to |
 //!
 //! The trust boundary: guests trust nobody; hosts of one cluster trust each
 //! other (a frame is bounds-checked, its sender id believed): the sender id
@@ -269,7 +271,10 @@ impl Cluster {
     /// cluster's buckets if they are missing, announces this host and its
     /// declared actors, and starts the heartbeat, the watchers and the
     /// delivery of what other hosts send here. Returns once this host is
-    /// announced.
+    /// announced. When `system` runs durable virtual actors, their writes go
+    /// to the cluster's JetStream log from now on: build it with
+    /// [`SystemBuilder::clustered`](crate::SystemBuilder::clustered) so that
+    /// it does not run them from its local data directory before it joins.
     ///
     /// # Errors
     ///

@@ -8,7 +8,8 @@
 //! another host claims it itself (no second hop). Messages for an id being
 //! placed wait in order and follow it. When a host dies, its virtual actors
 //! are claimed by a survivor on their next message. Their in-memory state
-//! starts fresh there, and so does their storage (it is the host's own).
+//! starts fresh there; a durable one's storage and mailbox are rebuilt
+//! from its log in JetStream (`durable`) before its first message there.
 
 use std::sync::Arc;
 use std::time::Duration;
