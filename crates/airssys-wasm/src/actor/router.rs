@@ -802,12 +802,15 @@ impl Router {
 }
 
 /// The metadata key of a sender-chosen message id: a durable actor whose log
-/// is replicated (a cluster) takes a message with the same id once, within
-/// the log's de-duplication window. 1 to 128 printable ASCII characters, no
+/// is replicated (a cluster) takes a message with the same id from the same
+/// sender once, within the log's de-duplication window. 1 to 128 printable ASCII characters, no
 /// space; any other value is not an id.
 pub const MESSAGE_ID: &str = "message-id";
 
+/// The de-duplication key of `msg`: its sender (set by the host) and its
+/// id, so one sender cannot make another's message a duplicate.
 fn message_id(msg: &Message) -> Option<String> {
     let (_, v) = msg.metadata.iter().find(|(k, _)| k == MESSAGE_ID)?;
-    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.clone())
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| format!("{}.{v}", crate::units::hex(msg.sender.as_bytes())))
 }

@@ -273,10 +273,14 @@ impl Replica for Log {
             .map(|a| self.chain(a, &by[a], records))
             .collect::<Vec<_>>();
         // The committer thread is not a runtime thread: it may block on one.
-        let done = self
-            .runtime
-            .block_on(futures_util::future::join_all(chains));
-        let mut fates = vec![Fate::Refused("not appended".into()); records.len()];
+        // A runtime shutting down refuses the writes, never kills the thread.
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runtime
+                .block_on(futures_util::future::join_all(chains))
+        }))
+        .unwrap_or_default();
+        let mut fates =
+            vec![Fate::Refused("the cluster's runtime is shutting down".into()); records.len()];
         for (i, f) in done.into_iter().flatten() {
             fates[i] = f;
         }
