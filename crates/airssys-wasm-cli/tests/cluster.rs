@@ -598,3 +598,89 @@ fn durable_counters_keep_every_acknowledged_message_exactly_once_when_their_host
         Some(400)
     );
 }
+
+/// A system declaring durable actor `ledger` (a `kv_counter`) that may fail over.
+fn failover_system(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[system]\nname = \"{name}\"\nshutdown-timeout = \"2s\"\ndata = \"data-{name}\"\n\
+             [cluster]\nheartbeat = \"250ms\"\ndead-after = \"1500ms\"\n\
+             [components.kv_counter]\npath = {:?}\n\
+             [[actors]]\nid = \"ledger\"\ncomponent = \"kv_counter\"\ndurable = true\n\
+             failover = true\nhealth = false\n",
+            guest("kv_counter").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+impl Host {
+    /// The host `/hosts` says runs `actor`.
+    fn runner_of(&self, actor: &str) -> Option<String> {
+        let hosts: serde_json::Value = serde_json::from_str(&self.get("/hosts")).ok()?;
+        hosts.as_array()?.iter().find_map(|h| {
+            h["actors"]
+                .as_array()?
+                .iter()
+                .any(|a| a == actor)
+                .then(|| h["id"].as_str().unwrap().to_string())
+        })
+    }
+}
+
+/// A declared actor allowed to fail over runs on one of the hosts that
+/// declare it; SIGKILL that host and a survivor starts it, rebuilt from its
+/// log: the count it had is there, and it goes on counting.
+#[test]
+fn a_declared_actor_that_may_fail_over_moves_to_a_survivor_with_its_state() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Host::start(&failover_system(dir.path(), "a"), &nats.url, "host-a");
+    let b = Host::start(&failover_system(dir.path(), "b"), &nats.url, "host-b");
+    let c = Host::start(&failover_system(dir.path(), "c"), &nats.url, "host-c");
+    for h in [&a, &b, &c] {
+        eventually("every host sees the others", Duration::from_secs(5), || {
+            ["host-a", "host-b", "host-c"]
+                .iter()
+                .all(|id| h.health_of(id) == "alive")
+        });
+    }
+    // The first host to start claimed it; the others keep it on standby.
+    eventually("ledger runs on host-a", Duration::from_secs(5), || {
+        [&a, &b, &c]
+            .iter()
+            .all(|h| h.runner_of("ledger").as_deref() == Some("host-a"))
+    });
+    assert!(a.get("/components").contains("\"ledger\""));
+    assert!(!b.get("/components").contains("\"ledger\""));
+    for i in 0..20 {
+        let h = [&b, &c][i % 2];
+        assert_eq!(
+            h.send_once("ledger", "incr", &format!("l{i}")).map(|r| r.0),
+            Some(202)
+        );
+    }
+    assert_eq!(c.ask("ledger", "get"), (200, "20".into()));
+    let killed = Instant::now();
+    drop(a);
+    let first = loop {
+        let r = c.ask("ledger", "get");
+        if r.0 == 200 || killed.elapsed() > Duration::from_secs(15) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let failover = killed.elapsed();
+    eprintln!(
+        "declared actor fail-over: SIGKILL to the first answer from a survivor in {failover:?}"
+    );
+    assert_eq!(first, (200, "20".into()), "after {failover:?}");
+    assert!(failover < Duration::from_secs(5), "{failover:?}");
+    let runner = c.runner_of("ledger").unwrap();
+    assert!(runner == "host-b" || runner == "host-c", "{runner}");
+    assert_eq!(b.ask("ledger", "incr"), (200, "21".into()));
+    assert_eq!(c.ask("ledger", "get"), (200, "21".into()));
+}

@@ -96,6 +96,12 @@ pub struct ActorOptions {
     /// Deliveries of one durable message that trap or exhaust a limit after
     /// which it becomes a `Poison` dead letter and leaves the log (default 3).
     pub max_deliveries: u32,
+    /// In a cluster, a declared actor that may fail over (default off:
+    /// pinned to its host). Every host that declares it keeps it on
+    /// standby; one runs it (a claim in the cluster's directory), and when
+    /// that host dies a survivor claims it and starts it (under its root
+    /// supervisor), a durable one rebuilt from its log in JetStream.
+    pub failover: bool,
 }
 
 impl Default for ActorOptions {
@@ -113,6 +119,7 @@ impl Default for ActorOptions {
             subscriptions: Vec::new(),
             durable: false,
             max_deliveries: 3,
+            failover: false,
         }
     }
 }
@@ -157,6 +164,13 @@ impl ActorOptions {
     /// Makes the mailbox durable (see [`ActorOptions::durable`]).
     pub fn durable(mut self, on: bool) -> Self {
         self.durable = on;
+        self
+    }
+
+    /// Lets this declared actor fail over between the hosts of a cluster
+    /// that declare it (see [`ActorOptions::failover`]).
+    pub fn failover(mut self, on: bool) -> Self {
+        self.failover = on;
         self
     }
 

@@ -160,11 +160,19 @@ impl SystemBuilder {
             }
             router.register_kind(v).map_err(Error::Config)?;
         }
-        register_actors(&router, &self.root)?;
-        let declared: Vec<ActorId> = self.root.actors().iter().map(|a| a.id.clone()).collect();
+        // In a cluster, the declared actors that may fail over wait for the
+        // cluster to say which host runs each one.
+        let mut tree = self.root;
+        let standby = if self.clustered {
+            take_failover(&mut tree)
+        } else {
+            Vec::new()
+        };
+        register_actors(&router, &tree)?;
+        let declared: Vec<ActorId> = tree.actors().iter().map(|a| a.id.clone()).collect();
         let (failed_tx, failed) = watch::channel(None);
         let (root_ctrl, rx) = mpsc::unbounded_channel();
-        spawn_supervisor(router.clone(), self.root, rx, None, Some(failed_tx));
+        spawn_supervisor(router.clone(), tree, rx, None, Some(failed_tx));
         // What durable virtual actors left in their logs: activated now
         // (in a cluster, each is rebuilt from the cluster's log when it is
         // placed here instead).
@@ -176,6 +184,7 @@ impl SystemBuilder {
             root: root_ctrl,
             failed,
             trust: self.trust,
+            standby,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for id in declared {
@@ -202,6 +211,9 @@ pub struct ActorSystem {
     root: mpsc::UnboundedSender<Control>,
     failed: watch::Receiver<Option<String>>,
     trust: crate::security::signing::TrustPolicy,
+    /// Declared actors that may fail over, not started: the cluster starts
+    /// each on the host that claims it ([`SystemBuilder::clustered`]).
+    standby: Vec<ActorSpec>,
 }
 
 impl std::fmt::Debug for ActorSystem {
@@ -339,6 +351,20 @@ impl ActorSystem {
     /// empty when it is on its own.
     pub fn hosts(&self) -> Vec<super::HostStatus> {
         self.router.remote().map(|r| r.hosts()).unwrap_or_default()
+    }
+
+    /// The declared actors that may fail over, kept on standby for the
+    /// cluster ([`ActorOptions::failover`](super::ActorOptions::failover)).
+    pub(crate) fn standby(&self) -> &[ActorSpec] {
+        &self.standby
+    }
+
+    /// What [`ActorSystem::spawn`] needs, for a task that outlives a borrow.
+    pub(crate) fn spawner(&self) -> Spawner {
+        Spawner {
+            root: self.root.clone(),
+            router: self.router.clone(),
+        }
     }
 
     /// The keys upgrades are checked with ([`SystemBuilder::trust`]).
@@ -480,22 +506,7 @@ impl ActorSystem {
     ///
     /// The id is taken or reserved, or the actor's `initialize` fails.
     pub async fn spawn(&self, spec: ActorSpec) -> Result<()> {
-        let id = spec.id.clone();
-        let (ack, done) = oneshot::channel();
-        self.root
-            .send(Control::Add {
-                spec: Box::new(ChildSpec::Actor(Box::new(spec))),
-                ack,
-            })
-            .map_err(|_| Error::ShuttingDown)?;
-        done.await.map_err(|_| Error::ShuttingDown)??;
-        while self
-            .status(id.as_str())
-            .is_some_and(|s| s.state == super::ActorState::Starting)
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        Ok(())
+        self.spawner().spawn(spec).await
     }
 
     /// Lifecycle events from now on (started, crashed, restarted, passivated,
@@ -602,4 +613,49 @@ impl ActorSystem {
         }
         self.router.resident.close();
     }
+}
+
+/// Starts actors under a system's root supervisor ([`ActorSystem::spawn`]).
+pub(crate) struct Spawner {
+    root: mpsc::UnboundedSender<Control>,
+    router: Arc<Router>,
+}
+
+impl Spawner {
+    pub(crate) async fn spawn(&self, spec: ActorSpec) -> Result<()> {
+        let id = spec.id.clone();
+        let (ack, done) = oneshot::channel();
+        self.root
+            .send(Control::Add {
+                spec: Box::new(ChildSpec::Actor(Box::new(spec))),
+                ack,
+            })
+            .map_err(|_| Error::ShuttingDown)?;
+        done.await.map_err(|_| Error::ShuttingDown)??;
+        while self
+            .router
+            .get(id.as_str())
+            .is_some_and(|c| c.status().state == super::ActorState::Starting)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Takes the actors that may fail over out of `tree` (at any depth).
+fn take_failover(tree: &mut SupervisorSpec) -> Vec<ActorSpec> {
+    let mut out = Vec::new();
+    let children = std::mem::take(&mut tree.children);
+    for child in children {
+        match child {
+            ChildSpec::Actor(a) if a.options.failover => out.push(*a),
+            ChildSpec::Supervisor(mut s) => {
+                out.extend(take_failover(&mut s));
+                tree.children.push(ChildSpec::Supervisor(s));
+            }
+            other => tree.children.push(other),
+        }
+    }
+    out
 }

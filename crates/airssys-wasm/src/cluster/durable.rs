@@ -44,6 +44,8 @@ pub(super) struct Log {
     runtime: tokio::runtime::Handle,
     /// The durable virtual components whose actors it keeps.
     kinds: Vec<String>,
+    /// The durable declared actors (that may fail over) it keeps.
+    actors: Vec<String>,
     /// The actors this host holds: the last sequence of each one's subject.
     held: Mutex<HashMap<String, u64>>,
 }
@@ -55,6 +57,7 @@ impl Log {
         name: &str,
         replicas: usize,
         kinds: Vec<String>,
+        actors: Vec<String>,
     ) -> Result<Log, String> {
         use jetstream::stream;
         let prefix = format!("airssys.{name}.durable");
@@ -77,6 +80,7 @@ impl Log {
             prefix,
             runtime: tokio::runtime::Handle::current(),
             kinds,
+            actors,
             held: Mutex::default(),
         })
     }
@@ -252,9 +256,10 @@ fn unbatch(entry: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
 
 impl Replica for Log {
     fn covers(&self, actor: &str) -> bool {
-        actor
-            .split_once('/')
-            .is_some_and(|(c, _)| self.kinds.iter().any(|k| k == c))
+        match actor.split_once('/') {
+            Some((c, _)) => self.kinds.iter().any(|k| k == c),
+            None => self.actors.iter().any(|a| a == actor),
+        }
     }
 
     fn append(&self, records: &[Record]) -> Vec<Fate> {

@@ -25,6 +25,7 @@
 //! until it heartbeats again. Declared actors are pinned to their host.
 
 mod durable;
+mod failover;
 mod placement;
 mod wire;
 
@@ -233,6 +234,7 @@ pub struct Cluster {
     hosts_kv: kv::Store,
     actors_kv: kv::Store,
     actors: Vec<String>,
+    standby: Arc<failover::Standby>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -334,16 +336,31 @@ impl Cluster {
         let activations_kv = open("activations", Duration::ZERO).await?;
         let router = system.router().clone();
         // Durable virtual actors: their writes go to the cluster's log first.
-        let durable = router.durable_kinds();
+        // So do durable declared actors that may fail over.
+        let mut durable = router.durable_kinds();
+        let kinds: Vec<String> = durable.iter().map(|(k, _)| k.clone()).collect();
+        let mut movable = Vec::new();
+        for spec in system.standby().iter().filter(|s| s.options.durable) {
+            if let Some(storage) = spec.context.storage() {
+                movable.push(spec.id.as_str().to_string());
+                durable.push((spec.id.as_str().to_string(), storage.clone()));
+            }
+        }
         let log = if durable.is_empty() {
             None
         } else {
-            let kinds = durable.iter().map(|(k, _)| k.clone()).collect();
-            let log = durable::Log::open(js.clone(), &options.name, options.replicas, kinds)
-                .await
-                .map_err(|e| nats_err("the durable actors' log", e))?;
+            let log =
+                durable::Log::open(js.clone(), &options.name, options.replicas, kinds, movable)
+                    .await
+                    .map_err(|e| nats_err("the durable actors' log", e))?;
             let log = Arc::new(log);
+            let mut kept: Vec<crate::storage::Storage> = Vec::new();
             for (kind, storage) in &durable {
+                // One storage is usually shared by all of them.
+                if kept.iter().any(|k| k.same(storage)) {
+                    continue;
+                }
+                kept.push(storage.clone());
                 if !storage.set_replica(log.clone()) {
                     return Err(Error::Config(format!(
                         "cluster: the storage of durable component {kind} is kept by another \
@@ -463,6 +480,22 @@ impl Cluster {
             beat,
         )));
         router.set_remote(shared.clone());
+        // Declared actors that may fail over: started here if this host
+        // claims them, else watched for their host's death.
+        let standby = Arc::new(failover::Standby {
+            specs: system.standby().to_vec(),
+            spawner: system.spawner(),
+            running: Mutex::default(),
+        });
+        if !standby.specs.is_empty() {
+            failover::take_over(&shared, &actors_kv, &standby).await;
+            tasks.push(tokio::spawn(failover::watch_standby(
+                shared.clone(),
+                actors_kv.clone(),
+                standby.clone(),
+                options.heartbeat,
+            )));
+        }
         tracing::info!(
             target: "airssys_wasm::cluster",
             host = %options.host_id,
@@ -476,6 +509,7 @@ impl Cluster {
             hosts_kv,
             actors_kv,
             actors,
+            standby,
         })
     }
 
@@ -496,7 +530,7 @@ impl Cluster {
         for t in &self.tasks {
             t.abort();
         }
-        for id in &self.actors {
+        for id in self.actors.iter().chain(&self.standby.running()) {
             let _ = self.actors_kv.delete(key_of(id)).await;
         }
         let _ = self.hosts_kv.delete(&self.shared.host_id).await;

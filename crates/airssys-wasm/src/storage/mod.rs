@@ -373,6 +373,11 @@ impl Storage {
         Ok(out)
     }
 
+    /// Whether `other` is this same database (a clone of this handle).
+    pub(crate) fn same(&self, other: &Storage) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Makes `replica` take, from now on, every write to the actors it
     /// covers before it is applied here. Once per storage.
     pub(crate) fn set_replica(&self, replica: Arc<dyn replica::Replica>) -> bool {

@@ -195,6 +195,10 @@ pub struct ActorSettings {
     /// dead letter (default 3).
     #[serde(default)]
     pub max_deliveries: Option<u32>,
+    /// In a cluster: this declared actor runs on one of the hosts that
+    /// declare it and fails over to a survivor (default: pinned to its host).
+    #[serde(default)]
+    pub failover: Option<bool>,
 }
 
 impl ActorSettings {
@@ -209,6 +213,7 @@ impl ActorSettings {
             max_pending: self.max_pending.or(fallback.max_pending),
             durable: self.durable.or(fallback.durable),
             max_deliveries: self.max_deliveries.or(fallback.max_deliveries),
+            failover: self.failover.or(fallback.failover),
         }
     }
 }
@@ -679,6 +684,7 @@ impl SystemConfig {
             o.max_pending = n;
         }
         o.durable = own.durable.unwrap_or(false);
+        o.failover = own.failover.unwrap_or(false);
         if let Some(n) = own.max_deliveries {
             o = o.max_deliveries(n);
         }
