@@ -22,7 +22,9 @@
 //! Failure detection: every host puts its heartbeat in a JetStream key-value
 //! bucket every [`ClusterOptions::heartbeat`]; a host whose heartbeat has not
 //! reached this one for [`ClusterOptions::dead_after`] (default 3 s) is dead
-//! until it heartbeats again. Declared actors are pinned to their host.
+//! until it heartbeats again. Declared actors are pinned to their host, or
+//! (`ActorOptions::failover`) started by a survivor when it dies (see
+//! `failover`).
 
 mod durable;
 mod failover;

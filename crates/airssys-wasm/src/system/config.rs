@@ -48,6 +48,7 @@
 //! id = "ledger"
 //! component = "probe"
 //! durable = true              # its mailbox survives a crash (needs [system] data)
+//! failover = true             # in a cluster: a survivor starts it when its host dies
 //! ```
 //!
 //! A supervisor's children start in the order they are declared in the file.
