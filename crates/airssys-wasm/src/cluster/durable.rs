@@ -48,6 +48,8 @@ pub(super) struct Log {
     actors: Vec<String>,
     /// The actors this host holds: the last sequence of each one's subject.
     held: Mutex<HashMap<String, u64>>,
+    /// To passivate an activation whose log this host lost track of.
+    router: std::sync::Weak<crate::actor::router::Router>,
 }
 
 impl Log {
@@ -58,6 +60,7 @@ impl Log {
         replicas: usize,
         kinds: Vec<String>,
         actors: Vec<String>,
+        router: std::sync::Weak<crate::actor::router::Router>,
     ) -> Result<Log, String> {
         use jetstream::stream;
         let prefix = format!("airssys.{name}.durable");
@@ -82,6 +85,7 @@ impl Log {
             kinds,
             actors,
             held: Mutex::default(),
+            router,
         })
     }
 
@@ -97,12 +101,25 @@ impl Log {
             .contains_key(actor)
     }
 
-    /// Lets `actor` go: the next time it is placed here, it is rebuilt.
+    /// Lets `actor` go: an activation of it here passivates, and the next
+    /// time it is placed here it is rebuilt from its log.
     pub(super) fn release(&self, actor: &str) {
-        self.held
+        let was = self
+            .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(actor);
+        if was.is_some() {
+            self.passivate(actor);
+        }
+    }
+
+    /// Asks an activation of `actor` on this host (if any) to passivate.
+    fn passivate(&self, actor: &str) {
+        if let Some(cell) = self.router.upgrade().and_then(|r| r.get(actor)) {
+            cell.evict.store(true, std::sync::atomic::Ordering::Release);
+            cell.mailbox.poke();
+        }
     }
 
     /// Rebuilds `actor`'s rows in `storage` from its log, unless this host
@@ -178,6 +195,8 @@ impl Log {
         let subject = self.subject(actor);
         let mut at = 0;
         let mut refused: Option<String> = None;
+        // Whether this host lost track of the log (fenced, or unknowable).
+        let mut lost = false;
         while at < idx.len() {
             // A record with an id is an entry alone; others run together.
             let mut end = at + 1;
@@ -207,12 +226,13 @@ impl Log {
             }
             let acked = match self
                 .js
-                .publish_with_headers(subject.clone(), headers, payload.into())
+                .publish_with_headers(subject.clone(), headers, payload.clone().into())
                 .await
             {
-                Ok(f) => f.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(f) => f.await,
+                Err(e) => Err(e),
             };
+            use jetstream::context::PublishErrorKind as Kind;
             match acked {
                 Ok(ack) if ack.duplicate => {
                     out.extend(part.iter().map(|&i| (i, Fate::Duplicate)));
@@ -222,24 +242,93 @@ impl Log {
                     out.extend(part.iter().map(|&i| (i, Fate::Appended)));
                 }
                 Err(e) => {
-                    let why = format!("its log in JetStream refused it: {e}");
-                    out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
-                    refused = Some(why);
+                    // Another writer appended: this host no longer holds it.
+                    let outcome = if e.kind() == Kind::WrongLastSequence {
+                        Landed::Fenced
+                    } else {
+                        // The link failed or timed out: the entry may have
+                        // landed. Ask the log (once it answers) what it holds.
+                        self.landed(&subject, last, &payload).await
+                    };
+                    match outcome {
+                        Landed::Yes(seq) => {
+                            last = seq;
+                            out.extend(part.iter().map(|&i| (i, Fate::Appended)));
+                        }
+                        Landed::No => {
+                            let why = format!("its log in JetStream did not take it: {e}");
+                            out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
+                            refused = Some(why);
+                        }
+                        Landed::Fenced | Landed::Unknown => {
+                            let why = if outcome == Landed::Fenced {
+                                "another host appended to its log (it was placed there)".to_string()
+                            } else {
+                                format!("its log in JetStream cannot be reached: {e}")
+                            };
+                            out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
+                            refused = Some(why);
+                            lost = true;
+                        }
+                    }
                 }
             }
         }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        match refused {
-            // Another host may have written: rebuilt before it runs here again.
-            Some(_) => {
-                held.remove(actor);
-            }
-            None => {
-                held.insert(actor.to_string(), last);
-            }
+        if lost {
+            // Rebuilt from the log before it runs here again: its activation
+            // here passivates (its next message goes through placement).
+            self.release(actor);
+            tracing::warn!(target: "airssys_wasm::cluster", actor, "lost track of its log: passivated, rebuilt on its next message");
+        } else {
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(actor.to_string(), last);
         }
         out
     }
+
+    /// After an append whose outcome is unknown (the link failed): whether
+    /// the entry `payload` landed right after `last`, asked of the log until
+    /// it answers (at most [`RESOLVE_WITHIN`]). One writer per actor, so an
+    /// entry after `last` is this one or another host's.
+    async fn landed(&self, subject: &str, last: u64, payload: &[u8]) -> Landed {
+        let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+        while tokio::time::Instant::now() < deadline {
+            match self.stream.get_last_raw_message_by_subject(subject).await {
+                Ok(m) if m.sequence == last => return Landed::No,
+                Ok(m) if *m.payload == *payload => return Landed::Yes(m.sequence),
+                Ok(_) => return Landed::Fenced,
+                Err(e)
+                    if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    return if last == 0 {
+                        Landed::No
+                    } else {
+                        Landed::Fenced
+                    };
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        Landed::Unknown
+    }
+}
+
+/// How long an append whose outcome is unknown waits for the log to say.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(15);
+
+/// What the log says of an append whose outcome was unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    /// It is the log's last entry, at this sequence.
+    Yes(u64),
+    /// The log ends where it did: not appended.
+    No,
+    /// Another host appended.
+    Fenced,
+    /// The log did not answer in time.
+    Unknown,
 }
 
 /// Splits a log entry into its records.
@@ -295,6 +384,115 @@ impl Replica for Log {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::storage::commit::WriteOp;
+    use crate::storage::{BatchOp, Namespace, Quota, StorageLimits};
+
+    /// A `nats-server -js` on a loopback port (test.sh installs it).
+    struct Server(std::process::Child, tempfile::TempDir, String);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn server() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed: apt-get install nats-server");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server(child, dir, format!("nats://127.0.0.1:{port}"))
+    }
+
+    /// One writer per actor: an append behind another writer's back is
+    /// refused (nothing applied here), the actor is let go, and rebuilding
+    /// it takes what the other writer appended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_after_another_writers_is_refused_and_the_actor_is_rebuilt() {
+        let nats = server();
+        let client = async_nats::connect(&nats.2).await.unwrap();
+        let js = jetstream::new(client);
+        let data = tempfile::tempdir().unwrap();
+        let storage = Storage::open(data.path(), StorageLimits::default()).unwrap();
+        let log = std::sync::Arc::new(
+            Log::open(
+                js.clone(),
+                "t",
+                1,
+                vec!["kv".into()],
+                vec![],
+                std::sync::Weak::new(),
+            )
+            .await
+            .unwrap(),
+        );
+        assert!(storage.set_replica(log.clone()));
+        let ns = Namespace::actor("kv/x");
+        // Not held here yet: refused, nothing written.
+        let e = storage
+            .set(&ns, "k", b"0".to_vec(), Quota::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not hold it"), "{e}");
+        assert_eq!(log.hold(&storage, "kv/x").await.unwrap(), 0);
+        storage
+            .set(&ns, "k", b"1".to_vec(), Quota::default())
+            .await
+            .unwrap();
+        // Another host appends (as if it had been placed the actor).
+        let record = crate::storage::replica::encode(
+            &WriteOp::Batch(vec![BatchOp::Set("k".into(), b"9".to_vec())]),
+            Quota::default(),
+            None,
+        );
+        let mut entry = (record.len() as u64).to_le_bytes().to_vec();
+        entry.extend_from_slice(&record);
+        js.publish(log.subject("kv/x"), entry.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // This host's next write is refused and applies nothing here.
+        let e = storage
+            .set(&ns, "k", b"2".to_vec(), Quota::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another host appended"), "{e}");
+        assert!(!log.holds("kv/x"));
+        let read = |s: &Storage| {
+            crate::storage::Reader::new(s.clone())
+                .storage()
+                .get(&ns, "k")
+        };
+        assert_eq!(read(&storage).unwrap(), Some(b"1".to_vec()));
+        // Rebuilt from the log: both writers' records, in order.
+        assert_eq!(log.hold(&storage, "kv/x").await.unwrap(), 2);
+        assert_eq!(read(&storage).unwrap(), Some(b"9".to_vec()));
+        storage
+            .set(&ns, "k", b"3".to_vec(), Quota::default())
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn entries_split_into_their_records_and_a_cut_one_is_refused() {
         let mut entry = Vec::new();

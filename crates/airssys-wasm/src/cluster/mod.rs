@@ -351,10 +351,16 @@ impl Cluster {
         let log = if durable.is_empty() {
             None
         } else {
-            let log =
-                durable::Log::open(js.clone(), &options.name, options.replicas, kinds, movable)
-                    .await
-                    .map_err(|e| nats_err("the durable actors' log", e))?;
+            let log = durable::Log::open(
+                js.clone(),
+                &options.name,
+                options.replicas,
+                kinds,
+                movable,
+                Arc::downgrade(&router),
+            )
+            .await
+            .map_err(|e| nats_err("the durable actors' log", e))?;
             let log = Arc::new(log);
             let mut kept: Vec<crate::storage::Storage> = Vec::new();
             for (kind, storage) in &durable {
