@@ -389,7 +389,12 @@ mod tests {
     use crate::storage::{BatchOp, Namespace, Quota, StorageLimits};
 
     /// A `nats-server -js` on a loopback port (test.sh installs it).
-    struct Server(std::process::Child, tempfile::TempDir, String);
+    /// The server, its store (removed with it) and its URL.
+    struct Server(
+        std::process::Child,
+        #[allow(dead_code)] tempfile::TempDir,
+        String,
+    );
 
     impl Drop for Server {
         fn drop(&mut self) {
