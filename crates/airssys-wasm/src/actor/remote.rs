@@ -55,6 +55,10 @@ pub struct HostStatus {
     pub actors: Vec<String>,
     /// Whether it is this host.
     pub this: bool,
+    /// Frames (sends, requests, replies, acks) this host sent it.
+    pub frames_sent: u64,
+    /// Messages for it that this host refused as `unavailable` (it was down).
+    pub unavailable: u64,
 }
 
 /// A host's health.

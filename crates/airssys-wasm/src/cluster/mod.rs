@@ -179,6 +179,8 @@ struct Shared {
     placing: Mutex<HashMap<String, Vec<Waiting>>>,
     /// The log of the durable virtual actors (when this host runs some).
     log: Option<Arc<durable::Log>>,
+    /// Per other host: frames sent to it, messages refused as unavailable.
+    links: Mutex<HashMap<String, (u64, u64)>>,
     me: Weak<Shared>,
 }
 
@@ -383,6 +385,7 @@ impl Cluster {
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             log,
+            links: Mutex::default(),
             activations_kv: activations_kv.clone(),
             activations: Mutex::default(),
             placing: Mutex::default(),
@@ -580,7 +583,10 @@ impl Shared {
             last_seen_ms: 0,
             actors: actors_of(&self.host_id),
             this: true,
+            frames_sent: 0,
+            unavailable: 0,
         }];
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut peers: Vec<(String, u64)> = self
             .peers
             .lock()
@@ -591,11 +597,14 @@ impl Shared {
             .collect();
         peers.sort();
         for (id, ms) in peers {
+            let (frames_sent, unavailable) = links.get(&id).copied().unwrap_or_default();
             out.push(HostStatus {
                 health: self.health(&id),
                 last_seen_ms: ms,
                 actors: actors_of(&id),
                 this: false,
+                frames_sent,
+                unavailable,
                 id,
             });
         }
@@ -626,6 +635,7 @@ impl Shared {
                 ));
                 // The caller answers the sender (and drops `reply`).
                 drop(reply);
+                self.count(host, 0, 1);
                 return Forwarded::Failed(why, msg);
             }
         }
@@ -681,7 +691,19 @@ impl Shared {
                 msg,
             );
         }
+        self.count(host, 1, 0);
         Forwarded::Sent
+    }
+
+    /// Counts on the link to `host`.
+    fn count(&self, host: &str, sent: u64, unavailable: u64) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let l = match links.get_mut(host) {
+            Some(l) => l,
+            None => links.entry(host.to_string()).or_default(),
+        };
+        l.0 += sent;
+        l.1 += unavailable;
     }
 
     fn subject_of(&self, host: &str) -> String {

@@ -32,6 +32,7 @@
 pub mod archive;
 pub(crate) mod commit;
 mod keys;
+mod ops;
 mod reads;
 pub(crate) mod replica;
 mod verify;

@@ -16,8 +16,8 @@
 //! The storage layer defines this seam; the cluster implements it on
 //! JetStream.
 
-use super::commit::{DurableTimer, Group, WriteOp};
 use super::keys::{BatchOp, Quota, StorageError};
+use super::ops::{DurableTimer, Group, WriteOp};
 
 /// A write for an actor's log.
 #[derive(Debug, Clone)]

@@ -545,14 +545,31 @@ pub fn metrics_text(system: &ActorSystem, http: Option<&HttpMetrics>) -> String 
             host: String,
         }
         let up = Family::<HostLabel, Gauge>::default();
+        let sent = Family::<HostLabel, Counter>::default();
+        let unavailable = Family::<HostLabel, Counter>::default();
         for h in &hosts {
-            up.get_or_create(&HostLabel { host: h.id.clone() })
+            let l = HostLabel { host: h.id.clone() };
+            up.get_or_create(&l)
                 .set(i64::from(h.health == crate::HostHealth::Alive));
+            if !h.this {
+                sent.get_or_create(&l).inc_by(h.frames_sent);
+                unavailable.get_or_create(&l).inc_by(h.unavailable);
+            }
         }
         registry.register(
             "cluster_host_up",
             "1 while a host of the cluster heartbeats, as this host sees it",
             up,
+        );
+        registry.register(
+            "cluster_link_frames",
+            "Frames this host sent to another host of the cluster",
+            sent,
+        );
+        registry.register(
+            "cluster_link_unavailable",
+            "Messages for another host refused as unavailable (it was down)",
+            unavailable,
         );
     }
     let counters = &system.router().counters;
