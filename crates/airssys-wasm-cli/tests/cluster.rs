@@ -284,6 +284,20 @@ fn three_hosts_send_request_and_publish_across_and_a_killed_host_is_seen_dead() 
     assert!(r.contains("unavailable"), "{r}");
     let dead = a.get("/dead-letters");
     assert!(dead.contains("unavailable"), "{dead}");
+    // Per link: frames a sent to b, and the messages for c refused.
+    let metric = |name: &str, host: &str| -> u64 {
+        let m = a.get("/metrics");
+        let key = format!("{name}{{host=\"{host}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {m}"))
+    };
+    assert!(metric("airssys_cluster_link_frames_total", "host-b") >= 1);
+    assert_eq!(
+        metric("airssys_cluster_link_unavailable_total", "host-c"),
+        2
+    );
 
     // It comes back under the same id and is reachable again.
     let c = Host::start(&system(dir.path(), "c"), &nats.url, "host-c");

@@ -15,6 +15,9 @@
 //!   mailboxes in the cluster's JetStream log), 16 counters, 64 sends in
 //!   flight: to counters placed on B (each ack crosses hosts after B's log
 //!   append) beside counters placed on A itself (log append, no hop).
+//! - fail-over, printed once at the end: host B abandons the cluster (as a
+//!   crash would, `Cluster::abandon`, `dead-after` 1.5 s) and the time until
+//!   a durable counter it held answers from host A with its count rebuilt.
 //!
 //! Run with `cargo bench -p airssys-wasm --bench cluster`.
 
@@ -105,9 +108,10 @@ async fn host(
         );
     }
     let system = b.start().await.unwrap();
-    let cluster = Cluster::join(&system, ClusterOptions::new(url, id))
-        .await
-        .unwrap();
+    let mut options = ClusterOptions::new(url, id);
+    options.heartbeat = Duration::from_millis(250);
+    options.dead_after = Duration::from_millis(1500);
+    let cluster = Cluster::join(&system, options).await.unwrap();
     (system, cluster)
 }
 
@@ -290,9 +294,37 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Fail-over: B stops as a crash would; A's next request to a counter
+    // B held is answered once A sees B dead and rebuilds the counter.
+    let moved = on_b[0].clone();
+    let count_before = rt
+        .block_on(a.request(&moved, Message::new("host", "get"), Duration::from_secs(5)))
+        .unwrap()
+        .unwrap_or_default();
+    let killed = Instant::now();
+    cb.abandon();
+    let answer = rt.block_on(async {
+        loop {
+            let r = a
+                .request(&moved, Message::new("host", "get"), Duration::from_secs(1))
+                .await;
+            if let Ok(Some(r)) = r {
+                if a.status(&moved).is_some() {
+                    break r;
+                }
+            }
+            assert!(killed.elapsed() < Duration::from_secs(20), "no fail-over");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(answer, count_before, "the count moved with it");
+    eprintln!(
+        "fail-over of a durable counter (dead-after 1.5 s): {:?} from the crash to its first answer on the survivor, count {} rebuilt",
+        killed.elapsed(),
+        String::from_utf8_lossy(&answer)
+    );
     rt.block_on(async {
         ca.leave().await;
-        cb.leave().await;
         a.shutdown().await;
         b.shutdown().await;
     });

@@ -534,6 +534,16 @@ impl Cluster {
         self.shared.hosts()
     }
 
+    /// Stops this host's part in the cluster without a goodbye, as a crash
+    /// would: the heartbeat, the watchers and the deliveries stop, nothing
+    /// is removed, and the other hosts see it dead after their `dead-after`
+    /// (a fail-over drill; the benchmark measures fail-over with it).
+    pub fn abandon(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
     /// Leaves the cluster: the heartbeat stops, this host's entry and its
     /// actors' entries are removed (the others see it `left` at once, not
     /// `dead` after the timeout), and nothing more is delivered here.
