@@ -846,6 +846,12 @@ fn a_frozen_host_that_comes_back_cannot_write_behind_the_new_owner() {
     for i in 0..3 {
         send(&a, &format!("c{i}"));
     }
+    // Thawed, host-a did not take it back: it judged nobody dead from its
+    // stale view (it was paused itself), so the counter stayed on host-b.
+    assert_eq!(
+        resident_on(&hosts, &format!("kv_counter/{key}")),
+        ["host-b"]
+    );
     let want = (1 + 4 + 5 + 3).to_string();
     assert_eq!(b.ask(&id, "get"), (200, want.clone()));
     eventually(

@@ -194,7 +194,10 @@ fn bench(c: &mut Criterion) {
         // answer the first requests with "no responders").
         let deadline = Instant::now() + Duration::from_secs(10);
         while req.request("bench.echo", "ready?".into()).await.is_err() {
-            assert!(Instant::now() < deadline, "the bare responder never answered");
+            assert!(
+                Instant::now() < deadline,
+                "the bare responder never answered"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (req, task)

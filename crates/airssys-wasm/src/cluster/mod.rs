@@ -181,6 +181,9 @@ struct Shared {
     log: Option<Arc<durable::Log>>,
     /// Per other host: frames sent to it, messages refused as unavailable.
     links: Mutex<HashMap<String, (u64, u64)>>,
+    /// This host's own last heartbeat tick, and when it last resumed from a
+    /// pause (frozen, starved): see [`Shared::health`].
+    ticks: Mutex<(Instant, Instant)>,
     me: Weak<Shared>,
 }
 
@@ -386,6 +389,7 @@ impl Cluster {
             me: me.clone(),
             log,
             links: Mutex::default(),
+            ticks: Mutex::new((Instant::now(), Instant::now())),
             activations_kv: activations_kv.clone(),
             activations: Mutex::default(),
             placing: Mutex::default(),
@@ -485,6 +489,7 @@ impl Cluster {
             .map_err(|e| nats_err("heartbeat", e))?;
         client.flush().await.map_err(|e| nats_err("flush", e))?;
         tasks.push(tokio::spawn(heartbeat(
+            shared.clone(),
             hosts_kv.clone(),
             options.host_id.clone(),
             options.heartbeat,
@@ -564,10 +569,16 @@ impl Shared {
         if host == self.host_id {
             return HostHealth::Alive;
         }
+        // A host that was paused itself (SIGSTOP, a starved runtime) has
+        // not heard anyone meanwhile: it judges nobody dead until its own
+        // heartbeat runs again, and then gives each a fresh `dead-after`.
+        let (tick, resumed) = *self.ticks.lock().unwrap_or_else(|p| p.into_inner());
+        let paused = tick.elapsed() > self.dead_after / 2;
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         match peers.get(host) {
             Some(p) if p.left => HostHealth::Left,
-            Some(p) if p.last_seen.elapsed() < self.dead_after => HostHealth::Alive,
+            Some(_) if paused => HostHealth::Alive,
+            Some(p) if p.last_seen.max(resumed).elapsed() < self.dead_after => HostHealth::Alive,
             _ => HostHealth::Dead,
         }
     }
@@ -815,10 +826,27 @@ struct Beat {
     kinds: Vec<String>,
 }
 
-async fn heartbeat(kv: kv::Store, host: String, every: Duration, beat: Vec<u8>) {
+async fn heartbeat(
+    shared: Arc<Shared>,
+    kv: kv::Store,
+    host: String,
+    every: Duration,
+    beat: Vec<u8>,
+) {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    shared.ticks.lock().unwrap_or_else(|p| p.into_inner()).0 = Instant::now();
     loop {
         tick.tick().await;
+        {
+            let now = Instant::now();
+            let mut t = shared.ticks.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(t.0) > shared.dead_after / 2 {
+                tracing::warn!(target: "airssys_wasm::cluster", host = %host, "this host was paused for {:?}: the others get a fresh dead-after", now.duration_since(t.0));
+                t.1 = now;
+            }
+            t.0 = now;
+        }
         if let Err(e) = kv.put(&host, beat.clone().into()).await {
             tracing::warn!(target: "airssys_wasm::cluster", host = %host, "heartbeat not written: {e}");
         }
