@@ -50,6 +50,8 @@ pub(super) struct Log {
     held: Mutex<HashMap<String, u64>>,
     /// To passivate an activation whose log this host lost track of.
     router: std::sync::Weak<crate::actor::router::Router>,
+    /// This host's id (in its entries' ids).
+    host: String,
 }
 
 impl Log {
@@ -61,6 +63,7 @@ impl Log {
         kinds: Vec<String>,
         actors: Vec<String>,
         router: std::sync::Weak<crate::actor::router::Router>,
+        host: &str,
     ) -> Result<Log, String> {
         use jetstream::stream;
         let prefix = format!("airssys.{name}.durable");
@@ -86,6 +89,7 @@ impl Log {
             actors,
             held: Mutex::default(),
             router,
+            host: host.to_string(),
         })
     }
 
@@ -216,61 +220,37 @@ impl Log {
                 payload.extend_from_slice(&(all[i].bytes.len() as u64).to_le_bytes());
                 payload.extend_from_slice(&all[i].bytes);
             }
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                last.to_string().as_str(),
-            );
-            if let Some(id) = &all[part[0]].id {
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-            }
-            let acked = match self
-                .js
-                .publish_with_headers(subject.clone(), headers, payload.clone().into())
-                .await
-            {
-                Ok(f) => f.await,
-                Err(e) => Err(e),
-            };
-            use jetstream::context::PublishErrorKind as Kind;
-            match acked {
-                Ok(ack) if ack.duplicate => {
-                    out.extend(part.iter().map(|&i| (i, Fate::Duplicate)));
-                }
-                Ok(ack) => {
-                    last = ack.sequence;
+            // Every entry has an id, so a retry after a failed link is taken
+            // once (JetStream de-duplicates it): the entry lands at most once.
+            let id = all[part[0]]
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("e.{}.{}.{last}", self.host, super::key_of(actor)));
+            let outcome = self.append_entry(&subject, &id, last, &payload).await;
+            match outcome {
+                Landed::Yes(seq) => {
+                    last = seq;
                     out.extend(part.iter().map(|&i| (i, Fate::Appended)));
                 }
-                Err(e) => {
-                    // Another writer appended: this host no longer holds it.
-                    let outcome = if e.kind() == Kind::WrongLastSequence {
-                        Landed::Fenced
-                    } else {
-                        // The link failed or timed out: the entry may have
-                        // landed. Ask the log (once it answers) what it holds.
-                        self.landed(&subject, last, &payload).await
-                    };
-                    match outcome {
-                        Landed::Yes(seq) => {
-                            last = seq;
-                            out.extend(part.iter().map(|&i| (i, Fate::Appended)));
-                        }
-                        Landed::No => {
-                            let why = format!("its log in JetStream did not take it: {e}");
-                            out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
-                            refused = Some(why);
-                        }
-                        Landed::Fenced | Landed::Unknown => {
-                            let why = if outcome == Landed::Fenced {
-                                "another host appended to its log (it was placed there)".to_string()
-                            } else {
-                                format!("its log in JetStream cannot be reached: {e}")
-                            };
-                            out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
-                            refused = Some(why);
-                            lost = true;
-                        }
-                    }
+                Landed::Duplicate => {
+                    out.extend(part.iter().map(|&i| (i, Fate::Duplicate)));
+                }
+                Landed::No => {
+                    let why = "its log in JetStream did not take it".to_string();
+                    out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
+                    refused = Some(why);
+                }
+                Landed::Fenced => {
+                    let why = "another host appended to its log (it was placed there)".to_string();
+                    out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
+                    refused = Some(why);
+                    lost = true;
+                }
+                Landed::Unknown(e) => {
+                    let why = format!("its log in JetStream cannot be reached: {e}");
+                    out.extend(part.iter().map(|&i| (i, Fate::Refused(why.clone()))));
+                    refused = Some(why);
+                    lost = true;
                 }
             }
         }
@@ -286,6 +266,53 @@ impl Log {
                 .insert(actor.to_string(), last);
         }
         out
+    }
+
+    /// Appends one entry after `last`, retrying (same id, same expectation)
+    /// while the link fails, for at most [`RESOLVE_WITHIN`].
+    async fn append_entry(&self, subject: &str, id: &str, last: u64, payload: &[u8]) -> Landed {
+        use jetstream::context::PublishErrorKind as Kind;
+        let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+        let mut tried = false;
+        loop {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                last.to_string().as_str(),
+            );
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+            let acked = match self
+                .js
+                .publish_with_headers(subject.to_string(), headers, payload.to_vec().into())
+                .await
+            {
+                Ok(f) => f.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                // New, or an earlier try of this one (one writer: after `last`
+                // is this host's).
+                Ok(ack) if ack.sequence > last => return Landed::Yes(ack.sequence),
+                // The id was in the log before: an earlier message with it.
+                Ok(_) => return Landed::Duplicate,
+                Err(e) if e.kind() == Kind::WrongLastSequence => {
+                    // Another writer, or (after a failed try) this entry
+                    // itself: the log says which.
+                    return if tried {
+                        self.landed(subject, last, payload).await
+                    } else {
+                        Landed::Fenced
+                    };
+                }
+                Err(e) => {
+                    tried = true;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Landed::Unknown(e.to_string());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     /// After an append whose outcome is unknown (the link failed): whether
@@ -311,7 +338,7 @@ impl Log {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        Landed::Unknown
+        Landed::Unknown("the log did not say what it holds".into())
     }
 }
 
@@ -319,7 +346,7 @@ impl Log {
 const RESOLVE_WITHIN: Duration = Duration::from_secs(15);
 
 /// What the log says of an append whose outcome was unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Landed {
     /// It is the log's last entry, at this sequence.
     Yes(u64),
@@ -327,8 +354,10 @@ enum Landed {
     No,
     /// Another host appended.
     Fenced,
-    /// The log did not answer in time.
-    Unknown,
+    /// A message with its id was in the log before.
+    Duplicate,
+    /// The log did not answer in time (the last error).
+    Unknown(String),
 }
 
 /// Splits a log entry into its records.
@@ -446,6 +475,7 @@ mod tests {
                 vec!["kv".into()],
                 vec![],
                 std::sync::Weak::new(),
+                "h",
             )
             .await
             .unwrap(),

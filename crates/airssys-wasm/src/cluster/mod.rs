@@ -363,6 +363,7 @@ impl Cluster {
                 kinds,
                 movable,
                 Arc::downgrade(&router),
+                &options.host_id,
             )
             .await
             .map_err(|e| nats_err("the durable actors' log", e))?;
@@ -488,8 +489,11 @@ impl Cluster {
             .await
             .map_err(|e| nats_err("heartbeat", e))?;
         client.flush().await.map_err(|e| nats_err("flush", e))?;
-        tasks.push(tokio::spawn(heartbeat(
+        tasks.push(tokio::spawn(notice_pauses(
             shared.clone(),
+            options.heartbeat,
+        )));
+        tasks.push(tokio::spawn(heartbeat(
             hosts_kv.clone(),
             options.host_id.clone(),
             options.heartbeat,
@@ -826,30 +830,33 @@ struct Beat {
     kinds: Vec<String>,
 }
 
-async fn heartbeat(
-    shared: Arc<Shared>,
-    kv: kv::Store,
-    host: String,
-    every: Duration,
-    beat: Vec<u8>,
-) {
+async fn heartbeat(kv: kv::Store, host: String, every: Duration, beat: Vec<u8>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = kv.put(&host, beat.clone().into()).await {
+            tracing::warn!(target: "airssys_wasm::cluster", host = %host, "heartbeat not written: {e}");
+        }
+    }
+}
+
+/// Keeps [`Shared::ticks`]: a tick that comes more than half a `dead-after`
+/// late means this host was paused (frozen, starved), not that the others
+/// went quiet. No I/O here, so a slow NATS is not taken for a pause.
+async fn notice_pauses(shared: Arc<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     shared.ticks.lock().unwrap_or_else(|p| p.into_inner()).0 = Instant::now();
     loop {
         tick.tick().await;
-        {
-            let now = Instant::now();
-            let mut t = shared.ticks.lock().unwrap_or_else(|p| p.into_inner());
-            if now.duration_since(t.0) > shared.dead_after / 2 {
-                tracing::warn!(target: "airssys_wasm::cluster", host = %host, "this host was paused for {:?}: the others get a fresh dead-after", now.duration_since(t.0));
-                t.1 = now;
-            }
-            t.0 = now;
+        let now = Instant::now();
+        let mut t = shared.ticks.lock().unwrap_or_else(|p| p.into_inner());
+        let gap = now.duration_since(t.0);
+        if gap > shared.dead_after / 2 {
+            tracing::warn!(target: "airssys_wasm::cluster", host = %shared.host_id, "this host was paused for {gap:?}: the others get a fresh dead-after");
+            t.1 = now;
         }
-        if let Err(e) = kv.put(&host, beat.clone().into()).await {
-            tracing::warn!(target: "airssys_wasm::cluster", host = %host, "heartbeat not written: {e}");
-        }
+        t.0 = now;
     }
 }
 
