@@ -47,6 +47,11 @@ pub(crate) struct Cell {
     pub(crate) touched: AtomicBool,
     /// Asked to passivate (to make room for another virtual actor).
     pub(crate) evict: AtomicBool,
+    /// With `evict`: this host no longer holds the actor's durable log (a
+    /// cluster's log moved on): the activation ends whatever it has queued
+    /// (all of it is in the log) and leaves the registry, so its next
+    /// message goes through placement and is rebuilt from the log.
+    pub(crate) abandon: AtomicBool,
     /// In the eviction queue (at most once).
     pub(crate) in_lru: AtomicBool,
     /// The control channel of a virtual actor's task, while it has one.
@@ -166,6 +171,7 @@ impl Cell {
             fuel_consumed: AtomicU64::new(0),
             touched: AtomicBool::new(false),
             evict: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
             in_lru: AtomicBool::new(false),
             ctrl: Mutex::new(None),
         }

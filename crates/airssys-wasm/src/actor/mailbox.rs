@@ -388,7 +388,20 @@ impl Mailbox {
 
     /// Takes everything queued.
     pub(crate) fn drain(&self) -> Vec<Envelope> {
+        let lanes = self.lock();
+        self.take_all(lanes)
+    }
+
+    /// Retires the mailbox whatever it holds (no push succeeds after) and
+    /// takes everything queued, in one step.
+    pub(crate) fn retire_draining(&self) -> Vec<Envelope> {
         let mut lanes = self.lock();
+        lanes.attached = false;
+        lanes.retired = true;
+        self.take_all(lanes)
+    }
+
+    fn take_all(&self, mut lanes: std::sync::MutexGuard<'_, Lanes>) -> Vec<Envelope> {
         let mut all: Vec<Envelope> = lanes.system.drain(..).collect();
         all.extend(
             lanes

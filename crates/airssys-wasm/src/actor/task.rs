@@ -197,6 +197,10 @@ impl ActorTask {
                         id: self.cell.id().clone(),
                     });
                     if self.cell.is_virtual {
+                        if self.cell.abandon.swap(false, Ordering::AcqRel) {
+                            self.abandon();
+                            return;
+                        }
                         if self.detach(true) {
                             return;
                         }
@@ -787,9 +791,31 @@ impl ActorTask {
         self.record_usage(instance);
     }
 
+    /// This host no longer holds the actor's log ([`Cell::abandon`]): the
+    /// activation ends here whatever it has queued (its messages are in the
+    /// log, for whichever host holds it next; a request among them is
+    /// answered `stopped`), and leaves the registry, so the next message goes
+    /// through placement and a rebuild from the log.
+    ///
+    /// [`Cell::abandon`]: super::cell::Cell::abandon
+    fn abandon(&mut self) {
+        if let Some(env) = self.carry.take() {
+            self.discard(vec![env], DeadLetterReason::Stopped);
+        }
+        let queued = self.cell.mailbox.retire_draining();
+        self.discard(queued, DeadLetterReason::Stopped);
+        *self.cell.ctrl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.router.retire(&self.cell);
+        tracing::info!(actor = %self.cell.id(), "its log is held elsewhere now: this activation ended");
+    }
+
     /// Everything still queued becomes a dead letter (requests are answered).
     fn discard_queued(&self, reason: DeadLetterReason) {
-        for env in self.cell.mailbox.drain() {
+        self.discard(self.cell.mailbox.drain(), reason);
+    }
+
+    fn discard(&self, envelopes: Vec<Envelope>, reason: DeadLetterReason) {
+        for env in envelopes {
             match env {
                 // A durable message stays in the log, for the next start.
                 Envelope::Message {

@@ -121,6 +121,8 @@ impl Log {
     /// Asks an activation of `actor` on this host (if any) to passivate.
     fn passivate(&self, actor: &str) {
         if let Some(cell) = self.router.upgrade().and_then(|r| r.get(actor)) {
+            cell.abandon
+                .store(true, std::sync::atomic::Ordering::Release);
             cell.evict.store(true, std::sync::atomic::Ordering::Release);
             cell.mailbox.poke();
         }

@@ -862,7 +862,9 @@ async fn notice_pauses(shared: Arc<Shared>, every: Duration) {
 
 /// Follows bucket `kv` from its current values on: `on` sees every entry; a
 /// watch that ends (the server restarted, the link broke) is made again.
-/// `ready` is told once the first watch is open.
+/// `ready` is told once `on` has seen the bucket's current values (not
+/// merely once the watch is open: a host that joins must know who is alive
+/// before it claims anything).
 pub(super) async fn watch(
     kv: kv::Store,
     what: &'static str,
@@ -872,13 +874,25 @@ pub(super) async fn watch(
     loop {
         match kv.watch_with_history(">").await {
             Ok(mut w) => {
-                if let Some(r) = ready.take() {
+                if ready.is_some() {
                     // An empty bucket delivers nothing: ready at once.
-                    let _ = r.send(());
+                    let mut stream = kv.stream.clone();
+                    let empty = stream.info().await.map_or(true, |i| i.state.messages == 0);
+                    if empty {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
                 }
                 while let Some(e) = w.next().await {
                     let Ok(e) = e else { break };
+                    let current = e.seen_current;
                     on(e);
+                    if current {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
                 }
             }
             Err(e) => {
