@@ -20,6 +20,7 @@
 
 pub(crate) mod cell;
 pub(crate) mod dead_letters;
+pub(crate) mod deadlines;
 pub(crate) mod events;
 pub(crate) mod link;
 pub(crate) mod mailbox;

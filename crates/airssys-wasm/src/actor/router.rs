@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, Semaphore};
-use tokio::task::AbortHandle;
 
 use super::cell::Cell;
 use super::dead_letters::DeadLetters;
+use super::deadlines::{Due, OnDue};
 use super::events::{ActorState, DeadLetter, DeadLetterReason, SystemEvent};
 use super::mailbox::{pack, unpack, PushError, Pushed, ReplyTo};
 use super::residency::Residency;
@@ -82,14 +82,16 @@ pub(super) struct Pending {
     pub(super) incarnation: u64,
     pub(super) target: Arc<str>,
     pub(super) timeout: Duration,
-    pub(super) timer: Option<AbortHandle>,
 }
 
 /// An armed timer.
 pub(super) struct Timer {
     pub(super) owner: Arc<Cell>,
     pub(super) incarnation: u64,
-    pub(super) abort: Option<AbortHandle>,
+    /// Where and what it delivers, and the budget it holds until then.
+    pub(super) target: String,
+    pub(super) msg: Message,
+    pub(super) charge: Option<Charge>,
 }
 
 /// A component whose actors are activated on demand as `component/key`.
@@ -123,6 +125,35 @@ impl Default for Counters {
     }
 }
 
+impl OnDue for Router {
+    fn on_due(this: &Arc<Self>, due: Due) {
+        match due {
+            Due::Request(corr) => this.expire(corr),
+            Due::Timer(id) => this.fire(id),
+        }
+    }
+
+    fn is_pending(&self, due: &Due) -> bool {
+        match due {
+            Due::Request(c) => self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(c),
+            Due::Timer(id) => self
+                .timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(id),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+            + self.timers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 pub(crate) struct Router {
     actors: RwLock<HashMap<Arc<str>, Arc<Cell>>>,
     kinds: RwLock<HashMap<String, VirtualKind>>,
@@ -130,6 +161,8 @@ pub(crate) struct Router {
     pub(super) pending: Mutex<HashMap<u64, Pending>>,
     /// Armed `send-after` timers (`timers`), by id.
     pub(super) timers: Mutex<HashMap<u64, Timer>>,
+    /// When each pending request times out and each timer fires (one task).
+    pub(super) deadlines: Arc<super::deadlines::Deadlines>,
     pub(super) next_id: AtomicU64,
     pub(crate) topics: Topics,
     dead: DeadLetters,
@@ -165,6 +198,7 @@ impl Router {
             kinds: RwLock::default(),
             pending: Mutex::default(),
             timers: Mutex::default(),
+            deadlines: Arc::default(),
             next_id: AtomicU64::new(1),
             topics: Topics::default(),
             dead: DeadLetters::default(),
@@ -178,6 +212,12 @@ impl Router {
             activate,
             remote: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Arms `due` on the system's one deadline task.
+    pub(crate) fn arm(self: &Arc<Self>, after: Duration, due: Due) {
+        self.deadlines
+            .arm(after, due, &self.runtime, Arc::downgrade(self));
     }
 
     /// Installs the transport to the other hosts (once).
@@ -775,9 +815,6 @@ impl Router {
                 .retain(|_, p| {
                     let mine = Arc::ptr_eq(&p.requester, cell) && p.incarnation == incarnation;
                     if mine {
-                        if let Some(t) = &p.timer {
-                            t.abort();
-                        }
                         n += 1;
                     }
                     !mine
@@ -788,9 +825,6 @@ impl Router {
                 .retain(|_, t| {
                     let mine = Arc::ptr_eq(&t.owner, cell) && t.incarnation == incarnation;
                     if mine {
-                        if let Some(a) = &t.abort {
-                            a.abort();
-                        }
                         n += 1;
                     }
                     !mine

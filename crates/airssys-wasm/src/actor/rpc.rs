@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cell::Cell;
+use super::deadlines::Due;
 use super::events::DeadLetterReason;
 use super::mailbox::{Envelope, Pushed, ReplyTo};
 use super::router::{Pending, Router};
@@ -39,7 +40,6 @@ impl Router {
                     incarnation,
                     target: Arc::from(target),
                     timeout,
-                    timer: None,
                 },
             );
         requester.pending.fetch_add(1, Ordering::Relaxed);
@@ -50,19 +50,7 @@ impl Router {
             return Err(e);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let router = self.clone();
-        let timer = self.runtime.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            router.expire(corr);
-        });
-        if let Some(p) = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&corr)
-        {
-            p.timer = Some(timer.abort_handle());
-        }
+        self.arm(timeout, Due::Request(corr));
         Ok(corr)
     }
 
@@ -83,9 +71,6 @@ impl Router {
             }
             return;
         };
-        if let Some(t) = &p.timer {
-            t.abort();
-        }
         p.requester.pending.fetch_sub(1, Ordering::Relaxed);
         // The requester takes no reply larger than it may send itself.
         let cap = p.requester.options().max_message_bytes;
@@ -131,7 +116,9 @@ impl Router {
         }
     }
 
-    fn expire(self: &Arc<Self>, corr: u64) {
+    /// Request `corr`'s deadline ([`Due::Request`]): a timeout, unless it
+    /// was answered or cancelled meanwhile.
+    pub(super) fn expire(self: &Arc<Self>, corr: u64) {
         let Some(p) = self.take_pending(corr) else {
             return;
         };
@@ -159,10 +146,7 @@ impl Router {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         match pending.get(&corr) {
             Some(p) if Arc::ptr_eq(&p.requester, owner) => {
-                if let Some(p) = pending.remove(&corr) {
-                    if let Some(t) = p.timer {
-                        t.abort();
-                    }
+                if pending.remove(&corr).is_some() {
                     owner.pending.fetch_sub(1, Ordering::Relaxed);
                 }
                 true

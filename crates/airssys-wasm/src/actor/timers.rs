@@ -1,5 +1,7 @@
-//! Timers (`send-after`): one task per armed timer, charged to its owner's
-//! host budget until it fires or is cancelled; dropped with the instance.
+//! Timers (`send-after`): armed on the system's one deadline task
+//! ([`deadlines`](super::deadlines)), charged to its owner's host budget
+//! until it fires or is cancelled; dropped with the instance. (Durable
+//! timers, below, are rarer and keep a task each.)
 //!
 //! A durable actor's timers armed while it handles durable messages are
 //! durable (like Orleans reminders): stored with the call's transaction,
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cell::{Cell, DURABLE_TIMER};
+use super::deadlines::Due;
 use super::mailbox::{pack, unpack};
 use super::router::{Router, Timer};
 use crate::bindings::{now_millis, Message};
@@ -42,32 +45,28 @@ impl Router {
                 Timer {
                     owner: owner.clone(),
                     incarnation,
-                    abort: None,
+                    target,
+                    msg,
+                    charge,
                 },
             );
         owner.pending.fetch_add(1, Ordering::Relaxed);
-        let router = self.clone();
-        let task = self.runtime.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let fired = router
-                .timers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            if let Some(t) = fired {
-                t.owner.pending.fetch_sub(1, Ordering::Relaxed);
-                let _ = router.deliver(&target, msg, None, charge);
-            }
-        });
-        if let Some(t) = self
+        self.arm(delay, Due::Timer(id));
+        id
+    }
+
+    /// Timer `id`'s deadline ([`Due::Timer`]): delivers, unless it was
+    /// cancelled (or its owner's instance dropped) meanwhile.
+    pub(super) fn fire(self: &Arc<Self>, id: u64) {
+        let fired = self
             .timers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            t.abort = Some(task.abort_handle());
+            .remove(&id);
+        if let Some(t) = fired {
+            t.owner.pending.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.deliver(&t.target, t.msg, None, t.charge);
         }
-        id
     }
 
     /// A durable timer, armed during `owner`'s durable group: committed with
@@ -208,10 +207,7 @@ impl Router {
         let mut timers = self.timers.lock().unwrap_or_else(|p| p.into_inner());
         match timers.get(&id) {
             Some(t) if Arc::ptr_eq(&t.owner, owner) => {
-                if let Some(t) = timers.remove(&id) {
-                    if let Some(a) = t.abort {
-                        a.abort();
-                    }
+                if timers.remove(&id).is_some() {
                     owner.pending.fetch_sub(1, Ordering::Relaxed);
                 }
                 true
