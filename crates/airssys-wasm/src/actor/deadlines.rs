@@ -60,7 +60,8 @@ impl Deadlines {
     }
 
     /// Entries in the heap (answered ones included until due or compacted).
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().due.len()
     }
 
