@@ -7,10 +7,12 @@
 //! order, each later than the armed one). A deadline whose request was
 //! answered, or whose timer was cancelled, is not looked for: it stays in
 //! the heap until due and is then skipped (its entry in `pending` or
-//! `timers` is gone). So that this cannot grow with the requests answered,
-//! the heap is compacted to what is still pending when it holds more than
-//! twice that (and more than [`COMPACT_ABOVE`]): memory follows what is
-//! pending, which each actor's budget bounds.
+//! `timers` is gone). So that this cannot grow with the requests answered
+//! (a long timeout would keep the task asleep meanwhile), a push that takes
+//! the heap past twice its size after the last compaction (and past
+//! [`COMPACT_ABOVE`]) wakes the task to compact it to what is still pending:
+//! memory follows what is pending, which each actor's budget bounds, and
+//! each push pays O(1) of it amortized.
 //!
 //! The module knows nothing of the router: what is due goes to an
 //! [`OnDue`] (the router implements it).
@@ -52,6 +54,8 @@ struct Heap {
     due: BinaryHeap<Reverse<(Instant, Due)>>,
     /// What the task sleeps until (`None`: nothing, or not asleep yet).
     armed: Option<Instant>,
+    /// Past this many entries the task compacts (0: [`COMPACT_ABOVE`]).
+    compact_at: usize,
 }
 
 impl Deadlines {
@@ -72,8 +76,9 @@ impl Deadlines {
         if earlier {
             h.armed = Some(at);
         }
+        let crowded = h.due.len() > h.compact_at.max(COMPACT_ABOVE);
         drop(h);
-        if earlier {
+        if earlier || crowded {
             // A permit is kept if the task is not waiting yet: never lost.
             self.notify.notify_one();
         }
@@ -95,10 +100,11 @@ impl Deadlines {
 
     fn compact(&self, owner: &impl OnDue) {
         let mut h = self.lock();
-        if h.due.len() <= COMPACT_ABOVE || h.due.len() <= 2 * owner.pending() {
+        if h.due.len() <= h.compact_at.max(COMPACT_ABOVE) {
             return;
         }
         h.due.retain(|Reverse((_, due))| owner.is_pending(due));
+        h.compact_at = 2 * h.due.len();
     }
 
     /// Arms `due` to happen `after` from now; the first deadline starts the
@@ -126,8 +132,6 @@ pub(crate) trait OnDue: Send + Sync + 'static {
     fn on_due(this: &Arc<Self>, due: Due);
     /// Whether `due` still waits (compaction keeps it).
     fn is_pending(&self, due: &Due) -> bool;
-    /// How many wait.
-    fn pending(&self) -> usize;
 }
 
 /// The task: sleeps until the earliest deadline (or an earlier one is
@@ -172,9 +176,6 @@ mod tests {
         fn is_pending(&self, due: &Due) -> bool {
             self.pending.lock().unwrap().contains(due)
         }
-        fn pending(&self) -> usize {
-            self.pending.lock().unwrap().len()
-        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -208,25 +209,25 @@ mod tests {
         let log = Arc::new(Log::default());
         let d = Arc::new(Deadlines::default());
         let rt = tokio::runtime::Handle::current();
-        // 20,000 requests with a long timeout, all answered at once.
-        for c in 0..20_000 {
-            d.arm(
-                Duration::from_secs(60),
-                Due::Request(c),
-                &rt,
-                Arc::downgrade(&log),
-            );
+        let owner = || Arc::downgrade(&log);
+        // 100 pending for an hour, then 20,000 requests with a longer
+        // timeout, each answered at once: no deadline wakes the task, yet
+        // the heap is compacted as it grows.
+        for c in 0..100 {
+            log.pending.lock().unwrap().insert(Due::Request(c));
+            d.arm(Duration::from_secs(3600), Due::Request(c), &rt, owner());
         }
-        log.pending.lock().unwrap().insert(Due::Request(99_999));
-        // An earlier deadline wakes the task, which compacts the heap.
-        d.arm(
-            Duration::from_millis(1),
-            Due::Request(99_999),
-            &rt,
-            Arc::downgrade(&log),
-        );
+        for c in 100..20_100 {
+            d.arm(Duration::from_secs(7200), Due::Request(c), &rt, owner());
+            if c % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(*log.fired.lock().unwrap(), [Due::Request(99_999)]);
-        assert!(d.len() <= COMPACT_ABOVE, "{} entries kept", d.len());
+        assert!(d.len() <= 2 * COMPACT_ABOVE, "{} entries kept", d.len());
+        assert!(log.fired.lock().unwrap().is_empty());
+        // What was pending stayed armed.
+        tokio::time::sleep(Duration::from_secs(3601)).await;
+        assert_eq!(log.fired.lock().unwrap().len(), 100);
     }
 }

@@ -147,11 +147,6 @@ impl OnDue for Router {
                 .contains_key(id),
         }
     }
-
-    fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
-            + self.timers.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 pub(crate) struct Router {
